@@ -1,0 +1,78 @@
+# rlft: the front door. `make sft dpo` on a fresh clone sets everything up and runs.
+# Variables: RECIPE (a recipe folder), MODEL (hub id or folder replacing the recipe's model),
+# RUNS (where runs go), NPROC (processes for accelerate launch), ACCELERATE_CONFIG, ARGS
+# (extra `--set key=value` words, e.g. ARGS="--set train.max_steps=10"), TORCH_INDEX.
+
+PYTHON ?= python3
+VENV ?= .venv
+RECIPE ?= recipes/customer_support
+RUNS ?= runs
+NPROC ?= 1
+MODEL ?=
+ARGS ?=
+ACCELERATE_CONFIG ?=
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?=
+
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.rlft-installed
+export RLFT_RUNS := $(RUNS)
+SETS := $(if $(MODEL),--set model=$(MODEL)) $(ARGS)
+ifeq ($(NPROC),1)
+  RLFT := $(PY) -m rlft.cli
+else
+  RLFT := $(VENV)/bin/accelerate launch --num_processes $(NPROC) $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG)) -m rlft.cli
+endif
+
+.PHONY: help setup base sft dpo eval table test test-fast lint clean
+.DEFAULT_GOAL := help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  variables: RECIPE=$(RECIPE) MODEL=$(MODEL) RUNS=$(RUNS) NPROC=$(NPROC) ARGS=$(ARGS)"
+
+# The virtual environment is made on first use and reused after. Without a GPU the torch
+# build pip takes here is the CPU one; set TORCH_INDEX to a CPU wheel index elsewhere.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@if command -v nvidia-smi >/dev/null 2>&1; then \
+	  $(PY) -m pip install -q "torch==$(TORCH_VERSION)"; \
+	else \
+	  $(PY) -m pip install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
+	fi
+	@$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)  ## make the virtual environment (done by every target on first use)
+
+base: $(STAMP)  ## pretrain rlft-tiny from scratch (about 25 minutes on 2 CPU cores)
+	$(RLFT) base --recipe $(RECIPE)/base.yaml $(SETS)
+
+sft: $(STAMP)  ## supervised fine-tuning, then evaluation
+	$(RLFT) sft --recipe $(RECIPE)/sft.yaml $(SETS)
+
+dpo: $(STAMP)  ## DPO from the SFT run, then evaluation and the SFT-vs-DPO table
+	$(RLFT) dpo --recipe $(RECIPE)/dpo.yaml $(SETS)
+
+eval: $(STAMP)  ## evaluate the latest runs of RECIPE again (writes eval.json)
+	@for stage in sft dpo; do \
+	  d=$(RUNS)/$(notdir $(RECIPE))/$$stage; \
+	  if [ -f $$d/manifest.json ]; then $(PY) -m rlft.cli eval --run $$d || exit $$?; fi; \
+	done
+
+table: $(STAMP)  ## print the results table of the finished runs of RECIPE
+	@$(PY) -m rlft.cli table $(wildcard $(RUNS)/$(notdir $(RECIPE))/sft $(RUNS)/$(notdir $(RECIPE))/dpo)
+
+test: $(STAMP)  ## run the whole test suite (what CI runs)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)  ## the test suite without the slow end-to-end tests
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(STAMP)  ## ruff
+	$(VENV)/bin/ruff check rlft tests reward_models
+
+clean:  ## remove the virtual environment and caches (never runs/: nothing trained is deleted)
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,132 @@
+"""`rlft <stage> --recipe FILE [--set key=value]... [--output-dir DIR] [--force] [--resume]`.
+
+Also `rlft eval --run DIR`, `rlft compare RUN... --out DIR` and `rlft data export NAME --out DIR`.
+Bad input of any kind ends with one paragraph on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from rlft.errors import InputError
+
+TRAINING_STAGES = ("base", "sft", "dpo")
+PREVIOUS = {"sft": None, "dpo": "sft", "rm": "sft", "ppo": "sft", "grpo": "sft", "base": None}
+
+
+def _quiet() -> None:
+    """The user sees progress and results, not a wall of library warnings."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rlft", description="RL and preference tuning of language models.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for stage in TRAINING_STAGES:
+        s = sub.add_parser(stage, help=f"run the {stage} stage")
+        s.add_argument("--recipe", required=True, help="recipe YAML (e.g. recipes/customer_support/sft.yaml)")
+        s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+        s.add_argument("--output-dir", help="run folder (default runs/<recipe name>/<stage>)")
+        s.add_argument("--force", action="store_true", help="replace a complete run or an interrupted attempt")
+        s.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+        s.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
+        s.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
+    e = sub.add_parser("eval", help="evaluate a finished run (writes eval.json)")
+    e.add_argument("--run", required=True)
+    e.add_argument("--tasks", help="tasks file in the contract format (default: the run's recipe)")
+    e.add_argument("--out", help="where to write eval.json (default: inside the run)")
+    d = sub.add_parser("data", help="built-in data sets")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    dsub.add_parser("list", help="list the built-in data sets")
+    x = dsub.add_parser("export", help="write a built-in data set as JSONL")
+    x.add_argument("name")
+    x.add_argument("--out", required=True, help="folder to write NAME.jsonl into")
+    x.add_argument("--seed", type=int, default=0)
+    x.add_argument("-n", type=int, default=2000, help="rows for generated sets")
+    t = sub.add_parser("table", help="print the results table of finished runs")
+    t.add_argument("runs", nargs="+")
+    return p
+
+
+def stage_main(args) -> int:
+    from rlft import config, runs
+
+    recipe = config.load_recipe(args.command, args.recipe, args.set)
+    name = config.recipe_name(args.recipe)
+    if recipe.parent is None and PREVIOUS.get(args.command):
+        recipe.parent = str(Path(os.environ.get("RLFT_RUNS", "runs")) / name / PREVIOUS[args.command])
+    out = Path(args.output_dir or Path(os.environ.get("RLFT_RUNS", "runs")) / name / args.command)
+    if args.print_config:
+        print(json.dumps(config.to_dict(recipe), indent=2))
+        return 0
+    if args.no_eval:
+        recipe.eval.enabled = False
+    if args.command == "base":
+        from rlft.stages import base as stage
+    elif args.command == "sft":
+        from rlft.stages import sft as stage
+    elif args.command == "dpo":
+        from rlft.stages import dpo as stage
+    else:
+        raise InputError(f"unknown stage {args.command!r}")
+    manifest = stage.run(recipe, out, recipe_path=args.recipe, force=args.force, resume=args.resume)
+    if manifest is not None and recipe.eval.enabled and args.command != "base" and runs.is_main_process():
+        from rlft.eval import harness
+
+        harness.evaluate_run(out)
+    if runs.is_main_process():
+        from rlft.eval import report
+
+        print(report.stage_table([out]))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet()
+    args = _parser().parse_args(argv)
+    try:
+        if args.command in TRAINING_STAGES:
+            return stage_main(args)
+        if args.command == "eval":
+            from rlft.eval import harness
+
+            result = harness.evaluate_run(Path(args.run), tasks_file=args.tasks, out=args.out)
+            print(f"task accuracy {result['task_accuracy']:.3f}, tone {result['tone_score']:.3f}")
+            return 0
+        if args.command == "table":
+            from rlft.eval import report
+
+            print(report.stage_table([Path(r) for r in args.runs]))
+            return 0
+        if args.command == "data":
+            from rlft import data
+
+            if args.data_command == "list":
+                print("\n".join(data.BUILTIN))
+                return 0
+            rows = data.builtin(args.name, args.seed, args.n)
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            data.write_jsonl(rows, out / f"{args.name}.jsonl")
+            print(f"wrote {len(rows)} rows to {out / (args.name + '.jsonl')}")
+            return 0
+    except InputError as e:
+        print(f"rlft: error: {e}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""Typed recipes: one dataclass per stage, defaults in one place, loaded from YAML.
+
+A recipe file holds the keys of one stage. Unknown keys and wrong types are errors that
+name the file, the key and what is accepted; `--set key=value` overrides get the same
+checks. Nothing in rlft reads a recipe any other way: no `cfg.get(key, default)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from rlft.errors import InputError
+
+
+@dataclass
+class DataCfg:
+    train: str = "harbor_sft"
+    """A built-in data set name (see `rlft data list`) or a JSONL/JSON/Parquet/CSV file."""
+    validation: str | None = "harbor_sft_val"
+    """Validation data, same forms as `train`; null for none."""
+    n_train: int = 2000
+    """Rows generated for a built-in training set (ignored for files)."""
+    n_val: int = 200
+    """Rows generated for a built-in validation set (ignored for files)."""
+    max_length: int = 256
+    """Longest tokenized example; longer prompts are refused before training."""
+
+
+@dataclass
+class QuantCfg:
+    load_in_4bit: bool = False
+    """Load the frozen base in 4-bit (bitsandbytes) and train LoRA on top: QLoRA."""
+    quant_type: str = "nf4"
+    """4-bit data type: nf4 or fp4."""
+    double_quant: bool = True
+    """Quantize the quantization constants too (saves about 0.4 bit per parameter)."""
+    compute_dtype: str = "float32"
+    """dtype of the 4-bit matmuls: float32, bfloat16 or float16."""
+
+
+@dataclass
+class LoraCfg:
+    enabled: bool = False
+    """Train a LoRA adapter instead of all weights (always on with 4-bit)."""
+    r: int = 16
+    """Rank of the adapter."""
+    alpha: int = 32
+    """Scale: the update is alpha / r * B @ A."""
+    dropout: float = 0.0
+    """Dropout on the adapter input."""
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    """Module names to adapt, or ["all-linear"]."""
+
+
+@dataclass
+class TrainCfg:
+    learning_rate: float = 1e-3
+    num_epochs: float = 1.0
+    max_steps: int = -1
+    """Stop after this many optimizer steps; -1 for num_epochs."""
+    batch_size: int = 16
+    grad_accum: int = 1
+    warmup_ratio: float = 0.05
+    lr_scheduler: str = "cosine"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    logging_steps: int = 10
+    eval_steps: int = 50
+    """Evaluate the validation loss every N steps (0: only at the end)."""
+    save_steps: int = 50
+    """Write a checkpoint every N steps (resumable with --resume)."""
+    early_stopping_patience: int = 0
+    """Stop when the validation loss has not improved for this many evaluations (0: off)."""
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    optim: str = "adamw_torch"
+    """Optimizer name as transformers knows it (e.g. paged_adamw_8bit on GPUs)."""
+
+
+@dataclass
+class EvalCfg:
+    enabled: bool = True
+    """Run the evaluation harness at the end of the stage."""
+    tasks: str = "harbor_eval"
+    """Tasks file (contract format) or a built-in name."""
+    n_tasks: int = 110
+    max_new_tokens: int = 96
+    batch_size: int = 32
+    n_general: int = 64
+    """Held-out chitchat conversations for general NLL and KL."""
+    n_samples: int = 4
+    """Prompts shown side by side with the parent's answers."""
+
+
+@dataclass
+class BaseCfg:
+    """Pretraining of the shipped base model (rlft-tiny) from scratch."""
+
+    vocab_size: int = 4096
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 704
+    context_length: int = 256
+    skill_chats: int = 60000
+    """Prior-skill chats (counting) in the mixture."""
+    harbor_chats: int = 6000
+    """Harbor Goods dialogues of mixed tone in the mixture."""
+    chitchat_repeats: int = 2
+    """How many times the chitchat training part is repeated in the mixture."""
+    export_to: str | None = None
+    """Also copy the finished model here (e.g. rlft/assets/rlft-tiny)."""
+
+
+@dataclass
+class SftCfg:
+    assistant_only_loss: bool = True
+    """Loss on the assistant's tokens only (needs {% generation %} in the chat template)."""
+    packing: bool = False
+    freeze_embeddings: bool = False
+    freeze_layers: int = 0
+    """Freeze the first N transformer layers (full fine-tuning only)."""
+    freeze_modules: list[str] = field(default_factory=list)
+    """Freeze parameters whose name contains any of these strings."""
+    merge_adapter: bool = False
+    """Also save the adapter merged into the base as a plain transformers model."""
+
+
+@dataclass
+class DpoCfg:
+    beta: float = 0.1
+    """Strength of the pull toward the reference (the SFT policy)."""
+    loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
+    """TRL loss names: sigmoid (DPO), ipo, hinge, robust, apo_zero, apo_down, sft (NLL on chosen) ...,
+    several for a mixture; or [kto] for KTO on the pairs split into desirable/undesirable answers."""
+    loss_weights: list[float] | None = None
+    """Weights of a loss mixture, one per loss_type."""
+    label_smoothing: float = 0.0
+    """Assumed label noise for the robust loss."""
+    precompute_ref_log_probs: bool = False
+    """Score the reference once before training, so no reference copy stays in memory."""
+    skip_bad_rows: bool = False
+    """Skip (and list in the manifest) pairs whose prompt does not fit, instead of refusing."""
+
+
+@dataclass
+class Recipe:
+    model: str = "rlft-tiny"
+    """rlft-tiny, a hub id, or a folder saved with save_pretrained."""
+    parent: str | None = None
+    """The run this stage continues from; null: the stage's default."""
+    seed: int = 0
+    dtype: str = "float32"
+    """Weights dtype for full-precision loading: float32, bfloat16 or float16."""
+    trust_remote_code: bool = False
+    data: DataCfg = field(default_factory=DataCfg)
+    quant: QuantCfg = field(default_factory=QuantCfg)
+    lora: LoraCfg = field(default_factory=LoraCfg)
+    train: TrainCfg = field(default_factory=TrainCfg)
+    eval: EvalCfg = field(default_factory=EvalCfg)
+
+
+@dataclass
+class BaseRecipe(Recipe):
+    base: BaseCfg = field(default_factory=BaseCfg)
+
+
+@dataclass
+class SftRecipe(Recipe):
+    sft: SftCfg = field(default_factory=SftCfg)
+
+
+@dataclass
+class DpoRecipe(Recipe):
+    dpo: DpoCfg = field(default_factory=DpoCfg)
+
+
+STAGES: dict[str, type[Recipe]] = {"base": BaseRecipe, "sft": SftRecipe, "dpo": DpoRecipe}
+
+
+# --- loading and checking ------------------------------------------------------------------
+
+
+def _type_name(tp: typing.Any) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _check(value: typing.Any, tp: typing.Any, where: str) -> typing.Any:
+    """Return value converted to tp, or raise InputError naming `where`."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check(value, option, where)
+            except InputError as e:
+                errors.append(str(e))
+        raise InputError(f"{where}: expected {' or '.join(_type_name(o) for o in options)}, got {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, str):  # "--set lora.target_modules=q_proj,v_proj"
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list):
+            raise InputError(f"{where}: expected a list, got {value!r}")
+        return [_check(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: expected a mapping of {tp.__name__} keys, got {value!r}")
+        return _build(tp, value, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-4 (no dot) as text
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise InputError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _build(cls: type, values: dict, where: str) -> typing.Any:
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise InputError(f"{where}: unknown key {key!r}. Accepted keys: {', '.join(known)}.")
+        kwargs[key] = _check(value, hints[key], f"{where}.{key}" if not where.endswith(":") else f"{where} {key}")
+    return cls(**kwargs)
+
+
+def _parse_scalar(text: str) -> typing.Any:
+    """A --set value is read as YAML (safe loader): 3, 1e-4, true, null, [a, b], text."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def apply_override(values: dict, assignment: str) -> None:
+    if "=" not in assignment:
+        raise InputError(f"--set {assignment!r}: expected key=value, for example --set train.learning_rate=1e-4")
+    key, text = assignment.split("=", 1)
+    node = values
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise InputError(f"--set {key}: {part!r} is not a section")
+    node[parts[-1]] = _parse_scalar(text)
+
+
+def load_recipe(stage: str, path: str | Path | None, overrides: list[str] = ()) -> Recipe:
+    """Read a recipe YAML for `stage`, apply --set overrides, and check every key and type."""
+    if stage not in STAGES:
+        raise InputError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    values: dict = {}
+    where = "defaults"
+    if path is not None:
+        path = Path(path)
+        where = str(path)
+        if not path.is_file():
+            raise InputError(f"recipe {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise InputError(f"recipe {path} is not valid YAML: {e}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise InputError(f"recipe {path}: the top level must be a mapping of keys, not {type(loaded).__name__}")
+        values = loaded or {}
+    for assignment in overrides:
+        apply_override(values, assignment)
+        where = f"{where} (with --set)" if "--set" not in where else where
+    recipe = _build(STAGES[stage], values, f"{where}:")
+    _check_values(recipe, where)
+    return recipe
+
+
+def _check_values(recipe: Recipe, where: str) -> None:
+    """Ranges that types alone cannot say."""
+    positive = {
+        "data.n_train": recipe.data.n_train, "data.max_length": recipe.data.max_length,
+        "train.batch_size": recipe.train.batch_size, "train.grad_accum": recipe.train.grad_accum,
+        "train.logging_steps": recipe.train.logging_steps, "train.save_steps": recipe.train.save_steps,
+        "lora.r": recipe.lora.r, "eval.max_new_tokens": recipe.eval.max_new_tokens,
+        "eval.batch_size": recipe.eval.batch_size,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise InputError(f"{where}: {key} must be positive, got {value}")
+    if recipe.train.learning_rate <= 0:
+        raise InputError(f"{where}: train.learning_rate must be positive, got {recipe.train.learning_rate}")
+    if recipe.train.num_epochs <= 0 and recipe.train.max_steps <= 0:
+        raise InputError(f"{where}: set train.num_epochs > 0 or train.max_steps > 0")
+    if recipe.dtype not in ("float32", "bfloat16", "float16"):
+        raise InputError(f"{where}: dtype must be float32, bfloat16 or float16, got {recipe.dtype!r}")
+    if recipe.quant.quant_type not in ("nf4", "fp4"):
+        raise InputError(f"{where}: quant.quant_type must be nf4 or fp4, got {recipe.quant.quant_type!r}")
+
+
+def to_dict(recipe: Recipe) -> dict:
+    return dataclasses.asdict(recipe)
+
+
+def recipe_name(path: str | Path | None) -> str:
+    """runs/<recipe name>/<stage>: the recipe's folder name (recipes/customer_support/sft.yaml)."""
+    return Path(path).resolve().parent.name if path else "default"

@@ -1,0 +1,114 @@
+"""Batched generation and teacher-forced scoring of chats: the model-facing half of eval.
+
+Prompts are left-padded so every row's answer starts at the same column. Greedy decoding
+is the default (accuracy); sampling takes an explicit seed (KL and diversity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class Generations:
+    texts: list[str]
+    n_tokens: list[int]  # response tokens, EOS included
+    truncated: list[bool]  # no EOS within max_new_tokens
+    prompt_ids: list[list[int]]
+    response_ids: list[list[int]]
+
+
+def prompt_ids(tok, chats: list[list[dict]]) -> list[list[int]]:
+    out = tok.apply_chat_template(chats, add_generation_prompt=True, tokenize=True, return_dict=False)
+    return [list(ids) for ids in out]
+
+
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, T)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r):] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, batch_size: int = 32,
+             temperature: float = 0.0, seed: int | None = None) -> Generations:
+    """Answer each chat; greedy when temperature is 0, else seeded sampling."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    eos = tok.eos_token_id
+    all_prompts = prompt_ids(tok, chats)
+    texts, n_tokens, truncated, responses = [], [], [], []
+    gen = None
+    if temperature > 0:
+        gen = torch.Generator(device="cpu").manual_seed(0 if seed is None else seed)
+    for start in range(0, len(all_prompts), batch_size):
+        rows = all_prompts[start:start + batch_size]
+        ids, mask = left_pad(rows, tok.pad_token_id)
+        ids, mask = ids.to(device), mask.to(device)
+        if gen is not None:
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                             do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
+                             top_k=0 if temperature > 0 else None, top_p=1.0 if temperature > 0 else None,
+                             eos_token_id=eos, pad_token_id=tok.pad_token_id)
+        new = out[:, ids.shape[1]:].tolist()  # (B, new)
+        for row in new:
+            if eos in row:
+                row = row[:row.index(eos) + 1]
+                truncated.append(False)
+            else:
+                row = [t for t in row if t != tok.pad_token_id]
+                truncated.append(True)
+            responses.append(row)
+            n_tokens.append(len(row))
+            texts.append(tok.decode(row, skip_special_tokens=True).strip())
+    model.train(was_training)
+    return Generations(texts, n_tokens, truncated, all_prompts, responses)
+
+
+def token_logits(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int,
+                 batch_size: int = 32):
+    """Yield (logits over response positions (B, R, V), response ids (B, R), mask (B, R)) by batch."""
+    device = next(model.parameters()).device
+    for start in range(0, len(prompts), batch_size):
+        p, r = prompts[start:start + batch_size], responses[start:start + batch_size]
+        rows = [a + b for a, b in zip(p, r)]
+        width = max(len(x) for x in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B, T) right-padded
+        attn = torch.zeros_like(ids)  # (B, T)
+        resp_mask = torch.zeros_like(ids, dtype=torch.bool)  # (B, T) true on response tokens
+        for i, (a, b) in enumerate(zip(p, r)):
+            ids[i, :len(a) + len(b)] = torch.tensor(a + b)
+            attn[i, :len(a) + len(b)] = 1
+            resp_mask[i, len(a):len(a) + len(b)] = True
+        logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits.float()  # (B, T, V)
+        # the logits at t predict token t+1
+        yield logits[:, :-1], ids[:, 1:].to(device), resp_mask[:, 1:].to(device)
+
+
+@torch.no_grad()
+def sequence_nll(model, tok, chats: list[list[dict]], max_length: int = 256, batch_size: int = 16) -> tuple[float, int]:
+    """Mean negative log-likelihood (nats per token) of whole chats, every token scored.
+
+    Long conversations are cut into consecutive windows of at most `max_length` tokens,
+    each scored on its own (the first token of a window has no context and is not scored).
+    """
+    model.eval()
+    windows = []
+    for ids in tok.apply_chat_template(chats, tokenize=True, return_dict=False):
+        ids = list(ids)
+        windows += [ids[i:i + max_length] for i in range(0, len(ids), max_length) if len(ids[i:i + max_length]) > 1]
+    total, count = 0.0, 0
+    for logits, targets, mask in token_logits(model, [[]] * len(windows), windows, tok.pad_token_id, batch_size):
+        logp = F.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
+        total += -(logp * mask).sum().item()
+        count += int(mask.sum().item())
+    return total / max(count, 1), count

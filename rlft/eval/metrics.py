@@ -1,0 +1,40 @@
+"""Evaluation metrics as pure functions: strings and floats in, floats out. No I/O, no models."""
+
+from __future__ import annotations
+
+import math
+import re
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (better than the normal one near 0 and 1)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def check_task(response: str, required: list[str], forbidden: list[str]) -> tuple[bool, float]:
+    """(correct, fact recall): correct when every required pattern matches and no forbidden one does."""
+    hits = [re.search(p, response, re.IGNORECASE) is not None for p in required]
+    bad = any(re.search(p, response, re.IGNORECASE) is not None for p in forbidden)
+    recall = sum(hits) / len(hits) if hits else 0.0
+    return (all(hits) and not bad), recall
+
+
+def exact_match(response: str, answer: str) -> bool:
+    """Exact match after collapsing whitespace."""
+    return " ".join(response.split()) == " ".join(answer.split())
+
+
+def distinct_n(texts: list[str], n: int = 2) -> float:
+    """|unique n-grams| / |n-grams| over all texts, on whitespace words (Li et al. 2016)."""
+    grams = [tuple(w[i:i + n]) for w in (t.split() for t in texts) for i in range(len(w) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None

@@ -1,0 +1,145 @@
+"""Models and tokenizers: one loading path for rlft-tiny, hub ids and local folders.
+
+Safe by default: safetensors only, `trust_remote_code` only when a recipe sets it. 4-bit
+NF4 with double quantization through bitsandbytes (it runs on CPU too), LoRA through peft.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+
+from rlft.errors import InputError
+
+TINY_DIR = Path(__file__).parent / "assets" / "rlft-tiny"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve(name: str) -> str:
+    """`rlft-tiny` → the shipped folder; an existing folder → itself; anything else → a hub id."""
+    if name == "rlft-tiny":
+        if not (TINY_DIR / "config.json").is_file():
+            raise InputError(f"rlft-tiny is not built in {TINY_DIR}; build it with `make base`")
+        return str(TINY_DIR)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError(f"model folder {path} has no config.json; save it with save_pretrained")
+        return str(path)
+    if path.suffix or name.startswith((".", "/", "~")):
+        raise InputError(f"model {name!r} is neither rlft-tiny, an existing folder, nor a hub id")
+    return name
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(resolve(name), trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise InputError(f"cannot load the tokenizer of {name!r}: {e}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def tokenizer_sha256(tok) -> str:
+    """Identity of a tokenizer: its vocabulary and special tokens, not its file layout."""
+    vocab = sorted(tok.get_vocab().items())
+    specials = [tok.eos_token, tok.pad_token, tok.bos_token]
+    return hashlib.sha256(json.dumps([vocab, specials]).encode()).hexdigest()
+
+
+def quantization_config(load_in_4bit: bool, quant_type: str, double_quant: bool, compute_dtype: str):
+    if not load_in_4bit:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type,
+                              bnb_4bit_use_double_quant=double_quant,
+                              bnb_4bit_compute_dtype=DTYPES[compute_dtype])
+
+
+def load_causal_lm(name: str, recipe=None, *, dtype: str = "float32", quant=None, trust_remote_code: bool = False):
+    """A causal LM from rlft-tiny, a hub id or a folder; 4-bit when `quant.load_in_4bit`."""
+    from transformers import AutoModelForCausalLM
+
+    if recipe is not None:
+        dtype, quant, trust_remote_code = recipe.dtype, recipe.quant, recipe.trust_remote_code
+    qconf = quantization_config(quant.load_in_4bit, quant.quant_type, quant.double_quant,
+                                quant.compute_dtype) if quant else None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            resolve(name), dtype=DTYPES[dtype], quantization_config=qconf,
+            use_safetensors=True, trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise InputError(f"cannot load model {name!r}: {e}") from None
+    return model
+
+
+def lora_config(lora, task_type: str = "CAUSAL_LM"):
+    from peft import LoraConfig
+
+    targets = "all-linear" if lora.target_modules == ["all-linear"] else lora.target_modules
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=targets, task_type=task_type)
+
+
+def n_params(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def is_quantized_4bit(model: torch.nn.Module) -> bool:
+    import bitsandbytes as bnb
+
+    return any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+
+
+def run_model(run_dir: str | Path, manifest: dict | None = None, dtype: str = "float32"):
+    """The policy a finished run produced, in full precision, ready to generate or to train on.
+
+    A run saves either full weights (`artifacts.model`) or a LoRA adapter (`artifacts.adapter`);
+    an adapter is merged into the model its run started from (its parent's policy, or the base).
+    """
+    from peft import PeftModel
+
+    from rlft.runs import read_manifest
+
+    run_dir = Path(run_dir)
+    manifest = manifest or read_manifest(run_dir)
+    art = manifest["artifacts"]
+    if "model" in art:
+        return load_causal_lm(str(run_dir / art["model"]), dtype=dtype)
+    if "adapter" not in art:
+        raise InputError(f"run {run_dir} has neither a model nor an adapter among its artifacts")
+    start = starting_model(manifest["recipe"]["model"], manifest.get("parent"), dtype=dtype)
+    merged = PeftModel.from_pretrained(start, str(run_dir / art["adapter"])).merge_and_unload()
+    return merged
+
+
+def starting_model(model_name: str, parent: str | None, dtype: str = "float32"):
+    """Full-precision weights a stage starts from: its parent run's policy, else the base model."""
+    return run_model(parent, dtype=dtype) if parent else load_causal_lm(model_name, dtype=dtype)
+
+
+def policy_for_training(recipe, parent: str | None):
+    """The model a stage trains: the parent's policy (SFT merged in) or the base, 4-bit if asked.
+
+    With 4-bit and a parent whose adapter must be merged, the merge happens in full precision
+    and the merged weights are then quantized, so the frozen backbone *is* the parent policy:
+    disabling the new adapter gives exactly the reference.
+    """
+    import tempfile
+
+    if parent is None:
+        return load_causal_lm(recipe.model, recipe)
+    merged = starting_model(recipe.model, parent, dtype=recipe.dtype)
+    if not recipe.quant.load_in_4bit:
+        return merged
+    with tempfile.TemporaryDirectory(prefix="rlft-merged-") as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        del merged
+        return load_causal_lm(tmp, recipe)

@@ -1,0 +1,172 @@
+"""Direct preference optimisation from the SFT run: `make sft dpo`.
+
+    rlft dpo --recipe recipes/customer_support/dpo.yaml
+
+TRL's DPOTrainer (and KTOTrainer for `loss_type: [kto]`) on preference pairs, the built-in
+Harbor Goods pairs by default (Rafailov et al. 2023, eq. 7; IPO, hinge, robust, APO and
+loss mixtures as TRL implements them).
+
+The reference policy is exactly the SFT policy:
+- full weights: the policy starts as the SFT model and the reference is a frozen copy of it
+  (or no copy at all with `dpo.precompute_ref_log_probs`);
+- LoRA / QLoRA: the parent's SFT adapter is merged into the base (in full precision, then
+  quantized to 4-bit where the recipe says so), a new adapter trains on top, and the
+  reference is that same model with the new adapter disabled: one copy of the weights.
+At step 0 the loss is therefore ln 2 and the margins are 0 (tests/test_dpo.py).
+
+Deliberate choices:
+1. Rows that cannot train (a prompt longer than data.max_length) are refused before any
+   compute, or counted, skipped and listed in the manifest with `dpo.skip_bad_rows`.
+2. Likelihood displacement (Razin et al. 2025) is flagged when the validation chosen
+   log-probability ends below the reference's, i.e. eval `rewards/chosen` < 0.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+from rlft import data, models, runs
+from rlft.config import DpoRecipe, to_dict
+from rlft.errors import InputError
+
+PAIRWISE_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "apo_zero", "apo_down", "sft", "sigmoid_norm",
+                   "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "discopop")
+
+
+def too_long(tok, rows: list[dict], max_length: int) -> list[int]:
+    """Indices of pairs whose prompt alone fills max_length: nothing of the answers would train."""
+    prompts = tok.apply_chat_template([r["prompt"] for r in rows], add_generation_prompt=True, tokenize=True,
+                                      return_dict=False)
+    return [i for i, p in enumerate(prompts) if len(p) >= max_length]
+
+
+def unpaired(rows: list[dict]) -> list[dict]:
+    """KTO's data: each pair becomes a desirable and an undesirable example."""
+    out = []
+    for r in rows:
+        out.append({"prompt": r["prompt"], "completion": r["chosen"], "label": True})
+        out.append({"prompt": r["prompt"], "completion": r["rejected"], "label": False})
+    return out
+
+
+def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: bool = False,
+        resume: bool = False) -> dict | None:
+    from datasets import Dataset
+
+    tr, cfg = recipe.train, recipe.dpo
+    kto = cfg.loss_type == ["kto"]
+    for loss in cfg.loss_type:
+        if loss not in PAIRWISE_LOSSES and not kto:
+            raise InputError(f"dpo.loss_type: unknown loss {loss!r}; known: {', '.join(PAIRWISE_LOSSES)}, "
+                             f"or [kto] alone")
+    # --- inputs: tokenizer, parent, data (all checked before anything is written) ---
+    if recipe.parent is None:
+        raise InputError("dpo needs a parent SFT run: set `parent` in the recipe or run `make sft` first")
+    tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
+    tok_sha = models.tokenizer_sha256(tok)
+    parent_manifest = runs.check_parent(recipe.parent, recipe.model, tok_sha, "dpo")
+    train_rows = data.load(recipe.data.train, "preference", recipe.seed, recipe.data.n_train)
+    val_rows = (data.load(recipe.data.validation, "preference", recipe.seed, recipe.data.n_val)
+                if recipe.data.validation else [])
+    skipped = []
+    for name, rows in (("train", train_rows), ("validation", val_rows)):
+        bad = too_long(tok, rows, recipe.data.max_length)
+        if bad and not cfg.skip_bad_rows:
+            source = recipe.data.train if name == "train" else recipe.data.validation
+            raise InputError(f"{source}, row {bad[0] + 1}: the prompt does not fit in data.max_length="
+                             f"{recipe.data.max_length} tokens ({len(bad)} such rows); raise data.max_length, "
+                             f"shorten them, or set dpo.skip_bad_rows=true")
+        skipped += [{"split": name, "row": i + 1} for i in bad]
+        rows[:] = [r for i, r in enumerate(rows) if i not in set(bad)]
+    data_sha = data.sha256_rows(train_rows + val_rows)
+    inputs = {"stage": "dpo", "recipe": to_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
+    run_ = runs.start("dpo", out, inputs, force=force, resume=resume)
+    if run_ is None:
+        print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+        return None
+    t0 = time.time()
+
+    # --- policy and reference: the SFT policy, once (LoRA) or twice (full weights) ---
+    use_lora = recipe.lora.enabled or recipe.quant.load_in_4bit
+    model = models.policy_for_training(recipe, recipe.parent)
+    ref_model = None
+    if not use_lora and not cfg.precompute_ref_log_probs:
+        ref_model = models.policy_for_training(recipe, recipe.parent).eval().requires_grad_(False)
+    peft_config = models.lora_config(recipe.lora) if use_lora else None
+
+    # --- train ---
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_.work / "logs")
+    common = dict(
+        output_dir=str(run_.work), per_device_train_batch_size=tr.batch_size,
+        per_device_eval_batch_size=tr.batch_size, gradient_accumulation_steps=tr.grad_accum,
+        learning_rate=tr.learning_rate, num_train_epochs=tr.num_epochs, max_steps=tr.max_steps,
+        warmup_steps=tr.warmup_ratio, lr_scheduler_type=tr.lr_scheduler, weight_decay=tr.weight_decay,
+        max_grad_norm=tr.max_grad_norm, logging_steps=tr.logging_steps, optim=tr.optim,
+        eval_strategy="steps" if val_rows and tr.eval_steps > 0 else "no", eval_steps=tr.eval_steps or None,
+        save_steps=tr.save_steps, save_total_limit=2, seed=recipe.seed, data_seed=recipe.seed, bf16=tr.bf16,
+        gradient_checkpointing=tr.gradient_checkpointing, report_to=["tensorboard"],
+        max_length=recipe.data.max_length, beta=cfg.beta, use_cpu=not _cuda(), disable_tqdm=False)
+    if kto:
+        from trl import KTOConfig, KTOTrainer
+
+        args = KTOConfig(**common)
+        trainer = KTOTrainer(model=model, ref_model=ref_model, args=args, processing_class=tok,
+                             train_dataset=Dataset.from_list(unpaired(train_rows)),
+                             eval_dataset=Dataset.from_list(unpaired(val_rows)) if val_rows else None,
+                             peft_config=peft_config)
+    else:
+        from trl import DPOConfig, DPOTrainer
+
+        args = DPOConfig(**common, loss_type=cfg.loss_type, loss_weights=cfg.loss_weights,
+                         label_smoothing=cfg.label_smoothing,
+                         precompute_ref_log_probs=cfg.precompute_ref_log_probs)
+        trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, processing_class=tok,
+                             train_dataset=Dataset.from_list(train_rows),
+                             eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+                             peft_config=peft_config)
+    ckpt = run_.resume_from() if resume else None
+    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    metrics = {"train_loss": result.training_loss, "steps": result.global_step,
+               "trainable_parameters": models.n_params(trainer.model, trainable_only=True)}
+    warnings_ = []
+    if val_rows:
+        ev = trainer.evaluate()
+        metrics.update({k.replace("eval_", "val/"): v for k, v in ev.items() if "/" in k or k == "eval_loss"})
+        train_ev = trainer.evaluate(Dataset.from_list(train_rows[:len(val_rows)] if not kto else
+                                                      unpaired(train_rows[:len(val_rows) // 2 or 1])),
+                                    metric_key_prefix="train")
+        metrics.update({k.replace("train_", "train/", 1): v for k, v in train_ev.items() if "/" in k})
+        if "eval_loss" in ev and "train_loss" in train_ev:
+            metrics["train_val_gap"] = ev["eval_loss"] - train_ev["train_loss"]
+        chosen = ev.get("eval_rewards/chosen")
+        if chosen is not None and not math.isnan(chosen) and chosen < 0:
+            warnings_.append(f"likelihood displacement: on validation pairs the chosen answers became less "
+                             f"likely than under the SFT reference (rewards/chosen = {chosen:.4f})")
+    for w in warnings_:
+        print(f"dpo: warning: {w}")
+
+    # --- save ---
+    if use_lora:
+        trainer.model.save_pretrained(str(run_.work / "adapter"))
+        artifacts = {"adapter": "adapter/"}
+    else:
+        trainer.save_model(str(run_.work / "model"))
+        artifacts = {"model": "model/"}
+    tok.save_pretrained(str(run_.work / next(iter(artifacts.values()))))
+    runs.atomic_write_json(run_.work / "train_log.json", trainer.state.log_history)
+    metrics["train_minutes"] = round((time.time() - t0) / 60, 2)
+    return run_.finish({
+        "parent": recipe.parent, "model": recipe.model, "tokenizer_sha256": tok_sha, "recipe": to_dict(recipe),
+        "recipe_path": recipe_path,
+        "data": {"name": recipe.data.train, "validation": recipe.data.validation, "sha256": data_sha,
+                 "n_train": len(train_rows), "n_val": len(val_rows), "skipped_rows": skipped},
+        "seed": recipe.seed, "metrics": metrics, "warnings": warnings_, "artifacts": artifacts})
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,0 +1,156 @@
+"""Supervised fine-tuning on chats: `make sft`.
+
+    rlft sft --recipe recipes/customer_support/sft.yaml
+
+TRL's SFTTrainer on conversational data (the Harbor Goods support chats by default):
+full fine-tuning, LoRA, or QLoRA (4-bit NF4 base + LoRA); loss on the assistant's tokens
+only; optional packing; selective fine-tuning (frozen embeddings, first N layers, named
+modules); validation loss every N steps with early stopping; checkpoints for --resume.
+The harness evaluates the run at the end (rlft/eval/harness.py).
+
+Deliberate choices:
+1. Plain prompt/completion rows are turned into chats so one chat template serves all data.
+2. With early stopping the best checkpoint by validation loss is kept (load_best_model_at_end).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from rlft import data, models, runs
+from rlft.config import SftRecipe, to_dict
+from rlft.errors import InputError
+
+
+def freeze(model, recipe: SftRecipe) -> list[str]:
+    """Selective fine-tuning (full weights only): freeze what the recipe names; return the names."""
+    cfg = recipe.sft
+    frozen = []
+    for name, p in model.named_parameters():
+        layer = _layer_index(name)
+        if ((cfg.freeze_embeddings and "embed_tokens" in name)
+                or (layer is not None and layer < cfg.freeze_layers)
+                or any(s in name for s in cfg.freeze_modules)):
+            p.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
+def _layer_index(name: str) -> int | None:
+    parts = name.split(".")
+    for a, b in zip(parts, parts[1:]):
+        if a == "layers" and b.isdigit():
+            return int(b)
+    return None
+
+
+def check_lengths(tok, rows: list[dict], max_length: int, source: str) -> None:
+    """Refuse rows whose prompt alone fills max_length: they could not train on any answer."""
+    for i, row in enumerate(rows):
+        prompt = [m for m in row["messages"] if m["role"] != "assistant"][:1] or row["messages"][:1]
+        n = len(tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False))
+        if n >= max_length:
+            raise InputError(f"{source}, row {i + 1}: the prompt is {n} tokens, not shorter than "
+                             f"data.max_length={max_length}; raise data.max_length or shorten the row")
+
+
+def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: bool = False,
+        resume: bool = False) -> dict | None:
+    from transformers import EarlyStoppingCallback
+    from trl import SFTConfig, SFTTrainer
+
+    tr, cfg = recipe.train, recipe.sft
+    # --- inputs: tokenizer, parent, data (all checked before anything is written) ---
+    tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
+    tok_sha = models.tokenizer_sha256(tok)
+    parent_manifest = runs.check_parent(recipe.parent, recipe.model, tok_sha, "sft") if recipe.parent else None
+    train_rows = data.load(recipe.data.train, "conversational", recipe.seed, recipe.data.n_train)
+    val_rows = (data.load(recipe.data.validation, "conversational", recipe.seed, recipe.data.n_val)
+                if recipe.data.validation else [])
+    check_lengths(tok, train_rows, recipe.data.max_length, recipe.data.train)
+    use_lora = recipe.lora.enabled or recipe.quant.load_in_4bit
+    if use_lora and (cfg.freeze_layers or cfg.freeze_embeddings or cfg.freeze_modules):
+        raise InputError("sft.freeze_* selects weights for full fine-tuning; with LoRA only the adapter trains")
+    data_sha = data.sha256_rows(train_rows + val_rows)
+    inputs = {"stage": "sft", "recipe": to_dict(recipe), "data": data_sha,
+              "parent": parent_manifest and parent_manifest["fingerprint"]}
+    run_ = runs.start("sft", out, inputs, force=force, resume=resume)
+    if run_ is None:
+        print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+        return None
+    t0 = time.time()
+
+    # --- model ---
+    model = models.policy_for_training(recipe, recipe.parent)
+    frozen = [] if use_lora else freeze(model, recipe)
+    peft_config = models.lora_config(recipe.lora) if use_lora else None
+
+    # --- train ---
+    from datasets import Dataset
+
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_.work / "logs")
+    early = tr.early_stopping_patience > 0 and bool(val_rows) and tr.eval_steps > 0
+    args = SFTConfig(
+        output_dir=str(run_.work), per_device_train_batch_size=tr.batch_size,
+        per_device_eval_batch_size=tr.batch_size, gradient_accumulation_steps=tr.grad_accum,
+        learning_rate=tr.learning_rate, num_train_epochs=tr.num_epochs, max_steps=tr.max_steps,
+        warmup_steps=tr.warmup_ratio, lr_scheduler_type=tr.lr_scheduler, weight_decay=tr.weight_decay,
+        max_grad_norm=tr.max_grad_norm, logging_steps=tr.logging_steps, optim=tr.optim,
+        eval_strategy="steps" if val_rows and tr.eval_steps > 0 else "no", eval_steps=tr.eval_steps or None,
+        save_steps=tr.save_steps, save_total_limit=2 if not early else None,
+        load_best_model_at_end=early, metric_for_best_model="eval_loss" if early else None,
+        seed=recipe.seed, data_seed=recipe.seed, bf16=tr.bf16, gradient_checkpointing=tr.gradient_checkpointing,
+        report_to=["tensorboard"], max_length=recipe.data.max_length, packing=cfg.packing,
+        assistant_only_loss=cfg.assistant_only_loss, dataset_num_proc=None,
+        use_cpu=not _cuda(), disable_tqdm=False)
+    trainer = SFTTrainer(
+        model=model, args=args, processing_class=tok, peft_config=peft_config,
+        train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
+        callbacks=[EarlyStoppingCallback(tr.early_stopping_patience)] if early else None)
+    ckpt = run_.resume_from() if resume else None
+    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    metrics = {"train_loss": result.training_loss, "steps": result.global_step,
+               "trainable_parameters": models.n_params(trainer.model, trainable_only=True),
+               "frozen_by_recipe": len(frozen)}
+    if val_rows:
+        metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
+        train_eval = trainer.evaluate(Dataset.from_list(train_rows[:len(val_rows)]), metric_key_prefix="train")
+        metrics["train_eval_loss"] = train_eval["train_loss"]
+        metrics["train_val_gap"] = metrics["eval_loss"] - metrics["train_eval_loss"]
+
+    # --- save ---
+    artifacts = {}
+    if use_lora:
+        trainer.model.save_pretrained(str(run_.work / "adapter"))
+        artifacts["adapter"] = "adapter/"
+    else:
+        trainer.save_model(str(run_.work / "model"))
+        artifacts["model"] = "model/"
+    tok.save_pretrained(str(run_.work / ("adapter" if use_lora else "model")))
+    if use_lora and cfg.merge_adapter and runs.is_main_process():
+        # merged in full precision (not into 4-bit weights), loadable by plain transformers
+        from peft import PeftModel
+
+        start = models.starting_model(recipe.model, recipe.parent, dtype=recipe.dtype)
+        merged = PeftModel.from_pretrained(start, str(run_.work / "adapter")).merge_and_unload()
+        merged.save_pretrained(str(run_.work / "merged"), safe_serialization=True)
+        tok.save_pretrained(str(run_.work / "merged"))
+        artifacts["merged"] = "merged/"
+    log_history = trainer.state.log_history
+    runs.atomic_write_json(run_.work / "train_log.json", log_history)
+    metrics["train_minutes"] = round((time.time() - t0) / 60, 2)
+    manifest = run_.finish({
+        "parent": recipe.parent, "model": recipe.model, "tokenizer_sha256": tok_sha, "recipe": to_dict(recipe),
+        "recipe_path": recipe_path,
+        "data": {"name": recipe.data.train, "validation": recipe.data.validation, "sha256": data_sha,
+                 "n_train": len(train_rows), "n_val": len(val_rows)},
+        "seed": recipe.seed, "metrics": metrics, "artifacts": artifacts})
+    return manifest
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,0 +1,42 @@
+"""Shared fixtures: a tiny model and tokenizer built in-process (no hub, no shipped weights)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer Llama with an rlft tokenizer trained on a little of the real mixture."""
+    from rlft.config import load_recipe
+    from rlft.stages import base
+
+    recipe = load_recipe("base", None, ["base.hidden_size=64", "base.intermediate_size=128", "base.num_layers=2",
+                                         "base.num_heads=2", "base.vocab_size=600", "base.skill_chats=200",
+                                         "base.harbor_chats=300"])
+    chats = base.mixture(recipe)[:1500]
+    tok = base.train_tokenizer(chats, recipe.base.vocab_size)
+    model = base.build_model(tok, recipe.base, seed=0)
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("RLFT_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def tree(folder: Path) -> dict[str, int]:
+    """Every file under a folder with its size: to prove nothing was written or changed."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}

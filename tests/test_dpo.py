@@ -1,0 +1,60 @@
+"""The DPO stage: the reference is the SFT policy (loss ln 2 at step 0), and every loss trains."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from rlft import cli
+
+FAST = ["data.n_train=32", "data.n_val=8", "train.batch_size=8", "train.logging_steps=1", "train.save_steps=50",
+        "train.eval_steps=0", "eval.enabled=false"]
+
+
+def _run(stage, model_dir, runs_dir, out, *extra):
+    args = [stage, "--recipe", f"recipes/customer_support/{stage}.yaml", "--set", f"model={model_dir}",
+            "--output-dir", str(runs_dir / out)]
+    for s in FAST + list(extra):
+        args += ["--set", s]
+    return cli.main(args)
+
+
+@pytest.fixture(scope="module")
+def sft_runs(tiny_model_dir, tmp_path_factory):
+    runs_dir = tmp_path_factory.mktemp("runs")
+    assert _run("sft", tiny_model_dir, runs_dir, "sft_full", "train.max_steps=3", "train.learning_rate=0.01") == 0
+    assert _run("sft", tiny_model_dir, runs_dir, "sft_lora", "train.max_steps=3", "train.learning_rate=0.01",
+                "lora.enabled=true", "lora.r=4") == 0
+    return runs_dir
+
+
+def _first_log(run_dir):
+    log = json.loads((run_dir / "train_log.json").read_text())
+    return next(e for e in log if "loss" in e)
+
+
+@pytest.mark.parametrize("parent,extra", [
+    ("sft_full", []),
+    ("sft_lora", ["lora.enabled=true", "lora.r=4"]),
+    ("sft_lora", ["lora.enabled=true", "lora.r=4", "quant.load_in_4bit=true"]),
+])
+def test_dpo_step0_loss_is_ln2_so_the_reference_is_the_sft_policy(tiny_model_dir, sft_runs, parent, extra):
+    """At step 0 policy = reference, so every margin is 0 and the loss is -log σ(0) = ln 2 = 0.6931."""
+    out = f"dpo_{parent}_{len(extra)}"
+    assert _run("dpo", tiny_model_dir, sft_runs, out, f"parent={sft_runs / parent}", "train.max_steps=1",
+                "train.learning_rate=1e-9", *extra) == 0
+    first = _first_log(sft_runs / out)
+    assert abs(first["loss"] - math.log(2)) < 1e-3
+    assert abs(first["rewards/margins"]) < 1e-3
+
+
+@pytest.mark.parametrize("loss", ["sigmoid", "ipo", "hinge", "robust", "apo_zero", "sigmoid,sft", "kto"])
+def test_each_loss_trains(tiny_model_dir, sft_runs, loss):
+    out = f"dpo_loss_{loss.replace(',', '_')}"
+    extra = ["dpo.label_smoothing=0.1"] if loss == "robust" else []
+    assert _run("dpo", tiny_model_dir, sft_runs, out, f"parent={sft_runs / 'sft_full'}", "train.max_steps=2",
+                f"dpo.loss_type=[{loss}]", *extra) == 0
+    manifest = json.loads((sft_runs / out / "manifest.json").read_text())
+    assert math.isfinite(manifest["metrics"]["train_loss"])
