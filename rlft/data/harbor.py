@@ -23,6 +23,8 @@ import random
 import re
 from dataclasses import dataclass
 
+from rlft.eval.tone import went_wrong
+
 # --- the policy sheet as data -------------------------------------------------------------
 
 # Fact regexes accept the spellings the sheet allows ("3-5", "3 to 5", "three to five" ...).
@@ -440,7 +442,7 @@ def house_reply(rng: random.Random, case: Case) -> str:
     """A reply in the house tone with every fact of the intent: the SFT target and `chosen`."""
     intent = INTENTS[case.intent]
     parts = [rng.choice(GREETING)]
-    if intent.went_wrong or case.angry:
+    if intent.went_wrong or case.angry or went_wrong(case.message):
         parts.append(rng.choice(APOLOGY))
     if case.order:
         parts.append(rng.choice(ORDER_LEAD).format(o=_order_ref(rng, case.order)))

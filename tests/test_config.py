@@ -1,0 +1,64 @@
+"""Recipes: every shipped one loads; unknown keys, wrong types and bad values are refused by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlft import config
+from rlft.errors import InputError
+
+RECIPES = sorted(Path("recipes").rglob("*.yaml"))
+
+
+def test_recipes_are_found_recursively():
+    assert len(RECIPES) >= 3
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=str)
+def test_every_shipped_recipe_loads(path):
+    if "accelerate" in path.parts:
+        pytest.skip("accelerate launch configs are not stage recipes")
+    recipe = config.load_recipe(path.stem, path)
+    assert recipe.seed >= 0
+
+
+def test_defaults_live_in_the_dataclasses():
+    recipe = config.load_recipe("sft", None)
+    assert recipe.model == "rlft-tiny" and recipe.sft.assistant_only_loss
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("train.learnin_rate=0.1", "unknown key 'learnin_rate'"),
+    ("train.batch_size=many", "train.batch_size: expected int"),
+    ("train.batch_size=0", "train.batch_size must be positive"),
+    ("lora.enabled=3", "lora.enabled: expected bool"),
+    ("sft.packing=[1]", "sft.packing: expected bool"),
+    ("dtype=float8", "dtype must be"),
+    ("nonsense", "expected key=value"),
+])
+def test_bad_overrides_name_the_key(override, needle):
+    with pytest.raises(InputError, match=needle.replace("[", r"\[")):
+        config.load_recipe("sft", "recipes/customer_support/sft.yaml", [override])
+
+
+def test_unknown_key_in_file_names_file_and_accepted_keys(tmp_path):
+    bad = tmp_path / "sft.yaml"
+    bad.write_text("model: rlft-tiny\ntrian:\n  learning_rate: 0.1\n")
+    with pytest.raises(InputError) as e:
+        config.load_recipe("sft", bad)
+    assert str(bad) in str(e.value) and "trian" in str(e.value) and "Accepted keys" in str(e.value)
+
+
+def test_yaml_is_parsed_safely(tmp_path):
+    evil = tmp_path / "sft.yaml"
+    evil.write_text("model: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        config.load_recipe("sft", evil)
+
+
+def test_float_written_without_a_dot_is_a_float(tmp_path):
+    path = tmp_path / "sft.yaml"
+    path.write_text("train:\n  learning_rate: 1e-4\n")
+    assert config.load_recipe("sft", path).train.learning_rate == 1e-4

@@ -1,0 +1,61 @@
+"""Metrics with hand-computed values, and the tone scorer on labelled examples."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rlft.eval import metrics, tone
+from rlft.rl.core import exact_kl
+
+
+def test_wilson_interval_hand_computed():
+    """8/10, z² = 3.8415: denom = 1.38415; centre = (0.8 + 3.8415/20)/denom = 0.71677;
+    half = 1.96*sqrt(0.16/10 + 3.8415/400)/denom = 1.96*0.16001/1.38415 = 0.22658 → [0.4902, 0.9434]."""
+    lo, hi = metrics.wilson_interval(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9434, abs=1e-3)
+    assert metrics.wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_check_task_counts_recall_and_forbidden():
+    """2 of 3 required match → recall 2/3, incorrect; all match but a forbidden one → incorrect."""
+    assert metrics.check_task("Returns within 30 days. Label.", ["30 days", "label", "refund"], []) == (False, 2 / 3)
+    assert metrics.check_task("30 days, whatever", ["30 DAYS"], ["whatever"]) == (False, 1.0)
+    assert metrics.check_task("30 days", ["30 days"], ["whatever"]) == (True, 1.0)
+
+
+def test_distinct_2_hand_computed():
+    """'a b a b' has bigrams ab, ba, ab → 2 unique of 3."""
+    assert metrics.distinct_n(["a b a b"], 2) == pytest.approx(2 / 3)
+
+
+def test_exact_kl_hand_computed():
+    """p = softmax([0, ln 3]) = [1/4, 3/4], q = uniform: KL = 1/4 ln(1/2) + 3/4 ln(3/2) = 0.130812."""
+    lp = torch.tensor([[[0.0, math.log(3)]]])
+    lq = torch.zeros(1, 1, 2)
+    kl, n = exact_kl(lp, lq, torch.ones(1, 1, dtype=torch.bool))
+    assert kl.item() == pytest.approx(0.25 * math.log(0.5) + 0.75 * math.log(1.5), abs=1e-6) and n.item() == 1
+    assert exact_kl(lp, lp, torch.ones(1, 1, dtype=torch.bool))[0].item() == pytest.approx(0.0, abs=1e-7)
+
+
+LABELLED = [
+    # (customer, reply, tone_score, impolite)
+    ("My lamp arrived broken.", "Thanks for writing. I'm sorry about this. We will send a replacement. "
+     "Is there anything else I can help you with?", 1.0, False),
+    ("What are your hours?", "Hello! Live chat is open 24/7. Happy to help with anything else.", 1.0, False),
+    ("My lamp arrived broken.", "Thanks. We will send a replacement. Let me know if you need more.", 2 / 3, False),
+    ("What are your hours?", "Live chat is open 24/7.", 1 / 3, False),  # R2 holds: nothing went wrong
+    ("I was charged twice!", "Not my problem. Read the FAQ.", 0.0, True),
+    ("Where is my order?", "Hello, it ships soon. CHECK YOUR EMAIL. Anything else?", 0.75, True),
+    ("Where is my order?", "Hi, that is your fault. Anything else?", 0.75, True),
+    ("I was charged twice.", "Thank you. I am so sorry. We sincerely apologise. We deeply apologise. "
+     "Refund in 3-5 business days. Anything else?", 0.75, False),
+]
+
+
+@pytest.mark.parametrize("customer,reply,score,rude", LABELLED)
+def test_tone_scorer_on_labelled_examples(customer, reply, score, rude):
+    assert tone.tone_score(customer, reply) == pytest.approx(score)
+    assert tone.impolite(customer, reply) == rude

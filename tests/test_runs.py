@@ -1,0 +1,63 @@
+"""Run folders: atomic finish, no clobbering, skip when unchanged, refuse incomplete parents."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlft import runs
+from rlft.errors import InputError
+
+
+def test_finish_writes_manifest_last_and_moves_into_place(tmp_path):
+    out = tmp_path / "sft"
+    run = runs.start("sft", out, {"a": 1}, force=False, resume=False)
+    assert run.work.is_dir() and not out.exists()
+    (run.work / "weights.bin").write_text("w")
+    run.finish({"parent": None, "artifacts": {}})
+    manifest = runs.read_manifest(out)
+    assert manifest["status"] == "complete" and (out / "weights.bin").is_file() and not run.work.exists()
+
+
+def test_same_inputs_skip_and_other_inputs_need_force(tmp_path):
+    out = tmp_path / "sft"
+    runs.start("sft", out, {"a": 1}, False, False).finish({})
+    assert runs.start("sft", out, {"a": 1}, False, False) is None
+    with pytest.raises(InputError, match="--force"):
+        runs.start("sft", out, {"a": 2}, False, False)
+    forced = runs.start("sft", out, {"a": 2}, True, False)
+    assert runs.read_manifest(out)["fingerprint"] != forced.fingerprint  # old run intact until the new one ends
+
+
+def test_interrupted_attempt_needs_resume_or_force(tmp_path):
+    out = tmp_path / "dpo"
+    runs.start("dpo", out, {"a": 1}, False, False)
+    with pytest.raises(InputError, match="--resume"):
+        runs.start("dpo", out, {"a": 1}, False, False)
+    assert runs.start("dpo", out, {"a": 1}, False, True) is not None
+    with pytest.raises(InputError, match="other inputs"):
+        runs.start("dpo", out, {"a": 2}, False, True)
+
+
+def test_incomplete_parent_is_refused(tmp_path):
+    (tmp_path / "sft").mkdir()
+    with pytest.raises(InputError, match="not a finished run"):
+        runs.read_manifest(tmp_path / "sft")
+    (tmp_path / "sft" / "manifest.json").write_text(json.dumps({"status": "running"}))
+    with pytest.raises(InputError, match="did not finish"):
+        runs.read_manifest(tmp_path / "sft")
+
+
+def test_parent_of_another_model_is_refused(tmp_path):
+    out = tmp_path / "sft"
+    runs.start("sft", out, {}, False, False).finish({"model": "rlft-tiny", "tokenizer_sha256": "abc"})
+    with pytest.raises(InputError, match="trained from model"):
+        runs.check_parent(out, "Qwen/Qwen2.5-0.5B", "abc", "dpo")
+    with pytest.raises(InputError, match="another tokenizer"):
+        runs.check_parent(out, "rlft-tiny", "xyz", "dpo")
+
+
+def test_atomic_write_leaves_no_temporary_file(tmp_path):
+    runs.atomic_write_json(tmp_path / "x.json", {"a": 1})
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
