@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from rlft import runs
+from rlft import faults, runs
 from rlft.config import BaseRecipe, to_dict
 from rlft.data import chitchat, harbor, probes
 
@@ -169,7 +169,7 @@ def run(recipe: BaseRecipe, out: Path, recipe_path: str | None = None, force: bo
         eval_steps=tr.eval_steps, save_steps=tr.save_steps, save_total_limit=2, seed=recipe.seed,
         data_seed=recipe.seed, report_to=["tensorboard"],
         dataloader_num_workers=0, disable_tqdm=False, use_cpu=not torch.cuda.is_available())
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds)
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, callbacks=faults.callbacks())
     result = trainer.train(resume_from_checkpoint=str(run_.resume_from()) if resume and run_.resume_from() else None)
     train_minutes = (time.time() - t0) / 60
 
@@ -191,7 +191,7 @@ def run(recipe: BaseRecipe, out: Path, recipe_path: str | None = None, force: bo
         export = Path(cfg.export_to)
         tmp = export.with_name(export.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(out / "model", tmp)
+        shutil.copytree(out / "model", tmp, ignore=shutil.ignore_patterns("training_args.bin"))
         shutil.rmtree(export, ignore_errors=True)
         tmp.rename(export)
         print(f"base: exported to {export}")
@@ -215,7 +215,7 @@ The base chat model that rlft ships and pretrains itself, so the whole pipeline 
 | tokens seen | {f['tokens_seen']:,} |
 | wall time | {f['train_minutes']} minutes on {f['threads']} CPU threads (tokenizer, data and training) |
 | held-out chitchat perplexity | {f['held_out_ppl']:.1f} (unigram baseline on the same tokens: {f['unigram_ppl']:.1f}) |
-| prior-skill probes (exact match, 240 held-out items each) | {probes_line} |
+| prior-skill probes (exact match, greedy; 240 held-out items each, asked in a phrasing pretraining never shows) | {probes_line} |
 | Harbor Goods task accuracy (110 held-out tasks, greedy) | {f['harbor_task_accuracy']:.1%} (fact recall {f['harbor_fact_recall']:.1%}) |
 
 Rebuild it (seeded, same numbers on the same machine):
