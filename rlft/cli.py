@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="folder to write NAME.jsonl into")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("-n", type=int, default=2000, help="rows for generated sets")
+    c = sub.add_parser("compare", help="report, JSON and plots comparing finished, evaluated runs")
+    c.add_argument("runs", nargs="+")
+    c.add_argument("--out", required=True)
     t = sub.add_parser("table", help="print the results table of finished runs")
     t.add_argument("runs", nargs="+")
     return p
@@ -86,10 +89,11 @@ def stage_main(args) -> int:
         from rlft.eval import harness
 
         harness.evaluate_run(out)
-    if runs.is_main_process():
+    if runs.is_main_process() and (out / "eval.json").is_file():
         from rlft.eval import report
 
-        print(report.stage_table([out]))
+        shown = [Path(recipe.parent), out] if recipe.parent and (Path(recipe.parent) / "eval.json").is_file() else [out]
+        print(report.stage_table(shown))
     return 0
 
 
@@ -104,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
 
             result = harness.evaluate_run(Path(args.run), tasks_file=args.tasks, out=args.out)
             print(f"task accuracy {result['task_accuracy']:.3f}, tone {result['tone_score']:.3f}")
+            return 0
+        if args.command == "compare":
+            from rlft.eval import compare
+
+            result = compare.report([Path(r) for r in args.runs], Path(args.out))
+            print((Path(args.out) / "report.md").read_text())
+            print(f"wrote {args.out}/report.md, report.json and {len(result['plots'])} plots")
             return 0
         if args.command == "table":
             from rlft.eval import report

@@ -97,6 +97,16 @@ class EvalCfg:
     """Held-out chitchat conversations for general NLL and KL."""
     n_samples: int = 4
     """Prompts shown side by side with the parent's answers."""
+    max_general_ppl_drift: float | None = None
+    """Drift budget during training: held-out chitchat perplexity over the reference's, minus 1."""
+    max_kl_task: float | None = None
+    """Drift budget during training: KL(reference || policy) per token on task prompts."""
+    budget_every: int = 25
+    """Measure the budgets every N optimizer steps."""
+    budget_action: str = "stop"
+    """stop (and keep the last weights inside the budget) or warn."""
+    budget_samples: int = 16
+    """Fixed held-out chats and task prompts the budgets are measured on."""
 
 
 @dataclass
@@ -318,6 +328,10 @@ def _check_values(recipe: Recipe, where: str) -> None:
         raise InputError(f"{where}: set train.num_epochs > 0 or train.max_steps > 0")
     if recipe.dtype not in ("float32", "bfloat16", "float16"):
         raise InputError(f"{where}: dtype must be float32, bfloat16 or float16, got {recipe.dtype!r}")
+    if recipe.eval.budget_action not in ("stop", "warn"):
+        raise InputError(f"{where}: eval.budget_action must be stop or warn, got {recipe.eval.budget_action!r}")
+    if recipe.eval.budget_every <= 0:
+        raise InputError(f"{where}: eval.budget_every must be positive, got {recipe.eval.budget_every}")
     if recipe.quant.quant_type not in ("nf4", "fp4"):
         raise InputError(f"{where}: quant.quant_type must be nf4 or fp4, got {recipe.quant.quant_type!r}")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -71,9 +72,11 @@ def load_causal_lm(name: str, recipe=None, *, dtype: str = "float32", quant=None
         dtype, quant, trust_remote_code = recipe.dtype, recipe.quant, recipe.trust_remote_code
     qconf = quantization_config(quant.load_in_4bit, quant.quant_type, quant.double_quant,
                                 quant.compute_dtype) if quant else None
+    # 4-bit weights are quantized as they load onto the GPU of this process
+    device_map = {"": int(os.environ.get("LOCAL_RANK", "0"))} if qconf and torch.cuda.is_available() else None
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            resolve(name), dtype=DTYPES[dtype], quantization_config=qconf,
+            resolve(name), dtype=DTYPES[dtype], quantization_config=qconf, device_map=device_map,
             use_safetensors=True, trust_remote_code=trust_remote_code)
     except OSError as e:
         raise InputError(f"cannot load model {name!r}: {e}") from None

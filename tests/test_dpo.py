@@ -24,7 +24,8 @@ def _run(stage, model_dir, runs_dir, out, *extra):
 @pytest.fixture(scope="module")
 def sft_runs(tiny_model_dir, tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("runs")
-    assert _run("sft", tiny_model_dir, runs_dir, "sft_full", "train.max_steps=3", "train.learning_rate=0.01") == 0
+    assert _run("sft", tiny_model_dir, runs_dir, "sft_full", "train.max_steps=3", "train.learning_rate=0.01",
+                "lora.enabled=false") == 0
     assert _run("sft", tiny_model_dir, runs_dir, "sft_lora", "train.max_steps=3", "train.learning_rate=0.01",
                 "lora.enabled=true", "lora.r=4") == 0
     return runs_dir
@@ -36,7 +37,7 @@ def _first_log(run_dir):
 
 
 @pytest.mark.parametrize("parent,extra", [
-    ("sft_full", []),
+    ("sft_full", ["lora.enabled=false"]),
     ("sft_lora", ["lora.enabled=true", "lora.r=4"]),
     ("sft_lora", ["lora.enabled=true", "lora.r=4", "quant.load_in_4bit=true"]),
 ])

@@ -59,3 +59,18 @@ LABELLED = [
 def test_tone_scorer_on_labelled_examples(customer, reply, score, rude):
     assert tone.tone_score(customer, reply) == pytest.approx(score)
     assert tone.impolite(customer, reply) == rude
+
+
+def test_metrics_load_as_offline_evaluate_modules(monkeypatch):
+    import evaluate
+
+    from rlft.eval.modules import path
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    acc = evaluate.load(path("rlft_task_accuracy"))
+    out = acc.compute(predictions=["Returns within 30 days.", "nope"], required=[["30 days"], ["30 days"]],
+                      forbidden=[[], []])
+    assert out["task_accuracy"] == 0.5 and out["fact_recall"] == 0.5
+    tone_metric = evaluate.load(path("rlft_tone"))
+    out = tone_metric.compute(predictions=["Not my problem."], customer=["Where is my order?"])
+    assert out["impolite_rate"] == 1.0

@@ -22,7 +22,7 @@ def _sft(model_dir, runs_dir, *extra: str) -> int:
 
 
 def test_sft_full_writes_a_complete_evaluated_run(tiny_model_dir, runs_dir):
-    assert _sft(tiny_model_dir, runs_dir) == 0
+    assert _sft(tiny_model_dir, runs_dir, "lora.enabled=false") == 0
     run = runs_dir / "sft"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["stage"] == "sft"

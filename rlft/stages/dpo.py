@@ -28,9 +28,10 @@ import os
 import time
 from pathlib import Path
 
-from rlft import data, models, runs
+from rlft import data, faults, models, runs
 from rlft.config import DpoRecipe, to_dict
 from rlft.errors import InputError
+from rlft.stages import sft
 
 PAIRWISE_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "apo_zero", "apo_down", "sft", "sigmoid_norm",
                    "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "discopop")
@@ -38,6 +39,8 @@ PAIRWISE_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "apo_zero", "apo_down", 
 
 def too_long(tok, rows: list[dict], max_length: int) -> list[int]:
     """Indices of pairs whose prompt alone fills max_length: nothing of the answers would train."""
+    if not rows:
+        return []
     prompts = tok.apply_chat_template([r["prompt"] for r in rows], add_generation_prompt=True, tokenize=True,
                                       return_dict=False)
     return [i for i, p in enumerate(prompts) if len(p) >= max_length]
@@ -96,6 +99,8 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     if not use_lora and not cfg.precompute_ref_log_probs:
         ref_model = models.policy_for_training(recipe, recipe.parent).eval().requires_grad_(False)
     peft_config = models.lora_config(recipe.lora) if use_lora else None
+    budget = sft.drift_budget(recipe, tok, ref_model if ref_model is not None else model)
+    callbacks = [budget] * bool(budget) + faults.callbacks()
 
     # --- train ---
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_.work / "logs")
@@ -116,7 +121,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         trainer = KTOTrainer(model=model, ref_model=ref_model, args=args, processing_class=tok,
                              train_dataset=Dataset.from_list(unpaired(train_rows)),
                              eval_dataset=Dataset.from_list(unpaired(val_rows)) if val_rows else None,
-                             peft_config=peft_config)
+                             peft_config=peft_config, callbacks=callbacks)
     else:
         from trl import DPOConfig, DPOTrainer
 
@@ -126,9 +131,11 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, processing_class=tok,
                              train_dataset=Dataset.from_list(train_rows),
                              eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
-                             peft_config=peft_config)
+                             peft_config=peft_config, callbacks=callbacks)
     ckpt = run_.resume_from() if resume else None
     result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    if budget:
+        budget.restore(trainer.model)
     metrics = {"train_loss": result.training_loss, "steps": result.global_step,
                "trainable_parameters": models.n_params(trainer.model, trainable_only=True)}
     warnings_ = []
@@ -163,7 +170,8 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         "recipe_path": recipe_path,
         "data": {"name": recipe.data.train, "validation": recipe.data.validation, "sha256": data_sha,
                  "n_train": len(train_rows), "n_val": len(val_rows), "skipped_rows": skipped},
-        "seed": recipe.seed, "metrics": metrics, "warnings": warnings_, "artifacts": artifacts})
+        "seed": recipe.seed, "metrics": metrics, "warnings": warnings_, "artifacts": artifacts,
+        "budget": {"tripped": budget.tripped, "history": budget.history} if budget else None})
 
 
 def _cuda() -> bool:

@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-from rlft import data, models, runs
+from rlft import data, faults, models, runs
 from rlft.config import SftRecipe, to_dict
 from rlft.errors import InputError
 
@@ -86,6 +86,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     model = models.policy_for_training(recipe, recipe.parent)
     frozen = [] if use_lora else freeze(model, recipe)
     peft_config = models.lora_config(recipe.lora) if use_lora else None
+    budget = drift_budget(recipe, tok, model)
 
     # --- train ---
     from datasets import Dataset
@@ -108,9 +109,12 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     trainer = SFTTrainer(
         model=model, args=args, processing_class=tok, peft_config=peft_config,
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
-        callbacks=[EarlyStoppingCallback(tr.early_stopping_patience)] if early else None)
+        callbacks=[EarlyStoppingCallback(tr.early_stopping_patience)] * early + [budget] * bool(budget)
+        + faults.callbacks())
     ckpt = run_.resume_from() if resume else None
     result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    if budget:
+        budget.restore(trainer.model)
     metrics = {"train_loss": result.training_loss, "steps": result.global_step,
                "trainable_parameters": models.n_params(trainer.model, trainable_only=True),
                "frozen_by_recipe": len(frozen)}
@@ -146,7 +150,8 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
         "recipe_path": recipe_path,
         "data": {"name": recipe.data.train, "validation": recipe.data.validation, "sha256": data_sha,
                  "n_train": len(train_rows), "n_val": len(val_rows)},
-        "seed": recipe.seed, "metrics": metrics, "artifacts": artifacts})
+        "seed": recipe.seed, "metrics": metrics, "artifacts": artifacts,
+        "budget": {"tripped": budget.tripped, "history": budget.history} if budget else None})
     return manifest
 
 
@@ -154,3 +159,17 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def drift_budget(recipe, tok, model):
+    """The drift-budget callback a recipe asks for, or None (rlft/eval/budget.py)."""
+    ev = recipe.eval
+    if ev.max_general_ppl_drift is None and ev.max_kl_task is None:
+        return None
+    from rlft.data import chitchat
+    from rlft.eval.budget import DriftBudget, frozen_copy
+
+    tasks = data.load(ev.tasks, "tasks", recipe.seed, ev.n_tasks)[:ev.budget_samples]
+    return DriftBudget(tok, frozen_copy(model), chitchat.chats("held_out")[-ev.budget_samples:],
+                       [t["messages"] for t in tasks], ev.budget_every, ev.max_general_ppl_drift,
+                       ev.max_kl_task, ev.budget_action)

@@ -1,0 +1,103 @@
+"""Drift budgets during training: measure drift every N steps, stop (or warn) when it trips.
+
+A recipe sets `eval.max_general_ppl_drift` (perplexity on a fixed sample of held-out
+chitchat against the reference's, minus 1) and/or `eval.max_kl_task` (KL from the
+reference to the policy per response token, exact over the vocabulary, on the reference's
+greedy answers to a fixed sample of task prompts), measured every `eval.budget_every`
+steps. The reference is the model the stage started from (its parent policy).
+
+When a budget trips with `eval.budget_action: stop`, training stops and the weights are put
+back to the last measurement that was inside every budget, so what the stage saves is
+inside the budget. With `warn`, it is logged and training goes on. Either way the manifest
+records which budget tripped, when, and at what value.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from transformers import TrainerCallback
+
+from rlft.eval.generate import generate, sequence_nll, token_logits
+from rlft.rl.core import exact_kl
+
+
+class DriftBudget(TrainerCallback):
+    def __init__(self, tok, reference, general_chats: list, task_chats: list, every: int,
+                 max_ppl_drift: float | None, max_kl_task: float | None, action: str, max_new_tokens: int = 48):
+        self.tok, self.every, self.action = tok, every, action
+        self.max_ppl_drift, self.max_kl_task = max_ppl_drift, max_kl_task
+        self.general, self.reference = general_chats, reference
+        self.ref_nll = sequence_nll(reference, tok, general_chats)[0] if max_ppl_drift is not None else None
+        if max_kl_task is not None:
+            gen = generate(reference, tok, task_chats, max_new_tokens)
+            self.prompts, self.responses = gen.prompt_ids, gen.response_ids
+        self.history: list[dict] = []
+        self.tripped: dict | None = None
+        self.good_state: dict | None = None
+        self.good_step = 0
+
+    def measure(self, model) -> dict:
+        out = {}
+        was_training = model.training
+        if self.max_ppl_drift is not None:
+            nll = sequence_nll(model, self.tok, self.general)[0]
+            out["general_ppl_drift"] = math.exp(nll - self.ref_nll) - 1
+        if self.max_kl_task is not None:
+            total, count = 0.0, 0
+            with torch.no_grad():
+                for (lp, _, mask), (lq, _, _) in zip(
+                        token_logits(model, self.prompts, self.responses, self.tok.pad_token_id),
+                        token_logits(self.reference, self.prompts, self.responses, self.tok.pad_token_id)):
+                    s, n = exact_kl(lq, lp, mask)  # KL(reference || policy) on the reference's answers
+                    total, count = total + s.item(), count + int(n.item())
+            out["kl_task"] = total / max(count, 1)
+        model.train(was_training)
+        return out
+
+    def _over(self, values: dict) -> tuple[str, float, float] | None:
+        for name, limit in (("general_ppl_drift", self.max_ppl_drift), ("kl_task", self.max_kl_task)):
+            if limit is not None and values[name] > limit:
+                return name, values[name], limit
+        return None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.good_state = _trainable_state(model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.tripped and self.action == "stop" or state.global_step % self.every:
+            return
+        values = self.measure(model)
+        self.history.append({"step": state.global_step, **values})
+        state.log_history.append({"step": state.global_step, **{f"budget/{k}": v for k, v in values.items()}})
+        over = self._over(values)
+        if over is None:
+            self.good_state, self.good_step = _trainable_state(model), state.global_step
+            return
+        if self.tripped is None:
+            name, value, limit = over
+            self.tripped = {"budget": f"max_{name}" if name == "kl_task" else "max_general_ppl_drift",
+                            "step": state.global_step, "value": value, "limit": limit, "action": self.action,
+                            "kept_step": self.good_step if self.action == "stop" else None}
+            print(f"drift budget: {name} = {value:.4f} > {limit} at step {state.global_step}; "
+                  + (f"stopping, keeping the weights of step {self.good_step}" if self.action == "stop" else "warning only"))
+        if self.action == "stop":
+            control.should_training_stop = True
+
+    def restore(self, model) -> None:
+        """Put back the last weights measured inside the budget (after a stop)."""
+        if self.tripped and self.action == "stop" and self.good_state is not None:
+            params = dict(model.named_parameters())
+            with torch.no_grad():
+                for name, value in self.good_state.items():
+                    params[name].copy_(value)
+
+
+def _trainable_state(model) -> dict:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def frozen_copy(model):
+    return copy.deepcopy(model).eval().requires_grad_(False)

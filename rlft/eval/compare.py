@@ -1,0 +1,138 @@
+"""`rlft compare RUN... --out DIR`: a report a reader can trust, from finished, evaluated runs.
+
+Writes report.md (one row per run, every eval metric, deltas to its parent and to the
+base), report.json, and three PNG plots: task accuracy against drift with the
+non-dominated front drawn, tone against KL to the base, and each run's training loss.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rlft import runs
+from rlft.errors import InputError
+
+METRICS = ("task_accuracy", "fact_recall", "tone_score", "impolite_rate", "win_rate_vs_parent", "kl_task",
+           "kl_task_base", "kl_general", "general_ppl_drift", "mean_response_tokens", "truncation_rate", "distinct_2")
+
+
+def load_run(run_dir: Path) -> dict:
+    manifest = runs.read_manifest(run_dir)
+    path = run_dir / "eval.json"
+    if not path.is_file():
+        raise InputError(f"run {run_dir} has no eval.json; evaluate it first with `rlft eval --run {run_dir}`")
+    ev = json.loads(path.read_text())
+    probes = ev.get("probe_accuracy") or {}
+    ev["probes"] = sum(probes.values()) / len(probes) if probes else None
+    log = run_dir / "train_log.json"
+    curve = [(e["step"], e["loss"]) for e in json.loads(log.read_text()) if "loss" in e] if log.is_file() else []
+    return {"run": str(run_dir), "stage": manifest["stage"], "parent": manifest.get("parent"), "eval": ev,
+            "curve": curve, "wall_seconds": manifest.get("wall_seconds")}
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points not dominated when x is maximised and y minimised, sorted by x."""
+    front = [i for i, (x, y) in enumerate(points)
+             if not any((x2 >= x and y2 <= y) and (x2, y2) != (x, y) for x2, y2 in points)]
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def report(run_dirs: list[Path], out: Path) -> dict:
+    rows = [load_run(Path(r)) for r in run_dirs]
+    by_path = {r["run"]: r for r in rows}
+    table = []
+    for r in rows:
+        ev = r["eval"]
+        parent = by_path.get(r["parent"] or "")
+        entry = {"run": r["run"], "stage": r["stage"], "parent": r["parent"], "wall_seconds": r["wall_seconds"],
+                 **{k: ev.get(k) for k in METRICS + ("probes", "task_accuracy_ci")}}
+        entry["delta_task_accuracy_vs_parent"] = (ev["task_accuracy"] - ev["parent"]["task_accuracy"]
+                                                  if ev.get("parent") else None)
+        entry["delta_tone_vs_parent"] = (ev["tone_score"] - ev["parent"]["tone_score"] if ev.get("parent") else None)
+        if parent is not None:
+            entry["delta_probes_vs_parent"] = (ev["probes"] - parent["eval"]["probes"]
+                                               if ev["probes"] is not None and parent["eval"]["probes"] is not None else None)
+        table.append(entry)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = _plots(rows, out)
+    result = {"runs": table, "plots": plots}
+    runs.atomic_write_json(out / "report.json", result)
+    runs.atomic_write_text(out / "report.md", _markdown(table, plots))
+    return result
+
+
+def _markdown(table: list[dict], plots: list[str]) -> str:
+    cols = ["run", "task_accuracy", "task_accuracy_ci", "fact_recall", "tone_score", "impolite_rate",
+            "win_rate_vs_parent", "kl_task", "kl_task_base", "kl_general", "general_ppl_drift", "probes",
+            "mean_response_tokens", "distinct_2", "delta_task_accuracy_vs_parent", "delta_tone_vs_parent"]
+    lines = ["# rlft comparison", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for e in table:
+        cells = []
+        for c in cols:
+            v = e.get(c)
+            cells.append(f"[{v[0]:.2f}, {v[1]:.2f}]" if c == "task_accuracy_ci" and v else _fmt(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "KL in nats per response token (exact over the vocabulary on the run's own samples); "
+              "`general_ppl_drift` = held-out chitchat perplexity / base perplexity - 1; `probes` = mean exact "
+              "match on the prior-skill probes (forgetting); deltas are to the run's parent.", ""]
+    lines += [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(rows: list[dict], out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [Path(r["run"]).name for r in rows]
+    files = []
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    pts = [(r["eval"]["task_accuracy"], r["eval"]["kl_task_base"] or 0.0) for r in rows]
+    for (x, y), name in zip(pts, names):
+        ax.scatter(x, y, s=40)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5))
+    front = pareto_front(pts)
+    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1, label="non-dominated front")
+    ax.set_xlabel("task accuracy (held-out Harbor Goods tasks)")
+    ax.set_ylabel("drift: KL to the base, nats/token")
+    ax.set_title("Task accuracy against drift")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_drift.png", dpi=120)
+    files.append("accuracy_vs_drift.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for r, name in zip(rows, names):
+        ax.scatter(r["eval"]["kl_task_base"] or 0.0, r["eval"]["tone_score"], s=40, label=name)
+    ax.set_xlabel("KL to the base, nats/token")
+    ax.set_ylabel("tone score")
+    ax.set_title("Tone against KL")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "tone_vs_kl.png", dpi=120)
+    files.append("tone_vs_kl.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for r, name in zip(rows, names):
+        if r["curve"]:
+            ax.plot([s for s, _ in r["curve"]], [v for _, v in r["curve"]], label=f"{name} ({r['stage']})")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss")
+    ax.set_title("Training curves")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "training_curves.png", dpi=120)
+    files.append("training_curves.png")
+    plt.close(fig)
+    return files

@@ -1,0 +1,47 @@
+"""Drift budgets during training: a tripped budget stops the stage and keeps weights inside it."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from safetensors.torch import load_file
+
+from rlft import cli
+
+SETS = ["lora.enabled=false", "data.n_train=64", "data.n_val=8", "train.max_steps=8", "train.batch_size=8", "train.eval_steps=0",
+        "train.save_steps=50", "train.logging_steps=1", "train.learning_rate=0.01", "eval.enabled=false",
+        "eval.budget_every=2", "eval.budget_samples=4", "eval.n_tasks=11"]
+
+
+def _sft(model_dir, out, *extra):
+    args = ["sft", "--recipe", "recipes/customer_support/sft.yaml", "--set", f"model={model_dir}",
+            "--output-dir", str(out)]
+    for s in SETS + list(extra):
+        args += ["--set", s]
+    return cli.main(args)
+
+
+def test_tripped_kl_budget_stops_and_keeps_the_last_weights_inside(tiny_model_dir, tmp_path):
+    assert _sft(tiny_model_dir, tmp_path / "sft", "eval.max_kl_task=1e-9") == 0
+    manifest = json.loads((tmp_path / "sft" / "manifest.json").read_text())
+    tripped = manifest["budget"]["tripped"]
+    assert tripped["budget"] == "max_kl_task" and tripped["step"] == 2 and tripped["kept_step"] == 0
+    assert manifest["metrics"]["steps"] == 2
+    saved = load_file(str(tmp_path / "sft" / "model" / "model.safetensors"))
+    start = load_file(str(tiny_model_dir / "model.safetensors"))
+    assert all(torch.equal(saved[k], start[k]) for k in start)  # step 0 was the last inside the budget
+
+
+def test_generous_budget_only_measures(tiny_model_dir, tmp_path):
+    assert _sft(tiny_model_dir, tmp_path / "sft", "eval.max_kl_task=100", "eval.max_general_ppl_drift=100") == 0
+    manifest = json.loads((tmp_path / "sft" / "manifest.json").read_text())
+    assert manifest["budget"]["tripped"] is None and manifest["metrics"]["steps"] == 8
+    assert [h["step"] for h in manifest["budget"]["history"]] == [2, 4, 6, 8]
+    assert all(h["kl_task"] > 0 for h in manifest["budget"]["history"])
+
+
+def test_warn_goes_on(tiny_model_dir, tmp_path):
+    assert _sft(tiny_model_dir, tmp_path / "sft", "eval.max_kl_task=1e-9", "eval.budget_action=warn") == 0
+    manifest = json.loads((tmp_path / "sft" / "manifest.json").read_text())
+    assert manifest["budget"]["tripped"]["action"] == "warn" and manifest["metrics"]["steps"] == 8

@@ -1,0 +1,39 @@
+"""The shipped rlft-tiny: it loads offline and answers; SFT then DPO run end to end on it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlft import cli, models
+from rlft.eval.generate import generate
+
+
+def test_rlft_tiny_loads_offline_and_generates():
+    tok = models.load_tokenizer("rlft-tiny")
+    model = models.load_causal_lm("rlft-tiny")
+    out = generate(model, tok, [[{"role": "user", "content": "hi, how are you?"}]], max_new_tokens=24)
+    assert out.texts[0].strip() and out.n_tokens[0] > 0
+    assert model.config.model_type == "llama" and 3e6 < models.n_params(model) < 6e6
+
+
+@pytest.mark.slow
+def test_sft_then_dpo_on_the_embedded_default(runs_dir):
+    small = ["data.n_train=160", "data.n_val=32", "train.max_steps=10", "eval.n_tasks=22", "eval.n_general=8",
+             "train.eval_steps=5", "train.save_steps=5"]
+    for stage in ("sft", "dpo"):
+        args = [stage, "--recipe", f"recipes/customer_support/{stage}.yaml"]
+        for s in small:
+            args += ["--set", s]
+        assert cli.main(args) == 0
+    sft, dpo = runs_dir / "customer_support" / "sft", runs_dir / "customer_support" / "dpo"
+    manifest = json.loads((dpo / "manifest.json").read_text())
+    assert manifest["parent"] == str(sft) and manifest["status"] == "complete"
+    ev = json.loads((dpo / "eval.json").read_text())
+    assert ev["n_tasks"] == 22 and 0 <= ev["task_accuracy"] <= 1 and ev["kl_task"] >= 0
+    assert set(ev["probe_accuracy"]) == {"count_up", "count_down"}
+    # the same command again is a no-op: same recipe, parent and data
+    assert cli.main(["dpo", "--recipe", "recipes/customer_support/dpo.yaml"] +
+                    [w for s in small for w in ("--set", s)]) == 0
+    assert json.loads((dpo / "manifest.json").read_text())["finished_at"] == manifest["finished_at"]
