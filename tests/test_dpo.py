@@ -45,7 +45,7 @@ def test_dpo_step0_loss_is_ln2_so_the_reference_is_the_sft_policy(tiny_model_dir
     """At step 0 policy = reference, so every margin is 0 and the loss is -log σ(0) = ln 2 = 0.6931."""
     out = f"dpo_{parent}_{len(extra)}"
     assert _run("dpo", tiny_model_dir, sft_runs, out, f"parent={sft_runs / parent}", "train.max_steps=1",
-                "train.learning_rate=1e-9", *extra) == 0
+                "train.learning_rate=1e-9", "dpo.loss_type=[sigmoid]", *extra) == 0
     first = _first_log(sft_runs / out)
     assert abs(first["loss"] - math.log(2)) < 1e-3
     assert abs(first["rewards/margins"]) < 1e-3
