@@ -119,3 +119,29 @@ def test_eval_refuses_an_unfinished_run(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     assert cli.main(["eval", "--run", str(tmp_path / "run")]) == 2
     assert "not a finished run" in capsys.readouterr().err
+
+
+def test_unknown_data_names_list_the_builtins_and_hub_ids_fail_clearly(monkeypatch):
+    from rlft import data
+    from rlft.errors import InputError
+
+    with pytest.raises(InputError, match="built-in sets: harbor_sft"):
+        data.load("harbor_sfx", "conversational", 0, 10)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError, match="loadable `datasets` hub id"):
+        data.load("someone/support-chats", "conversational", 0, 10)
+    with pytest.raises(InputError, match="does not exist"):
+        data.load("missing/file.jsonl", "conversational", 0, 10)
+
+
+def test_parquet_and_csv_files_are_read(tmp_path):
+    import pandas as pd
+
+    from rlft import data
+
+    frame = pd.DataFrame({"prompt": ["hi", "yo"], "completion": ["hello", "hey"]})
+    frame.to_parquet(tmp_path / "d.parquet")
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    for name in ("d.parquet", "d.csv"):
+        rows = data.load(str(tmp_path / name), "conversational", 0, 0)
+        assert rows[1]["messages"] == [{"role": "user", "content": "yo"}, {"role": "assistant", "content": "hey"}]

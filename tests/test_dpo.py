@@ -59,3 +59,38 @@ def test_each_loss_trains(tiny_model_dir, sft_runs, loss):
                 f"dpo.loss_type=[{loss}]", *extra) == 0
     manifest = json.loads((sft_runs / out / "manifest.json").read_text())
     assert math.isfinite(manifest["metrics"]["train_loss"])
+
+
+def test_lora_dpo_keeps_one_copy_and_the_reference_is_the_sft_policy(tiny_model_dir, sft_runs, tmp_path):
+    """Under LoRA there is no reference model: the policy with its new adapter disabled gives exactly
+    the SFT policy's logits, and the base weights exist once."""
+    import torch
+
+    from rlft import config, data, models
+    from rlft.stages import dpo
+
+    recipe = config.load_recipe("dpo", "recipes/customer_support/dpo.yaml",
+                                [f"model={tiny_model_dir}", f"parent={sft_runs / 'sft_lora'}", "lora.r=4",
+                                 "train.max_steps=1", "train.logging_steps=1", "eval.enabled=false"])
+    tok = models.load_tokenizer(recipe.model)
+    rows = data.load("harbor_pairs", "preference", 0, 8)
+    trainer, _ = dpo.build_trainer(recipe, tok, rows, [], tmp_path)
+    assert trainer.ref_model is None
+    storages = {p.untyped_storage().data_ptr() for p in trainer.model.parameters()}
+    assert len(storages) == len(list(trainer.model.parameters()))  # nothing shared twice, nothing duplicated
+    base_params = sum(p.numel() for n, p in trainer.model.named_parameters() if "lora_" not in n)
+    assert base_params == models.n_params(models.load_causal_lm(str(tiny_model_dir)))
+    ids = torch.tensor([tok.apply_chat_template(rows[0]["prompt"], add_generation_prompt=True, return_dict=False)])
+    sft_policy = models.run_model(sft_runs / "sft_lora").eval()
+    trainer.model.eval()
+    with torch.no_grad(), trainer.model.disable_adapter():
+        ref_logits = trainer.model(input_ids=ids).logits
+    assert torch.allclose(ref_logits, sft_policy(input_ids=ids).logits, atol=1e-5)
+
+
+def test_precomputed_reference_log_probs(tiny_model_dir, sft_runs):
+    out = "dpo_precompute"
+    assert _run("dpo", tiny_model_dir, sft_runs, out, f"parent={sft_runs / 'sft_full'}", "lora.enabled=false",
+                "train.max_steps=1", "train.learning_rate=1e-9", "dpo.loss_type=[sigmoid]",
+                "dpo.precompute_ref_log_probs=true") == 0
+    assert abs(_first_log(sft_runs / out)["loss"] - math.log(2)) < 1e-3

@@ -74,3 +74,13 @@ def test_metrics_load_as_offline_evaluate_modules(monkeypatch):
     tone_metric = evaluate.load(path("rlft_tone"))
     out = tone_metric.compute(predictions=["Not my problem."], customer=["Where is my order?"])
     assert out["impolite_rate"] == 1.0
+
+
+def test_win_rate_counts_ties_as_half():
+    """Task needs '30 days'. A: facts + tone beats B: rude; C vs C ties → (1 + 0.5) / 2 = 0.75."""
+    from rlft.eval.harness import win_rate
+
+    task = {"messages": [{"role": "user", "content": "Can I return it?"}], "required": ["30 days"], "forbidden": []}
+    good = "Thanks for asking! Returns within 30 days. Anything else?"
+    rude = "Read the FAQ. 30 days."
+    assert win_rate([task, task], [good, good], [rude, good]) == 0.75

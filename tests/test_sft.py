@@ -41,3 +41,35 @@ def test_sft_lora_and_qlora_train_only_the_adapter(tiny_model_dir, runs_dir, qua
     manifest = json.loads((runs_dir / "sft" / "manifest.json").read_text())
     assert manifest["artifacts"] == {"adapter": "adapter/"}
     assert (runs_dir / "sft" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_selective_freezing_leaves_frozen_weights_unchanged(tiny_model_dir, runs_dir):
+    import torch
+    from safetensors.torch import load_file
+
+    assert _sft(tiny_model_dir, runs_dir, "lora.enabled=false", "sft.freeze_embeddings=true", "sft.freeze_layers=1",
+                "eval.enabled=false", "train.learning_rate=0.01") == 0
+    after = load_file(str(runs_dir / "sft" / "model" / "model.safetensors"))
+    before = load_file(str(tiny_model_dir / "model.safetensors"))
+    for name, value in before.items():
+        frozen = "embed_tokens" in name or ".layers.0." in name
+        assert torch.equal(after[name], value) == frozen, name
+
+
+def test_packing_trains(tiny_model_dir, runs_dir):
+    assert _sft(tiny_model_dir, runs_dir, "sft.packing=true", "eval.enabled=false") == 0
+
+
+def test_merged_adapter_loads_in_plain_transformers(tiny_model_dir, runs_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rlft import models
+
+    assert _sft(tiny_model_dir, runs_dir, "lora.enabled=true", "lora.r=4", "sft.merge_adapter=true",
+                "eval.enabled=false", "train.learning_rate=0.01") == 0
+    merged = AutoModelForCausalLM.from_pretrained(runs_dir / "sft" / "merged").eval()
+    via_adapter = models.run_model(runs_dir / "sft").eval()
+    ids = torch.tensor([[3, 10, 20, 30]])
+    with torch.no_grad():
+        assert torch.allclose(merged(input_ids=ids).logits, via_adapter(input_ids=ids).logits, atol=1e-5)

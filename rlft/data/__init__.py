@@ -191,12 +191,28 @@ def check_task(row: dict, path, no: int, seen_ids: dict) -> dict:
 
 
 def load(spec: str, fmt: str, seed: int, n: int) -> list[dict]:
-    """Rows for a stage: a built-in name (generated) or a user's file (validated)."""
-    looks_like_file = any(spec.lower().endswith(s) for s in (".jsonl", ".json", ".parquet", ".csv")) or "/" in spec
-    if not looks_like_file:
+    """Rows for a stage: a built-in name (generated), a user's file, or a `datasets` hub id (validated)."""
+    if spec in BUILTIN:
         rows = builtin(spec, seed, n)
         return rows if fmt != "tasks" else [check_task(r, spec, i + 1, {}) for i, r in enumerate(rows)]
-    return to_format(read_rows(spec), fmt, spec)
+    if Path(spec).exists() or any(spec.lower().endswith(s) for s in (".jsonl", ".json", ".parquet", ".csv")):
+        return to_format(read_rows(spec), fmt, spec)
+    if re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.-]+)?", spec):
+        return to_format(_hub_rows(spec), fmt, spec)
+    return builtin(spec, seed, n)  # raises: names the built-in sets and the accepted files
+
+
+def _hub_rows(spec: str) -> list[tuple[int, dict]]:
+    """A `datasets` hub id, `owner/name` or `owner/name:split` (default split: train)."""
+    import datasets
+
+    name, _, split = spec.partition(":")
+    try:
+        ds = datasets.load_dataset(name, split=split or "train")
+    except Exception as e:  # offline, missing, private: datasets raises many types
+        raise InputError(f"data {spec!r} is neither a built-in set, a file, nor a loadable `datasets` hub id "
+                         f"({type(e).__name__}: {str(e)[:200]})") from None
+    return [(i + 1, dict(r)) for i, r in enumerate(ds)]
 
 
 def write_jsonl(rows: list[dict], path: Path) -> None:

@@ -59,7 +59,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         resume: bool = False) -> dict | None:
     from datasets import Dataset
 
-    tr, cfg = recipe.train, recipe.dpo
+    cfg = recipe.dpo
     kto = cfg.loss_type == ["kto"]
     for loss in cfg.loss_type:
         if loss not in PAIRWISE_LOSSES and not kto:
@@ -92,6 +92,67 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         return None
     t0 = time.time()
 
+    trainer, budget = build_trainer(recipe, tok, train_rows, val_rows, run_.work)
+    ckpt = run_.resume_from() if resume else None
+    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    if budget:
+        budget.restore(trainer.model)
+    metrics = {"train_loss": result.training_loss, "steps": result.global_step,
+               "trainable_parameters": models.n_params(trainer.model, trainable_only=True)}
+    warnings_ = []
+    if val_rows:
+        ev = _renamed(trainer.evaluate(), "val")
+        metrics.update(ev)
+        # the same number of training pairs, scored the same way: the train/validation gap (TRL
+        # cannot score a new dataset after training when the reference was precomputed)
+        subset = train_rows[:len(val_rows)]
+        train_ev = {} if recipe.dpo.precompute_ref_log_probs else _renamed(trainer.evaluate(
+            Dataset.from_list(unpaired(subset) if kto else subset), metric_key_prefix="train"), "train")
+        metrics.update(train_ev)
+        if "val/loss" in ev and "train/loss" in train_ev:
+            metrics["train_val_gap"] = ev["val/loss"] - train_ev["train/loss"]
+        chosen = ev.get("val/rewards/chosen")
+        if chosen is not None and not math.isnan(chosen) and chosen < 0:
+            warnings_.append(f"likelihood displacement: on validation pairs the chosen answers became less "
+                             f"likely than under the SFT reference (rewards/chosen = {chosen:.4f})")
+    for w in warnings_:
+        print(f"dpo: warning: {w}")
+
+    # --- save ---
+    if recipe.lora.enabled or recipe.quant.load_in_4bit:
+        trainer.model.save_pretrained(str(run_.work / "adapter"))
+        artifacts = {"adapter": "adapter/"}
+    else:
+        trainer.save_model(str(run_.work / "model"))
+        artifacts = {"model": "model/"}
+    tok.save_pretrained(str(run_.work / next(iter(artifacts.values()))))
+    runs.atomic_write_json(run_.work / "train_log.json", trainer.state.log_history)
+    metrics["train_minutes"] = round((time.time() - t0) / 60, 2)
+    return run_.finish({
+        "parent": recipe.parent, "model": recipe.model, "tokenizer_sha256": tok_sha, "recipe": to_dict(recipe),
+        "recipe_path": recipe_path,
+        "data": {"name": recipe.data.train, "validation": recipe.data.validation, "sha256": data_sha,
+                 "n_train": len(train_rows), "n_val": len(val_rows), "skipped_rows": skipped},
+        "seed": recipe.seed, "metrics": metrics, "warnings": warnings_, "artifacts": artifacts,
+        "budget": {"tripped": budget.tripped, "history": budget.history} if budget else None})
+
+
+def _renamed(metrics: dict, split: str) -> dict:
+    """TRL's evaluate() keys (eval_rewards/chosen, train_loss, ...) as val/rewards/chosen, train/loss, ..."""
+    out = {}
+    for k, v in metrics.items():
+        name = k.split("_", 1)[1] if k.startswith(("eval_", "train_")) else k
+        if "/" in name or name == "loss":
+            out[f"{split}/{name}"] = v
+    return out
+
+
+def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list[dict], work: Path):
+    """TRL's DPO (or KTO) trainer on the parent's policy, with the reference it needs, and the drift budget."""
+    from datasets import Dataset
+
+    tr, cfg = recipe.train, recipe.dpo
+    kto = cfg.loss_type == ["kto"]
     # --- policy and reference: the SFT policy, once (LoRA) or twice (full weights) ---
     use_lora = recipe.lora.enabled or recipe.quant.load_in_4bit
     model = models.policy_for_training(recipe, recipe.parent)
@@ -102,10 +163,10 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     budget = sft.drift_budget(recipe, tok, ref_model if ref_model is not None else model)
     callbacks = [budget] * bool(budget) + faults.callbacks()
 
-    # --- train ---
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_.work / "logs")
+    # --- trainer ---
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "logs")
     common = dict(
-        output_dir=str(run_.work), per_device_train_batch_size=tr.batch_size,
+        output_dir=str(work), per_device_train_batch_size=tr.batch_size,
         per_device_eval_batch_size=tr.batch_size, gradient_accumulation_steps=tr.grad_accum,
         learning_rate=tr.learning_rate, num_train_epochs=tr.num_epochs, max_steps=tr.max_steps,
         warmup_steps=tr.warmup_ratio, lr_scheduler_type=tr.lr_scheduler, weight_decay=tr.weight_decay,
@@ -132,46 +193,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
                              train_dataset=Dataset.from_list(train_rows),
                              eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
                              peft_config=peft_config, callbacks=callbacks)
-    ckpt = run_.resume_from() if resume else None
-    result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    if budget:
-        budget.restore(trainer.model)
-    metrics = {"train_loss": result.training_loss, "steps": result.global_step,
-               "trainable_parameters": models.n_params(trainer.model, trainable_only=True)}
-    warnings_ = []
-    if val_rows:
-        ev = trainer.evaluate()
-        metrics.update({k.replace("eval_", "val/"): v for k, v in ev.items() if "/" in k or k == "eval_loss"})
-        train_ev = trainer.evaluate(Dataset.from_list(train_rows[:len(val_rows)] if not kto else
-                                                      unpaired(train_rows[:len(val_rows) // 2 or 1])),
-                                    metric_key_prefix="train")
-        metrics.update({k.replace("train_", "train/", 1): v for k, v in train_ev.items() if "/" in k})
-        if "eval_loss" in ev and "train_loss" in train_ev:
-            metrics["train_val_gap"] = ev["eval_loss"] - train_ev["train_loss"]
-        chosen = ev.get("eval_rewards/chosen")
-        if chosen is not None and not math.isnan(chosen) and chosen < 0:
-            warnings_.append(f"likelihood displacement: on validation pairs the chosen answers became less "
-                             f"likely than under the SFT reference (rewards/chosen = {chosen:.4f})")
-    for w in warnings_:
-        print(f"dpo: warning: {w}")
-
-    # --- save ---
-    if use_lora:
-        trainer.model.save_pretrained(str(run_.work / "adapter"))
-        artifacts = {"adapter": "adapter/"}
-    else:
-        trainer.save_model(str(run_.work / "model"))
-        artifacts = {"model": "model/"}
-    tok.save_pretrained(str(run_.work / next(iter(artifacts.values()))))
-    runs.atomic_write_json(run_.work / "train_log.json", trainer.state.log_history)
-    metrics["train_minutes"] = round((time.time() - t0) / 60, 2)
-    return run_.finish({
-        "parent": recipe.parent, "model": recipe.model, "tokenizer_sha256": tok_sha, "recipe": to_dict(recipe),
-        "recipe_path": recipe_path,
-        "data": {"name": recipe.data.train, "validation": recipe.data.validation, "sha256": data_sha,
-                 "n_train": len(train_rows), "n_val": len(val_rows), "skipped_rows": skipped},
-        "seed": recipe.seed, "metrics": metrics, "warnings": warnings_, "artifacts": artifacts,
-        "budget": {"tripped": budget.tripped, "history": budget.history} if budget else None})
+    return trainer, budget
 
 
 def _cuda() -> bool:
