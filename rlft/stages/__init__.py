@@ -1,0 +1,22 @@
+"""One file per stage; each exposes `run(recipe, out, ...)`. The trainer arguments they share live here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def trainer_kwargs(recipe, work: Path, has_validation: bool) -> dict:
+    """transformers/TRL TrainingArguments common to every stage, from the recipe's `train` section."""
+    import torch
+
+    tr = recipe.train
+    evaluate = has_validation and tr.eval_steps > 0
+    return dict(
+        output_dir=str(work), per_device_train_batch_size=tr.batch_size, per_device_eval_batch_size=tr.batch_size,
+        gradient_accumulation_steps=tr.grad_accum, learning_rate=tr.learning_rate, num_train_epochs=tr.num_epochs,
+        max_steps=tr.max_steps, warmup_steps=tr.warmup_ratio, lr_scheduler_type=tr.lr_scheduler,
+        weight_decay=tr.weight_decay, max_grad_norm=tr.max_grad_norm, logging_steps=tr.logging_steps,
+        optim=tr.optim, eval_strategy="steps" if evaluate else "no", eval_steps=tr.eval_steps if evaluate else None,
+        save_steps=tr.save_steps, seed=recipe.seed, data_seed=recipe.seed, bf16=tr.bf16,
+        gradient_checkpointing=tr.gradient_checkpointing, report_to=["tensorboard"],
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=False)

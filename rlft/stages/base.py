@@ -30,6 +30,7 @@ import torch
 from rlft import faults, runs
 from rlft.config import BaseRecipe, to_dict
 from rlft.data import chitchat, harbor, probes
+from rlft.stages import trainer_kwargs
 
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
@@ -160,15 +161,8 @@ def run(recipe: BaseRecipe, out: Path, recipe_path: str | None = None, force: bo
     n = sum(p.numel() for p in model.parameters())
     print(f"base: Llama, {cfg.num_layers} layers × {cfg.hidden_size}, {n / 1e6:.2f}M parameters")
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_.work / "logs")
-    args = TrainingArguments(
-        output_dir=str(run_.work), per_device_train_batch_size=tr.batch_size,
-        per_device_eval_batch_size=tr.batch_size, gradient_accumulation_steps=tr.grad_accum,
-        learning_rate=tr.learning_rate, num_train_epochs=tr.num_epochs, max_steps=tr.max_steps,
-        warmup_steps=tr.warmup_ratio, lr_scheduler_type=tr.lr_scheduler, weight_decay=tr.weight_decay,
-        max_grad_norm=tr.max_grad_norm, logging_steps=tr.logging_steps, eval_strategy="steps",
-        eval_steps=tr.eval_steps, save_steps=tr.save_steps, save_total_limit=2, seed=recipe.seed,
-        data_seed=recipe.seed, report_to=["tensorboard"],
-        dataloader_num_workers=0, disable_tqdm=False, use_cpu=not torch.cuda.is_available())
+    args = TrainingArguments(**trainer_kwargs(recipe, run_.work, has_validation=True), save_total_limit=2,
+                             dataloader_num_workers=0)
     trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, callbacks=faults.callbacks())
     result = trainer.train(resume_from_checkpoint=str(run_.resume_from()) if resume and run_.resume_from() else None)
     train_minutes = (time.time() - t0) / 60

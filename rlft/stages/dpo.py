@@ -31,7 +31,7 @@ from pathlib import Path
 from rlft import data, faults, models, runs
 from rlft.config import DpoRecipe, to_dict
 from rlft.errors import InputError
-from rlft.stages import sft
+from rlft.stages import sft, trainer_kwargs
 
 PAIRWISE_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "apo_zero", "apo_down", "sft", "sigmoid_norm",
                    "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "discopop")
@@ -151,7 +151,7 @@ def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list
     """TRL's DPO (or KTO) trainer on the parent's policy, with the reference it needs, and the drift budget."""
     from datasets import Dataset
 
-    tr, cfg = recipe.train, recipe.dpo
+    cfg = recipe.dpo
     kto = cfg.loss_type == ["kto"]
     # --- policy and reference: the SFT policy, once (LoRA) or twice (full weights) ---
     use_lora = recipe.lora.enabled or recipe.quant.load_in_4bit
@@ -165,16 +165,8 @@ def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list
 
     # --- trainer ---
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "logs")
-    common = dict(
-        output_dir=str(work), per_device_train_batch_size=tr.batch_size,
-        per_device_eval_batch_size=tr.batch_size, gradient_accumulation_steps=tr.grad_accum,
-        learning_rate=tr.learning_rate, num_train_epochs=tr.num_epochs, max_steps=tr.max_steps,
-        warmup_steps=tr.warmup_ratio, lr_scheduler_type=tr.lr_scheduler, weight_decay=tr.weight_decay,
-        max_grad_norm=tr.max_grad_norm, logging_steps=tr.logging_steps, optim=tr.optim,
-        eval_strategy="steps" if val_rows and tr.eval_steps > 0 else "no", eval_steps=tr.eval_steps or None,
-        save_steps=tr.save_steps, save_total_limit=2, seed=recipe.seed, data_seed=recipe.seed, bf16=tr.bf16,
-        gradient_checkpointing=tr.gradient_checkpointing, report_to=["tensorboard"],
-        max_length=recipe.data.max_length, beta=cfg.beta, use_cpu=not _cuda(), disable_tqdm=False)
+    common = dict(**trainer_kwargs(recipe, work, bool(val_rows)), save_total_limit=2,
+                  max_length=recipe.data.max_length, beta=cfg.beta)
     if kto:
         from trl import KTOConfig, KTOTrainer
 
@@ -194,9 +186,3 @@ def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list
                              eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
                              peft_config=peft_config, callbacks=callbacks)
     return trainer, budget
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

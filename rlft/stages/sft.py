@@ -22,6 +22,7 @@ from pathlib import Path
 from rlft import data, faults, models, runs
 from rlft.config import SftRecipe, to_dict
 from rlft.errors import InputError
+from rlft.stages import trainer_kwargs
 
 
 def freeze(model, recipe: SftRecipe) -> list[str]:
@@ -94,18 +95,9 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_.work / "logs")
     early = tr.early_stopping_patience > 0 and bool(val_rows) and tr.eval_steps > 0
     args = SFTConfig(
-        output_dir=str(run_.work), per_device_train_batch_size=tr.batch_size,
-        per_device_eval_batch_size=tr.batch_size, gradient_accumulation_steps=tr.grad_accum,
-        learning_rate=tr.learning_rate, num_train_epochs=tr.num_epochs, max_steps=tr.max_steps,
-        warmup_steps=tr.warmup_ratio, lr_scheduler_type=tr.lr_scheduler, weight_decay=tr.weight_decay,
-        max_grad_norm=tr.max_grad_norm, logging_steps=tr.logging_steps, optim=tr.optim,
-        eval_strategy="steps" if val_rows and tr.eval_steps > 0 else "no", eval_steps=tr.eval_steps or None,
-        save_steps=tr.save_steps, save_total_limit=2 if not early else None,
+        **trainer_kwargs(recipe, run_.work, bool(val_rows)), save_total_limit=2 if not early else None,
         load_best_model_at_end=early, metric_for_best_model="eval_loss" if early else None,
-        seed=recipe.seed, data_seed=recipe.seed, bf16=tr.bf16, gradient_checkpointing=tr.gradient_checkpointing,
-        report_to=["tensorboard"], max_length=recipe.data.max_length, packing=cfg.packing,
-        assistant_only_loss=cfg.assistant_only_loss, dataset_num_proc=None,
-        use_cpu=not _cuda(), disable_tqdm=False)
+        max_length=recipe.data.max_length, packing=cfg.packing, assistant_only_loss=cfg.assistant_only_loss)
     trainer = SFTTrainer(
         model=model, args=args, processing_class=tok, peft_config=peft_config,
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
@@ -153,12 +145,6 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
         "seed": recipe.seed, "metrics": metrics, "artifacts": artifacts,
         "budget": {"tripped": budget.tripped, "history": budget.history} if budget else None})
     return manifest
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def drift_budget(recipe, tok, model):
