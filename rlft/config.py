@@ -149,7 +149,8 @@ class DpoCfg:
     """Strength of the pull toward the reference (the SFT policy)."""
     loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
     """TRL loss names: sigmoid (DPO), ipo, hinge, robust, apo_zero, apo_down, sft (NLL on chosen) ...,
-    several for a mixture; or [kto] for KTO on the pairs split into desirable/undesirable answers."""
+    several for a mixture; [kto] for KTO on the pairs split into desirable/undesirable answers;
+    [orpo] or [simpo] for TRL's reference-free ORPO and SimPO (trl.experimental)."""
     loss_weights: list[float] | None = None
     """Weights of a loss mixture, one per loss_type."""
     label_smoothing: float = 0.0

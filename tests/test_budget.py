@@ -39,6 +39,7 @@ def test_generous_budget_only_measures(tiny_model_dir, tmp_path):
     assert manifest["budget"]["tripped"] is None and manifest["metrics"]["steps"] == 8
     assert [h["step"] for h in manifest["budget"]["history"]] == [2, 4, 6, 8]
     assert all(h["kl_task"] > 0 for h in manifest["budget"]["history"])
+    assert list((tmp_path / "sft" / "logs" / "budget").glob("events.out.tfevents.*"))  # in TensorBoard too
 
 
 def test_warn_goes_on(tiny_model_dir, tmp_path):

@@ -51,7 +51,8 @@ def test_dpo_step0_loss_is_ln2_so_the_reference_is_the_sft_policy(tiny_model_dir
     assert abs(first["rewards/margins"]) < 1e-3
 
 
-@pytest.mark.parametrize("loss", ["sigmoid", "ipo", "hinge", "robust", "apo_zero", "sigmoid,sft", "kto"])
+@pytest.mark.parametrize("loss", ["sigmoid", "ipo", "hinge", "robust", "apo_zero", "sigmoid,sft", "kto", "orpo",
+                                  "simpo"])
 def test_each_loss_trains(tiny_model_dir, sft_runs, loss):
     out = f"dpo_loss_{loss.replace(',', '_')}"
     extra = ["dpo.label_smoothing=0.1"] if loss == "robust" else []

@@ -38,6 +38,7 @@ class DriftBudget(TrainerCallback):
         self.tripped: dict | None = None
         self.good_state: dict | None = None
         self.good_step = 0
+        self.writer = None
 
     def measure(self, model) -> dict:
         out = {}
@@ -64,7 +65,14 @@ class DriftBudget(TrainerCallback):
         return None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        from torch.utils.tensorboard import SummaryWriter
+
         self.good_state = _trainable_state(model)
+        self.writer = SummaryWriter(log_dir=f"{args.output_dir}/logs/budget") if state.is_world_process_zero else None
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.writer is not None:
+            self.writer.close()
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.tripped and self.action == "stop" or state.global_step % self.every:
@@ -72,6 +80,9 @@ class DriftBudget(TrainerCallback):
         values = self.measure(model)
         self.history.append({"step": state.global_step, **values})
         state.log_history.append({"step": state.global_step, **{f"budget/{k}": v for k, v in values.items()}})
+        for k, v in values.items():
+            if self.writer is not None:
+                self.writer.add_scalar(f"budget/{k}", v, state.global_step)
         over = self._over(values)
         if over is None:
             self.good_state, self.good_step = _trainable_state(model), state.global_step

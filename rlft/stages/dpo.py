@@ -2,9 +2,10 @@
 
     rlft dpo --recipe recipes/customer_support/dpo.yaml
 
-TRL's DPOTrainer (and KTOTrainer for `loss_type: [kto]`) on preference pairs, the built-in
-Harbor Goods pairs by default (Rafailov et al. 2023, eq. 7; IPO, hinge, robust, APO and
-loss mixtures as TRL implements them).
+TRL's DPOTrainer on preference pairs, the built-in Harbor Goods pairs by default
+(Rafailov et al. 2023, eq. 7; IPO, hinge, robust, APO and loss mixtures as TRL implements
+them); KTOTrainer for `loss_type: [kto]`; the reference-free ORPO and SimPO of
+trl.experimental for `[orpo]` and `[simpo]`.
 
 The reference policy is exactly the SFT policy:
 - full weights: the policy starts as the SFT model and the reference is a frozen copy of it
@@ -61,10 +62,11 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
 
     cfg = recipe.dpo
     kto = cfg.loss_type == ["kto"]
+    alone = cfg.loss_type in (["kto"], ["orpo"], ["simpo"])
     for loss in cfg.loss_type:
-        if loss not in PAIRWISE_LOSSES and not kto:
+        if loss not in PAIRWISE_LOSSES and not alone:
             raise InputError(f"dpo.loss_type: unknown loss {loss!r}; known: {', '.join(PAIRWISE_LOSSES)}, "
-                             f"or [kto] alone")
+                             f"or one of [kto], [orpo], [simpo] alone")
     # --- inputs: tokenizer, parent, data (all checked before anything is written) ---
     if recipe.parent is None:
         raise InputError("dpo needs a parent SFT run: set `parent` in the recipe or run `make sft` first")
@@ -104,9 +106,11 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         ev = _renamed(trainer.evaluate(), "val")
         metrics.update(ev)
         # the same number of training pairs, scored the same way: the train/validation gap (TRL
-        # cannot score a new dataset after training when the reference was precomputed)
+        # cannot score a new dataset after training when the reference was precomputed, nor
+        # with ORPO/SimPO, which prepare their data once)
         subset = train_rows[:len(val_rows)]
-        train_ev = {} if recipe.dpo.precompute_ref_log_probs else _renamed(trainer.evaluate(
+        unscorable = recipe.dpo.precompute_ref_log_probs or recipe.dpo.loss_type in (["orpo"], ["simpo"])
+        train_ev = {} if unscorable else _renamed(trainer.evaluate(
             Dataset.from_list(unpaired(subset) if kto else subset), metric_key_prefix="train"), "train")
         metrics.update(train_ev)
         if "val/loss" in ev and "train/loss" in train_ev:
@@ -148,7 +152,7 @@ def _renamed(metrics: dict, split: str) -> dict:
 
 
 def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list[dict], work: Path):
-    """TRL's DPO (or KTO) trainer on the parent's policy, with the reference it needs, and the drift budget."""
+    """TRL's DPO (or KTO, ORPO, SimPO) trainer on the parent's policy, with the reference it needs, and the budget."""
     from datasets import Dataset
 
     cfg = recipe.dpo
@@ -157,7 +161,8 @@ def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list
     use_lora = recipe.lora.enabled or recipe.quant.load_in_4bit
     model = models.policy_for_training(recipe, recipe.parent)
     ref_model = None
-    if not use_lora and not cfg.precompute_ref_log_probs:
+    reference_free = cfg.loss_type in (["orpo"], ["simpo"])
+    if not use_lora and not cfg.precompute_ref_log_probs and not reference_free:
         ref_model = models.policy_for_training(recipe, recipe.parent).eval().requires_grad_(False)
     peft_config = models.lora_config(recipe.lora) if use_lora else None
     budget = sft.drift_budget(recipe, tok, ref_model if ref_model is not None else model)
@@ -167,22 +172,27 @@ def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "logs")
     common = dict(**trainer_kwargs(recipe, work, bool(val_rows)), save_total_limit=2,
                   max_length=recipe.data.max_length, beta=cfg.beta)
+    train_ds = Dataset.from_list(unpaired(train_rows) if kto else train_rows)
+    eval_ds = Dataset.from_list(unpaired(val_rows) if kto else val_rows) if val_rows else None
+    data_kw = dict(processing_class=tok, train_dataset=train_ds, eval_dataset=eval_ds, peft_config=peft_config,
+                   callbacks=callbacks)
     if kto:
         from trl import KTOConfig, KTOTrainer
 
-        args = KTOConfig(**common)
-        trainer = KTOTrainer(model=model, ref_model=ref_model, args=args, processing_class=tok,
-                             train_dataset=Dataset.from_list(unpaired(train_rows)),
-                             eval_dataset=Dataset.from_list(unpaired(val_rows)) if val_rows else None,
-                             peft_config=peft_config, callbacks=callbacks)
+        trainer = KTOTrainer(model=model, ref_model=ref_model, args=KTOConfig(**common), **data_kw)
+    elif cfg.loss_type == ["orpo"]:  # reference-free: odds ratio added to the NLL (Hong et al. 2024)
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        trainer = ORPOTrainer(model=model, args=ORPOConfig(**common), **data_kw)
+    elif cfg.loss_type == ["simpo"]:  # reference-free: length-normalised margin (Meng et al. 2024)
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+        trainer = CPOTrainer(model=model, args=CPOConfig(**common, loss_type="simpo", cpo_alpha=0.0), **data_kw)
     else:
         from trl import DPOConfig, DPOTrainer
 
         args = DPOConfig(**common, loss_type=cfg.loss_type, loss_weights=cfg.loss_weights,
                          label_smoothing=cfg.label_smoothing,
                          precompute_ref_log_probs=cfg.precompute_ref_log_probs)
-        trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, processing_class=tok,
-                             train_dataset=Dataset.from_list(train_rows),
-                             eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
-                             peft_config=peft_config, callbacks=callbacks)
+        trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, **data_kw)
     return trainer, budget
