@@ -21,7 +21,8 @@ SETS := $(if $(MODEL),--set model=$(MODEL)) $(ARGS)
 ifeq ($(NPROC),1)
   RLFT := $(PY) -m rlft.cli
 else
-  RLFT := $(VENV)/bin/accelerate launch --num_processes $(NPROC) $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG)) -m rlft.cli
+  RLFT := $(VENV)/bin/accelerate launch --num_processes $(NPROC) $(if $(shell command -v nvidia-smi),,--cpu) \
+    $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG)) -m rlft.cli
 endif
 
 NAME := $(notdir $(patsubst %/,%,$(RECIPE)))

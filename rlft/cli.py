@@ -76,6 +76,10 @@ def stage_main(args) -> int:
         return 0
     if args.no_eval:
         recipe.eval.enabled = False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from accelerate import PartialState
+
+        PartialState()  # under accelerate launch: join the process group before any run folder is touched
     if args.command == "base":
         from rlft.stages import base as stage
     elif args.command == "sft":

@@ -29,6 +29,14 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def wait_for_everyone() -> None:
+    """A barrier across processes under accelerate launch; nothing in a single process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write to a temporary name in the same folder, fsync, rename: old or new, never torn."""
     path = Path(path)
@@ -119,7 +127,9 @@ class Run:
                     "versions": versions(), "started_at": self.started_at,
                     "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     "wall_seconds": round(time.time() - self.started, 1)}
+        wait_for_everyone()  # every rank has saved its part
         if not is_main_process():
+            wait_for_everyone()
             return manifest
         for ckpt in self.work.glob("checkpoint-*"):
             shutil.rmtree(ckpt)  # the final artifacts are saved; checkpoints were for resuming
@@ -130,6 +140,7 @@ class Run:
         os.replace(self.work, self.out)
         if old.exists():
             shutil.rmtree(old)
+        wait_for_everyone()
         return manifest
 
 
@@ -154,6 +165,7 @@ def start(stage: str, out: Path, inputs: dict, force: bool, resume: bool) -> Run
                          f"another --output-dir")
     if run.work.exists():
         if force and not resume:
+            wait_for_everyone()
             if is_main_process():
                 shutil.rmtree(run.work)
         elif not resume:
@@ -165,9 +177,11 @@ def start(stage: str, out: Path, inputs: dict, force: bool, resume: bool) -> Run
     if resume and stamp.is_file() and stamp.read_text().strip() != run.fingerprint:
         raise InputError(f"{run.work} was started from other inputs (recipe, parent or data changed), so "
                          f"--resume cannot continue it; pass --force to start over")
+    wait_for_everyone()  # every rank has decided from the same state before rank 0 writes
     if is_main_process():
         run.work.mkdir(parents=True, exist_ok=True)
         atomic_write_text(stamp, run.fingerprint + "\n")
+    wait_for_everyone()
     return run
 
 

@@ -124,13 +124,15 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
 
     # --- save ---
     if recipe.lora.enabled or recipe.quant.load_in_4bit:
-        trainer.model.save_pretrained(str(run_.work / "adapter"))
+        if runs.is_main_process():
+            trainer.model.save_pretrained(str(run_.work / "adapter"))
         artifacts = {"adapter": "adapter/"}
     else:
         trainer.save_model(str(run_.work / "model"))
         artifacts = {"model": "model/"}
-    tok.save_pretrained(str(run_.work / next(iter(artifacts.values()))))
-    runs.atomic_write_json(run_.work / "train_log.json", trainer.state.log_history)
+    if runs.is_main_process():
+        tok.save_pretrained(str(run_.work / next(iter(artifacts.values()))))
+        runs.atomic_write_json(run_.work / "train_log.json", trainer.state.log_history)
     metrics["train_minutes"] = round((time.time() - t0) / 60, 2)
     return run_.finish({
         "parent": recipe.parent, "model": recipe.model, "tokenizer_sha256": tok_sha, "recipe": to_dict(recipe),

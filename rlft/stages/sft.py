@@ -119,12 +119,14 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     # --- save ---
     artifacts = {}
     if use_lora:
-        trainer.model.save_pretrained(str(run_.work / "adapter"))
+        if runs.is_main_process():
+            trainer.model.save_pretrained(str(run_.work / "adapter"))
         artifacts["adapter"] = "adapter/"
     else:
         trainer.save_model(str(run_.work / "model"))
         artifacts["model"] = "model/"
-    tok.save_pretrained(str(run_.work / ("adapter" if use_lora else "model")))
+    if runs.is_main_process():
+        tok.save_pretrained(str(run_.work / ("adapter" if use_lora else "model")))
     if use_lora and cfg.merge_adapter and runs.is_main_process():
         # merged in full precision (not into 4-bit weights), loadable by plain transformers
         from peft import PeftModel
@@ -134,8 +136,8 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
         merged.save_pretrained(str(run_.work / "merged"), safe_serialization=True)
         tok.save_pretrained(str(run_.work / "merged"))
         artifacts["merged"] = "merged/"
-    log_history = trainer.state.log_history
-    runs.atomic_write_json(run_.work / "train_log.json", log_history)
+    if runs.is_main_process():
+        runs.atomic_write_json(run_.work / "train_log.json", trainer.state.log_history)
     metrics["train_minutes"] = round((time.time() - t0) / 60, 2)
     manifest = run_.finish({
         "parent": recipe.parent, "model": recipe.model, "tokenizer_sha256": tok_sha, "recipe": to_dict(recipe),

@@ -1,0 +1,55 @@
+"""`accelerate launch --num_processes 2` on CPU (gloo): the same result as one process, one manifest.
+
+SFT only for now: DPO under two processes writes one complete run too, but its losses after the
+first step differ from the single process's by far more than a tolerance (0.13 against 0.08
+at step 2 on the same eight pairs); that is open in the distributed issue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlft import cli
+
+# Eight training rows and a global batch of eight: every step sees the same eight rows in both
+# runs whatever order each sampler draws, so the comparison tests the data-parallel maths.
+SETS = ["lora.enabled=false", "data.n_train=8", "data.n_val=8", "train.max_steps=4", "train.logging_steps=1",
+        "train.eval_steps=0", "train.save_steps=50", "train.early_stopping_patience=0", "eval.enabled=false",
+        "train.learning_rate=0.005", "train.warmup_ratio=0"]
+
+
+def _args(stage, model_dir, out, batch, extra=()):
+    args = [stage, "--recipe", f"recipes/customer_support/{stage}.yaml", "--set", f"model={model_dir}",
+            "--output-dir", str(out), "--set", f"train.batch_size={batch}"]
+    for s in SETS + list(extra):
+        args += ["--set", s]
+    return args
+
+
+def _losses(run_dir):
+    return [e["loss"] for e in json.loads((run_dir / "train_log.json").read_text()) if "loss" in e]
+
+
+@pytest.mark.slow
+def test_sft_on_two_processes_matches_one_with_the_same_global_batch(tiny_model_dir, tmp_path):
+    accelerate = Path(sys.executable).parent / "accelerate"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for stage, extra in (("sft", []),):
+        assert cli.main(_args(stage, tiny_model_dir, tmp_path / f"one-{stage}", 8, extra)) == 0
+        cmd = [str(accelerate), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlft.cli",
+               *_args(stage, tiny_model_dir, tmp_path / f"two-{stage}", 4, extra)]
+        two = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert two.returncode == 0, two.stderr[-3000:]
+        manifests = list(tmp_path.glob(f"two-{stage}*/manifest.json"))
+        assert [m.parent.name for m in manifests] == [f"two-{stage}"]
+        assert json.loads(manifests[0].read_text())["metrics"]["steps"] == 4
+        one, two_ = _losses(tmp_path / f"one-{stage}"), _losses(tmp_path / f"two-{stage}")
+        assert len(one) == len(two_) == 4
+        assert two_ == pytest.approx(one, rel=0.02), (stage, one, two_)
