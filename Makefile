@@ -21,8 +21,9 @@ SETS := $(if $(MODEL),--set model=$(MODEL)) $(ARGS)
 ifeq ($(NPROC),1)
   RLFT := $(PY) -m rlft.cli
 else
-  RLFT := $(VENV)/bin/accelerate launch --num_processes $(NPROC) $(if $(shell command -v nvidia-smi),,--cpu) \
-    $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG)) -m rlft.cli
+  # --multi_gpu starts torch.distributed (NCCL on GPUs, gloo without); --cpu would start one process
+  RLFT := $(VENV)/bin/accelerate launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--multi_gpu) \
+    --num_processes $(NPROC) -m rlft.cli
 endif
 
 NAME := $(notdir $(patsubst %/,%,$(RECIPE)))
