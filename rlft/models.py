@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -30,8 +31,8 @@ def resolve(name: str) -> str:
         if not (path / "config.json").is_file():
             raise InputError(f"model folder {path} has no config.json; save it with save_pretrained")
         return str(path)
-    if path.suffix or name.startswith((".", "/", "~")):
-        raise InputError(f"model {name!r} is neither rlft-tiny, an existing folder, nor a hub id")
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) or name.startswith("."):
+        raise InputError(f"model {name!r} is neither rlft-tiny, an existing folder, nor a hub id (owner/name)")
     return name
 
 

@@ -62,3 +62,16 @@ def test_float_written_without_a_dot_is_a_float(tmp_path):
     path = tmp_path / "sft.yaml"
     path.write_text("train:\n  learning_rate: 1e-4\n")
     assert config.load_recipe("sft", path).train.learning_rate == 1e-4
+
+
+def test_model_names_resolve_to_the_shipped_model_a_folder_or_a_hub_id(tmp_path):
+    from rlft import models
+
+    assert models.resolve("rlft-tiny").endswith("rlft-tiny")
+    assert models.resolve("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert models.resolve("meta-llama/Llama-3.1-8B-Instruct") == "meta-llama/Llama-3.1-8B-Instruct"
+    with pytest.raises(InputError, match="neither"):
+        models.resolve("./no/such/folder")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no config.json"):
+        models.resolve(str(tmp_path / "empty"))
