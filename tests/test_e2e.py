@@ -37,3 +37,14 @@ def test_sft_then_dpo_on_the_embedded_default(runs_dir):
     assert cli.main(["dpo", "--recipe", "recipes/customer_support/dpo.yaml"] +
                     [w for s in small for w in ("--set", s)]) == 0
     assert json.loads((dpo / "manifest.json").read_text())["finished_at"] == manifest["finished_at"]
+
+
+def test_saved_run_reloads_with_the_same_logits(tmp_path, monkeypatch):
+    """The portability check of bench/portability.py, both halves on this machine."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("portability", "bench/portability.py")
+    portability = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(portability)
+    portability.train(tmp_path)
+    portability.check(tmp_path)
