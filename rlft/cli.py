@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from rlft.errors import InputError
+from rlft.errors import InputError, TrainingFault
 
 TRAINING_STAGES = ("base", "sft", "dpo")
 PREVIOUS = {"sft": None, "dpo": "sft", "rm": "sft", "ppo": "sft", "grpo": "sft", "base": None}
@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         print(f"rlft: error: {e}", file=sys.stderr)
         return 2
+    except TrainingFault as e:
+        print(f"rlft: training stopped: {e}", file=sys.stderr)
+        return 3
     return 1
 
 

@@ -6,9 +6,11 @@ optimizer step N, as a power cut or an out-of-memory killer would. Unset, this d
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 
+import torch
 from transformers import TrainerCallback
 
 
@@ -24,3 +26,47 @@ class KillAtStep(TrainerCallback):
 def callbacks() -> list[TrainerCallback]:
     step = os.environ.get("RLFT_KILL_AT_STEP")
     return [KillAtStep(int(step))] if step else []
+
+
+
+class NonFiniteGuard(TrainerCallback):
+    """Stop when the loss or the weights stop being finite, before a bad checkpoint is written.
+
+    The logged loss is checked at every logging step (the stages turn off transformers' NaN
+    filter so a NaN reaches the log), and the weights are checked before every checkpoint.
+    After a fault the stage raises TrainingFault; the checkpoints already written are good.
+    """
+
+    def __init__(self):
+        self.fault: dict | None = None
+
+    def _stop(self, control, step: int, what: str, value) -> None:
+        self.fault = self.fault or {"step": step, "what": what, "value": str(value)}
+        control.should_training_stop = True
+        control.should_save = False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "grad_norm"):
+            value = (logs or {}).get(key)
+            if isinstance(value, float) and not math.isfinite(value):
+                self._stop(control, state.global_step, key, value)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if control.should_save and model is not None:
+            if not all(torch.isfinite(p).all() for p in model.parameters() if p.requires_grad):
+                self._stop(control, state.global_step, "weights", "non-finite")
+
+
+
+def raise_if_faulted(guard: NonFiniteGuard, stage: str, work) -> None:
+    from rlft.errors import TrainingFault
+    from rlft.runs import latest_checkpoint
+
+    if guard.fault is None:
+        return
+    f = guard.fault
+    last = latest_checkpoint(work)
+    keep = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
+    raise TrainingFault(f"{stage}: the {f['what']} became {f['value']} at step {f['step']}, so training stopped "
+                        f"and nothing was saved after it; {keep}. Lower train.learning_rate or "
+                        f"train.max_grad_norm and rerun with --resume, or --force to start over.")

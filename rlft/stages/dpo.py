@@ -97,6 +97,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     trainer, budget = build_trainer(recipe, tok, train_rows, val_rows, run_.work)
     ckpt = run_.resume_from() if resume else None
     result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    faults.raise_if_faulted(trainer.rlft_guard, "dpo", run_.work)
     if budget:
         budget.restore(trainer.model)
     metrics = {"train_loss": result.training_loss, "steps": result.global_step,
@@ -168,7 +169,8 @@ def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list
         ref_model = models.policy_for_training(recipe, recipe.parent).eval().requires_grad_(False)
     peft_config = models.lora_config(recipe.lora) if use_lora else None
     budget = sft.drift_budget(recipe, tok, ref_model if ref_model is not None else model)
-    callbacks = [budget] * bool(budget) + faults.callbacks()
+    guard = faults.NonFiniteGuard()
+    callbacks = [budget] * bool(budget) + [guard] + faults.callbacks()
 
     # --- trainer ---
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "logs")
@@ -197,4 +199,5 @@ def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list
                          label_smoothing=cfg.label_smoothing,
                          precompute_ref_log_probs=cfg.precompute_ref_log_probs)
         trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, **data_kw)
+    trainer.rlft_guard = guard
     return trainer, budget

@@ -88,6 +88,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     frozen = [] if use_lora else freeze(model, recipe)
     peft_config = models.lora_config(recipe.lora) if use_lora else None
     budget = drift_budget(recipe, tok, model)
+    guard = faults.NonFiniteGuard()
 
     # --- train ---
     from datasets import Dataset
@@ -102,9 +103,10 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
         model=model, args=args, processing_class=tok, peft_config=peft_config,
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
         callbacks=[EarlyStoppingCallback(tr.early_stopping_patience)] * early + [budget] * bool(budget)
-        + faults.callbacks())
+        + [guard] + faults.callbacks())
     ckpt = run_.resume_from() if resume else None
     result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    faults.raise_if_faulted(guard, "sft", run_.work)
     if budget:
         budget.restore(trainer.model)
     metrics = {"train_loss": result.training_loss, "steps": result.global_step,
