@@ -20,7 +20,6 @@ Splits (rows are plain dicts, TRL's conversational formats):
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass
 
 from rlft.eval.tone import went_wrong
@@ -550,10 +549,3 @@ def eval_rows(seed: int, n: int) -> list[dict]:
 def pretrain_rows(seed: int, n: int) -> list[dict]:
     return [{"messages": _user(c.message) + _assistant(pretrain_reply(r, c))} for r, c in _cases(seed, n, False, "pretrain")]
 
-
-def check(response: str, required: list[str], forbidden: list[str]) -> tuple[bool, float]:
-    """(correct, fact recall) of one response under the tasks-file rule."""
-    hits = [re.search(p, response, re.IGNORECASE) is not None for p in required]
-    bad = any(re.search(p, response, re.IGNORECASE) for p in forbidden)
-    recall = sum(hits) / len(hits) if hits else 0.0
-    return all(hits) and not bad, recall

@@ -86,6 +86,17 @@ def _markdown(table: list[dict], plots: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save(fig, ax, title: str, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
+
+
 def _plots(rows: list[dict], out: Path) -> list[str]:
     import matplotlib
 
@@ -104,24 +115,14 @@ def _plots(rows: list[dict], out: Path) -> list[str]:
     ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1, label="non-dominated front")
     ax.set_xlabel("task accuracy (held-out Harbor Goods tasks)")
     ax.set_ylabel("drift: KL to the base, nats/token")
-    ax.set_title("Task accuracy against drift")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "accuracy_vs_drift.png", dpi=120)
-    files.append("accuracy_vs_drift.png")
-    plt.close(fig)
+    files.append(_save(fig, ax, "Task accuracy against drift", out / "accuracy_vs_drift.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for r, name in zip(rows, names):
         ax.scatter(r["eval"]["kl_task_base"] or 0.0, r["eval"]["tone_score"], s=40, label=name)
     ax.set_xlabel("KL to the base, nats/token")
     ax.set_ylabel("tone score")
-    ax.set_title("Tone against KL")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "tone_vs_kl.png", dpi=120)
-    files.append("tone_vs_kl.png")
-    plt.close(fig)
+    files.append(_save(fig, ax, "Tone against KL", out / "tone_vs_kl.png"))
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for r, name in zip(rows, names):
@@ -129,10 +130,5 @@ def _plots(rows: list[dict], out: Path) -> list[str]:
             ax.plot([s for s, _ in r["curve"]], [v for _, v in r["curve"]], label=f"{name} ({r['stage']})")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss")
-    ax.set_title("Training curves")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "training_curves.png", dpi=120)
-    files.append("training_curves.png")
-    plt.close(fig)
+    files.append(_save(fig, ax, "Training curves", out / "training_curves.png"))
     return files
