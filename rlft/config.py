@@ -97,6 +97,8 @@ class EvalCfg:
     """Held-out chitchat conversations for general NLL and KL."""
     n_samples: int = 4
     """Prompts shown side by side with the parent's answers."""
+    reward: str | None = None
+    """A reward from reward_models/ (e.g. harbor_facts) whose mean on the answers is reward_mean."""
     max_general_ppl_drift: float | None = None
     """Drift budget during training: held-out chitchat perplexity over the reference's, minus 1."""
     max_kl_task: float | None = None
@@ -329,6 +331,12 @@ def _check_values(recipe: Recipe, where: str) -> None:
         raise InputError(f"{where}: set train.num_epochs > 0 or train.max_steps > 0")
     if recipe.dtype not in ("float32", "bfloat16", "float16"):
         raise InputError(f"{where}: dtype must be float32, bfloat16 or float16, got {recipe.dtype!r}")
+    if recipe.eval.reward is not None:
+        import reward_models
+
+        if recipe.eval.reward not in reward_models.RULES:
+            raise InputError(f"{where}: eval.reward: unknown reward {recipe.eval.reward!r}; rewards: "
+                             f"{', '.join(reward_models.RULES)}")
     if recipe.eval.budget_action not in ("stop", "warn"):
         raise InputError(f"{where}: eval.budget_action must be stop or warn, got {recipe.eval.budget_action!r}")
     if recipe.eval.budget_every <= 0:

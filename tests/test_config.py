@@ -36,6 +36,7 @@ def test_defaults_live_in_the_dataclasses():
     ("lora.enabled=3", "lora.enabled: expected bool"),
     ("sft.packing=[1]", "sft.packing: expected bool"),
     ("dtype=float8", "dtype must be"),
+    ("eval.reward=politeness", "unknown reward 'politeness'; rewards: harbor_facts"),
     ("nonsense", "expected key=value"),
 ])
 def test_bad_overrides_name_the_key(override, needle):

@@ -76,6 +76,15 @@ def kl_on_samples(policy, other, tok, chats: list[list[dict]], max_new_tokens: i
     return total / max(count, 1)
 
 
+def _reward_mean(name: str | None, tasks: list[dict], texts: list[str]) -> float | None:
+    if not name:
+        return None
+    import reward_models
+
+    scores = reward_models.load(name)([t["messages"] for t in tasks], texts)
+    return sum(scores) / len(scores)
+
+
 def load_tasks(spec: str, seed: int, n: int) -> list[dict]:
     return data.load(spec, "tasks", seed, n)
 
@@ -120,7 +129,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "run": str(run_dir), "stage": manifest["stage"], "tasks_file": tasks_spec, "n_tasks": len(tasks),
         "task_accuracy": mine["task_accuracy"], "task_accuracy_ci": list(mine["task_accuracy_ci"]),
         "fact_recall": mine["fact_recall"], "tone_score": metrics.mean(tones),
-        "impolite_rate": sum(rude) / len(rude), "reward_mean": None,
+        "impolite_rate": sum(rude) / len(rude), "reward_mean": _reward_mean(ev.get("reward"), tasks, gen.texts),
         "win_rate_vs_parent": win_rate(tasks, gen.texts, parent_texts),
         "kl_task": kl_on_samples(policy, parent, tok, task_chats, max_new, seed),
         "kl_task_base": kl_on_samples(policy, base, tok, task_chats, max_new, seed),

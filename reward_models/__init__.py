@@ -1,0 +1,48 @@
+"""Rewards that PPO, GRPO and evaluation share: `reward(prompts, completions) -> list[float]`.
+
+prompts are chat message lists, completions are text; a reward may use its own tokenizer.
+Add a reward by writing such a function in a module here and listing it in `RULES`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from reward_models.rules import harbor_facts, house_tone
+from rlft.errors import InputError
+
+Reward = Callable[[list[list[dict]], list[str]], list[float]]
+RULES: dict[str, Reward] = {"harbor_facts": harbor_facts, "house_tone": house_tone}
+
+
+def load(spec: str | dict[str, float]) -> Reward:
+    """A reward by name, or a weighted sum {name: weight, ...} of rewards."""
+    if isinstance(spec, str):
+        spec = {spec: 1.0}
+    unknown = [name for name in spec if name not in RULES]
+    if unknown:
+        raise InputError(f"unknown reward {unknown[0]!r}; rewards: {', '.join(RULES)}")
+
+    def weighted(prompts: list[list[dict]], completions: list[str]) -> list[float]:
+        total = [0.0] * len(completions)
+        for name, weight in spec.items():
+            scores = checked(name, RULES[name], prompts, completions)
+            total = [t + weight * s for t, s in zip(total, scores)]
+        return total
+
+    return weighted
+
+
+def checked(name: str, reward: Reward, prompts: list[list[dict]], completions: list[str]) -> list[float]:
+    """Call a reward and refuse what it returns wrongly, naming the reward and the sample."""
+    try:
+        scores = list(reward(prompts, completions))
+    except Exception as e:  # a reward is user code: say which one failed, on what
+        raise RuntimeError(f"reward {name!r} raised {type(e).__name__}: {e}") from e
+    if len(scores) != len(completions):
+        raise RuntimeError(f"reward {name!r} returned {len(scores)} scores for {len(completions)} completions")
+    for i, s in enumerate(scores):
+        if not isinstance(s, (int, float)) or not math.isfinite(s):
+            raise RuntimeError(f"reward {name!r} returned {s!r} for sample {i}: {completions[i][:120]!r}")
+    return [float(s) for s in scores]
