@@ -10,6 +10,7 @@ RUNS ?= runs
 NPROC ?= 1
 MODEL ?=
 ARGS ?=
+RM_BACKBONE ?= policy
 ACCELERATE_CONFIG ?=
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
@@ -29,7 +30,7 @@ endif
 NAME := $(notdir $(patsubst %/,%,$(RECIPE)))
 STAGE_DIRS = $(wildcard $(RUNS)/$(NAME)/sft $(RUNS)/$(NAME)/dpo)
 
-.PHONY: help setup base sft dpo eval table compare bench test test-fast lint clean
+.PHONY: help setup base sft rm dpo eval table compare bench test test-fast lint clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -56,6 +57,9 @@ base: $(STAMP)  ## pretrain rlft-tiny from scratch (about 25 minutes on 2 CPU co
 
 sft: $(STAMP)  ## supervised fine-tuning, then evaluation
 	$(RLFT) sft --recipe $(RECIPE)/sft.yaml $(SETS)
+
+rm: $(STAMP)  ## reward model on the preference pairs (RM_BACKBONE=minilm for the sentence encoder)
+	$(RLFT) rm --recipe $(RECIPE)/$(if $(filter minilm,$(RM_BACKBONE)),rm_minilm,rm).yaml $(SETS)
 
 dpo: $(STAMP)  ## DPO from the SFT run, then evaluation and the SFT-vs-DPO table
 	$(RLFT) dpo --recipe $(RECIPE)/dpo.yaml $(SETS)

@@ -16,18 +16,31 @@ Reward = Callable[[list[list[dict]], list[str]], list[float]]
 RULES: dict[str, Reward] = {"harbor_facts": harbor_facts, "house_tone": house_tone}
 
 
+def one(name: str) -> Reward:
+    """A rule by name, `learned:RUN_DIR` (a trained rm run), or `ensemble:RUN_DIR,RUN_DIR,...`."""
+    from reward_models.learned import Ensemble, LearnedReward
+
+    kind, _, arg = name.partition(":")
+    if kind == "learned" and arg:
+        return LearnedReward(arg)
+    if kind == "ensemble" and arg:
+        return Ensemble([LearnedReward(p) for p in arg.split(",")])
+    if name in RULES:
+        return RULES[name]
+    raise InputError(f"unknown reward {name!r}; rewards: {', '.join(RULES)}, learned:RUN_DIR, "
+                     f"ensemble:RUN_DIR,RUN_DIR")
+
+
 def load(spec: str | dict[str, float]) -> Reward:
-    """A reward by name, or a weighted sum {name: weight, ...} of rewards."""
+    """A reward by name (see `one`), or a weighted sum {name: weight, ...} of rewards."""
     if isinstance(spec, str):
         spec = {spec: 1.0}
-    unknown = [name for name in spec if name not in RULES]
-    if unknown:
-        raise InputError(f"unknown reward {unknown[0]!r}; rewards: {', '.join(RULES)}")
+    rewards = {name: one(name) for name in spec}
 
     def weighted(prompts: list[list[dict]], completions: list[str]) -> list[float]:
         total = [0.0] * len(completions)
         for name, weight in spec.items():
-            scores = checked(name, RULES[name], prompts, completions)
+            scores = checked(name, rewards[name], prompts, completions)
             total = [t + weight * s for t, s in zip(total, scores)]
         return total
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from rlft.errors import InputError, TrainingFault
 
-TRAINING_STAGES = ("base", "sft", "dpo")
-PREVIOUS = {"sft": None, "dpo": "sft", "rm": "sft", "ppo": "sft", "grpo": "sft", "base": None}
+TRAINING_STAGES = ("base", "sft", "dpo", "rm")
+PREVIOUS = {"sft": None, "dpo": "sft", "rm": None, "ppo": "sft", "grpo": "sft", "base": None}
 
 
 def _quiet() -> None:
@@ -70,7 +70,8 @@ def stage_main(args) -> int:
     name = config.recipe_name(args.recipe)
     if recipe.parent is None and PREVIOUS.get(args.command):
         recipe.parent = str(Path(os.environ.get("RLFT_RUNS", "runs")) / name / PREVIOUS[args.command])
-    out = Path(args.output_dir or Path(os.environ.get("RLFT_RUNS", "runs")) / name / args.command)
+    # runs/<recipe folder>/<recipe file>: sft.yaml -> sft, rm_minilm.yaml -> rm_minilm
+    out = Path(args.output_dir or Path(os.environ.get("RLFT_RUNS", "runs")) / name / Path(args.recipe).stem)
     if args.print_config:
         print(json.dumps(config.to_dict(recipe), indent=2))
         return 0
@@ -86,14 +87,16 @@ def stage_main(args) -> int:
         from rlft.stages import sft as stage
     elif args.command == "dpo":
         from rlft.stages import dpo as stage
+    elif args.command == "rm":
+        from rlft.stages import reward as stage
     else:
         raise InputError(f"unknown stage {args.command!r}")
     manifest = stage.run(recipe, out, recipe_path=args.recipe, force=args.force, resume=args.resume)
-    if manifest is not None and recipe.eval.enabled and args.command != "base" and runs.is_main_process():
+    if manifest is not None and recipe.eval.enabled and args.command in ("sft", "dpo") and runs.is_main_process():
         from rlft.eval import harness
 
         harness.evaluate_run(out)
-    if runs.is_main_process() and (out / "eval.json").is_file():
+    if runs.is_main_process() and (out / "eval.json").is_file() and args.command in ("sft", "dpo"):
         from rlft.eval import report
 
         shown = [Path(recipe.parent), out] if recipe.parent and (Path(recipe.parent) / "eval.json").is_file() else [out]

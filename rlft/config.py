@@ -97,8 +97,9 @@ class EvalCfg:
     """Held-out chitchat conversations for general NLL and KL."""
     n_samples: int = 4
     """Prompts shown side by side with the parent's answers."""
-    reward: str | None = None
-    """A reward from reward_models/ (e.g. harbor_facts) whose mean on the answers is reward_mean."""
+    reward: str | dict[str, float] | None = None
+    """A reward from reward_models/ whose mean on the answers is reward_mean: a name (harbor_facts,
+    learned:RUN_DIR, ensemble:RUN,RUN) or a weighted sum {harbor_facts: 0.5, learned:runs/x/rm: 1.0}."""
     max_general_ppl_drift: float | None = None
     """Drift budget during training: held-out chitchat perplexity over the reference's, minus 1."""
     max_kl_task: float | None = None
@@ -164,6 +165,14 @@ class DpoCfg:
 
 
 @dataclass
+class RmCfg:
+    backbone: str = "policy"
+    """policy (the recipe's model with a scalar head) or minilm (all-MiniLM-L6-v2, shipped in a wheel)."""
+    center_rewards_coefficient: float | None = None
+    """Pull the mean reward toward 0 (Eisenstein et al. 2023), as TRL's RewardConfig."""
+
+
+@dataclass
 class Recipe:
     model: str = "rlft-tiny"
     """rlft-tiny, a hub id, or a folder saved with save_pretrained."""
@@ -195,7 +204,12 @@ class DpoRecipe(Recipe):
     dpo: DpoCfg = field(default_factory=DpoCfg)
 
 
-STAGES: dict[str, type[Recipe]] = {"base": BaseRecipe, "sft": SftRecipe, "dpo": DpoRecipe}
+@dataclass
+class RmRecipe(Recipe):
+    rm: RmCfg = field(default_factory=RmCfg)
+
+
+STAGES: dict[str, type[Recipe]] = {"base": BaseRecipe, "sft": SftRecipe, "dpo": DpoRecipe, "rm": RmRecipe}
 
 
 # --- loading and checking ------------------------------------------------------------------
@@ -212,6 +226,10 @@ def _check(value: typing.Any, tp: typing.Any, where: str) -> typing.Any:
         options = typing.get_args(tp)
         if value is None and type(None) in options:
             return None
+        for option in options:  # a mapping or a list goes to its own option, whose error is the precise one
+            if (isinstance(value, dict) and typing.get_origin(option) is dict) or (
+                    isinstance(value, list) and typing.get_origin(option) is list):
+                return _check(value, option, where)
         errors = []
         for option in options:
             if option is type(None):
@@ -221,6 +239,11 @@ def _check(value: typing.Any, tp: typing.Any, where: str) -> typing.Any:
             except InputError as e:
                 errors.append(str(e))
         raise InputError(f"{where}: expected {' or '.join(_type_name(o) for o in options)}, got {value!r}")
+    if origin is dict:
+        key_t, value_t = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: expected a mapping, got {value!r}")
+        return {_check(k, key_t, f"{where} key"): _check(v, value_t, f"{where}.{k}") for k, v in value.items()}
     if origin is list:
         (item,) = typing.get_args(tp)
         if isinstance(value, str):  # "--set lora.target_modules=q_proj,v_proj"
@@ -334,9 +357,11 @@ def _check_values(recipe: Recipe, where: str) -> None:
     if recipe.eval.reward is not None:
         import reward_models
 
-        if recipe.eval.reward not in reward_models.RULES:
-            raise InputError(f"{where}: eval.reward: unknown reward {recipe.eval.reward!r}; rewards: "
-                             f"{', '.join(reward_models.RULES)}")
+        names = [recipe.eval.reward] if isinstance(recipe.eval.reward, str) else list(recipe.eval.reward)
+        for name in names:
+            if name not in reward_models.RULES and not name.startswith(("learned:", "ensemble:")):
+                raise InputError(f"{where}: eval.reward: unknown reward {name!r}; rewards: "
+                                 f"{', '.join(reward_models.RULES)}, learned:RUN_DIR, ensemble:RUN_DIR,RUN_DIR")
     if recipe.eval.budget_action not in ("stop", "warn"):
         raise InputError(f"{where}: eval.budget_action must be stop or warn, got {recipe.eval.budget_action!r}")
     if recipe.eval.budget_every <= 0:

@@ -20,7 +20,7 @@ def test_recipes_are_found_recursively():
 def test_every_shipped_recipe_loads(path):
     if "accelerate" in path.parts:
         pytest.skip("accelerate launch configs are not stage recipes")
-    recipe = config.load_recipe(path.stem, path)
+    recipe = config.load_recipe(path.stem.split("_")[0], path)  # rm_minilm.yaml is an rm recipe
     assert recipe.seed >= 0
 
 
@@ -76,3 +76,12 @@ def test_model_names_resolve_to_the_shipped_model_a_folder_or_a_hub_id(tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no config.json"):
         models.resolve(str(tmp_path / "empty"))
+
+
+def test_weighted_reward_mapping_in_a_recipe(tmp_path):
+    path = tmp_path / "sft.yaml"
+    path.write_text("eval:\n  reward: {harbor_facts: 0.5, house_tone: 1}\n")
+    assert config.load_recipe("sft", path).eval.reward == {"harbor_facts": 0.5, "house_tone": 1.0}
+    path.write_text("eval:\n  reward: {harbor_facts: lots}\n")
+    with pytest.raises(InputError, match="eval.reward.harbor_facts: expected float"):
+        config.load_recipe("sft", path)

@@ -150,7 +150,9 @@ def to_format(rows: list[tuple[int, dict]], fmt: str, path: str | Path) -> list[
             rejected = _text_or_messages(row, "rejected", path, no, "assistant")
             if chosen == rejected:
                 raise InputError(f"{path}, line {no}: 'chosen' and 'rejected' are identical; the pair teaches nothing")
-            out.append({**{k: v for k, v in row.items() if k in ("kind", "intent")},
+            if "margin" in row and not isinstance(row["margin"], (int, float)):
+                raise InputError(f"{_where(path, no, 'margin')}: expected a number, got {row['margin']!r}")
+            out.append({**{k: v for k, v in row.items() if k in ("kind", "intent", "margin")},
                         "prompt": prompt, "chosen": chosen, "rejected": rejected})
         elif fmt == "prompt_only":
             out.append({**row, "prompt": _text_or_messages(row, "prompt", path, no, "user")})

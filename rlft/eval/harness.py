@@ -76,12 +76,12 @@ def kl_on_samples(policy, other, tok, chats: list[list[dict]], max_new_tokens: i
     return total / max(count, 1)
 
 
-def _reward_mean(name: str | None, tasks: list[dict], texts: list[str]) -> float | None:
-    if not name:
+def _reward_mean(spec: str | dict | None, tasks: list[dict], texts: list[str]) -> float | None:
+    if not spec:
         return None
     import reward_models
 
-    scores = reward_models.load(name)([t["messages"] for t in tasks], texts)
+    scores = reward_models.load(spec)([t["messages"] for t in tasks], texts)
     return sum(scores) / len(scores)
 
 

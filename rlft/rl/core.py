@@ -16,3 +16,10 @@ def exact_kl(logits_p: torch.Tensor, logits_q: torch.Tensor, mask: torch.Tensor)
     logq = F.log_softmax(logits_q.float(), dim=-1)  # (B, T, V)
     kl = (logp.exp() * (logp - logq)).sum(-1)  # (B, T)
     return (kl * mask).sum(), mask.sum()
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor,
+                       margin: torch.Tensor | None = None) -> torch.Tensor:
+    """-log sigmoid(r_chosen - r_rejected - margin), averaged over pairs. r_*: (B,)."""
+    diff = r_chosen - r_rejected - (margin if margin is not None else 0.0)  # (B,)
+    return -F.logsigmoid(diff).mean()
