@@ -52,7 +52,7 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## make the virtual environment (done by every target on first use)
 
-base: $(STAMP)  ## pretrain rlft-tiny from scratch (about 25 minutes on 2 CPU cores)
+base: $(STAMP)  ## pretrain rlft-tiny from scratch (about 15 minutes on 2 CPU cores)
 	$(RLFT) base --recipe $(RECIPE)/base.yaml $(SETS)
 
 sft: $(STAMP)  ## supervised fine-tuning, then evaluation
