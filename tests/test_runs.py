@@ -61,3 +61,16 @@ def test_parent_of_another_model_is_refused(tmp_path):
 def test_atomic_write_leaves_no_temporary_file(tmp_path):
     runs.atomic_write_json(tmp_path / "x.json", {"a": 1})
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_a_torn_checkpoint_is_never_resumed_from(tmp_path):
+    """A kill during a save leaves checkpoint-N without trainer_state.json (transformers writes it
+    last); --resume takes the newest complete one instead."""
+    for step, complete in ((2, True), (4, True), (6, False)):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        (ckpt / "model.safetensors").write_bytes(b"partial")
+        if complete:
+            (ckpt / "trainer_state.json").write_text("{}")
+    assert runs.latest_checkpoint(tmp_path).name == "checkpoint-4"
+    assert runs.latest_checkpoint(tmp_path / "missing") is None
