@@ -81,7 +81,8 @@ compare: sft dpo  ## SFT, DPO, and SFT continued for DPO's budget; report.md, re
 	$(PY) -m rlft.cli compare $(RUNS)/$(NAME)/sft $(RUNS)/$(NAME)/dpo $(RUNS)/$(NAME)/sft_continued \
 	  --out $(RUNS)/$(NAME)/compare
 
-bench: $(STAMP)  ## GPU check (QLoRA SFT/DPO timed on Qwen2-0.5B's architecture); on CPU the same path at tiny size
+bench: $(STAMP)  ## wrapper overhead against TRL, and the GPU check (on CPU: the same path at tiny size)
+	$(PY) bench/overhead.py --out bench/overhead.md
 	@if command -v nvidia-smi >/dev/null 2>&1; then PY=$(PY) bash bench/gpu_check.sh; \
 	else PY=$(PY) bash bench/gpu_check.sh --tiny --out bench/gpu_check_tiny_cpu.md; fi
 
