@@ -29,26 +29,30 @@ SFT_FILES = [
 ]
 
 
+def _refused(stage, model_dir, path, runs_dir, capsys) -> str:
+    """Run a stage on a bad data file: exit code 2, the file named, runs/ unchanged; return the message."""
+    before = tree(runs_dir)
+    code = cli.main([stage, "--recipe", f"recipes/customer_support/{stage}.yaml", "--set", f"model={model_dir}",
+                     "--set", f"data.train={path}"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(path) in err, err
+    assert tree(runs_dir) == before
+    return err
+
+
 @pytest.mark.parametrize("name,content,needle", SFT_FILES, ids=[c[0] for c in SFT_FILES])
 def test_bad_sft_data_file(tmp_path, runs_dir, capsys, tiny_model_dir, name, content, needle):
     path = tmp_path / "train.jsonl"
     path.write_text(content)
-    before = tree(runs_dir)
-    code = cli.main(["sft", "--recipe", "recipes/customer_support/sft.yaml", "--set", f"model={tiny_model_dir}",
-                     "--set", f"data.train={path}"])
-    err = capsys.readouterr().err
-    assert code == 2 and str(path) in err and needle in err
-    assert tree(runs_dir) == before
+    assert needle in _refused("sft", tiny_model_dir, path, runs_dir, capsys)
 
 
 def test_non_utf8_and_huge_lines(tmp_path, runs_dir, capsys, tiny_model_dir):
     for content, needle in ((b"\xff\xfe{}\n", "not valid UTF-8"), (b"{" + b" " * 1_100_000 + b"}\n", "over the limit")):
         path = tmp_path / "train.jsonl"
         path.write_bytes(content)
-        code = cli.main(["sft", "--recipe", "recipes/customer_support/sft.yaml", "--set",
-                         f"model={tiny_model_dir}", "--set", f"data.train={path}"])
-        err = capsys.readouterr().err
-        assert code == 2 and "line 1" in err and needle in err
+        err = _refused("sft", tiny_model_dir, path, runs_dir, capsys)
+        assert "line 1" in err and needle in err
     assert tree(runs_dir) == {}
 
 
@@ -67,12 +71,8 @@ def test_bad_preference_file(tmp_path, runs_dir, capsys, tiny_model_dir, name, c
                                                    "fingerprint": "x", "artifacts": {"model": "model/"}}))
     path = tmp_path / "pairs.jsonl"
     path.write_text(content)
-    before = tree(runs_dir)
-    code = cli.main(["dpo", "--recipe", "recipes/customer_support/dpo.yaml", "--set", f"model={tiny_model_dir}",
-                     "--set", f"data.train={path}"])
-    err = capsys.readouterr().err
-    assert code == 2 and str(path) in err and "line 1" in err and needle in err
-    assert tree(runs_dir) == before
+    err = _refused("dpo", tiny_model_dir, path, runs_dir, capsys)
+    assert "line 1" in err and needle in err
 
 
 def test_parent_missing_unfinished_or_of_another_model(tmp_path, runs_dir, capsys, tiny_model_dir):
