@@ -15,7 +15,8 @@ from pathlib import Path
 
 from rlft.errors import InputError, TrainingFault
 
-TRAINING_STAGES = ("base", "sft", "dpo", "rm")
+TRAINING_STAGES = ("base", "sft", "dpo", "rm", "ppo", "grpo")
+POLICY_STAGES = ("sft", "dpo", "ppo", "grpo")  # stages whose result is a policy the harness evaluates
 PREVIOUS = {"sft": None, "dpo": "sft", "rm": None, "ppo": "sft", "grpo": "sft", "base": None}
 
 
@@ -89,14 +90,18 @@ def stage_main(args) -> int:
         from rlft.stages import dpo as stage
     elif args.command == "rm":
         from rlft.stages import reward as stage
+    elif args.command == "ppo":
+        from rlft.stages import ppo as stage
+    elif args.command == "grpo":
+        from rlft.stages import grpo as stage
     else:
         raise InputError(f"unknown stage {args.command!r}")
     manifest = stage.run(recipe, out, recipe_path=args.recipe, force=args.force, resume=args.resume)
-    if manifest is not None and recipe.eval.enabled and args.command in ("sft", "dpo") and runs.is_main_process():
+    if manifest is not None and recipe.eval.enabled and args.command in POLICY_STAGES and runs.is_main_process():
         from rlft.eval import harness
 
         harness.evaluate_run(out)
-    if runs.is_main_process() and (out / "eval.json").is_file() and args.command in ("sft", "dpo"):
+    if runs.is_main_process() and (out / "eval.json").is_file() and args.command in POLICY_STAGES:
         from rlft.eval import report
 
         shown = [Path(recipe.parent), out] if recipe.parent and (Path(recipe.parent) / "eval.json").is_file() else [out]

@@ -173,6 +173,75 @@ class RmCfg:
 
 
 @dataclass
+class PpoCfg:
+    reward: str | dict[str, float] = "harbor_facts"
+    """The reward: a name from reward_models/ (harbor_facts, house_tone), learned:RUN_DIR (an rm run),
+    ensemble:RUN,RUN, or a weighted sum {harbor_facts: 1.0, house_tone: 0.5}."""
+    updates: int = 40
+    """PPO updates; each samples rollout_batch_size prompts, scores them and trains on them."""
+    rollout_batch_size: int = 32
+    """Prompts (episodes) per update."""
+    forward_batch_size: int = 16
+    """Rows per generate / scoring forward pass (memory, not maths)."""
+    mini_batches: int = 1
+    """Optimizer steps per PPO epoch: the rollout is split into this many shuffled minibatches."""
+    micro_batch_size: int = 16
+    """Rows per forward/backward inside a minibatch; gradients accumulate to one step per minibatch."""
+    ppo_epochs: int = 4
+    """Passes over each rollout."""
+    response_length: int = 64
+    """max_new_tokens of a sampled response."""
+    temperature: float = 0.7
+    """Sampling temperature; log-probabilities are computed at the same temperature."""
+    kl_coef: float = 0.05
+    """beta: per-token KL penalty to the reference (the SFT policy) in the reward."""
+    kl_estimator: str = "k1"
+    """k1 (log ratio) or k3 (never negative) for the per-token penalty."""
+    kl_target: float | None = None
+    """Adapt kl_coef toward this KL per response (Ziegler et al. 2019); null: fixed kl_coef."""
+    kl_horizon: int = 10000
+    """Episodes over which the adaptive controller moves kl_coef."""
+    gamma: float = 1.0
+    lam: float = 0.95
+    """GAE lambda."""
+    cliprange: float = 0.2
+    cliprange_value: float = 0.2
+    vf_coef: float = 0.1
+    """Weight of the value loss."""
+    entropy_coef: float = 0.0
+    """Entropy bonus (0: none, as the N+ details)."""
+    whiten_rewards: bool = False
+    missing_eos_penalty: float | None = 1.0
+    """Subtracted from the score of a response that never emits the stop token; null: none."""
+    value_learning_rate: float | None = None
+    """Learning rate of the value adapter and head; null: train.learning_rate."""
+    sample_every: int = 10
+    """Print and log sample responses every N updates."""
+
+
+@dataclass
+class GrpoCfg:
+    algorithm: str = "grpo"
+    """grpo (TRL's GRPOTrainer) or rloo (TRL's RLOOTrainer, leave-one-out baseline)."""
+    reward: str | dict[str, float] = "harbor_facts"
+    """As ppo.reward: a name, learned:RUN_DIR, ensemble:..., or a weighted sum."""
+    num_generations: int = 8
+    """Completions per prompt: the group the baseline is computed over."""
+    max_completion_length: int = 64
+    temperature: float = 0.7
+    beta: float = 0.04
+    """KL penalty to the reference (TRL's default 0 skips the reference; rlft measures the KL anyway)."""
+    loss_type: str = "dapo"
+    """TRL's GRPO loss aggregation: grpo, dr_grpo, dapo, bnpo (grpo only)."""
+    scale_rewards: str = "group"
+    """group, batch or none: divide advantages by the reward std (grpo only)."""
+    num_iterations: int = 1
+    """Optimisation passes per generation batch (mu in the GRPO paper)."""
+    epsilon: float = 0.2
+    """Clip range of the importance ratio."""
+
+
+@dataclass
 class Recipe:
     model: str = "rlft-tiny"
     """rlft-tiny, a hub id, or a folder saved with save_pretrained."""
@@ -209,7 +278,18 @@ class RmRecipe(Recipe):
     rm: RmCfg = field(default_factory=RmCfg)
 
 
-STAGES: dict[str, type[Recipe]] = {"base": BaseRecipe, "sft": SftRecipe, "dpo": DpoRecipe, "rm": RmRecipe}
+@dataclass
+class PpoRecipe(Recipe):
+    ppo: PpoCfg = field(default_factory=PpoCfg)
+
+
+@dataclass
+class GrpoRecipe(Recipe):
+    grpo: GrpoCfg = field(default_factory=GrpoCfg)
+
+
+STAGES: dict[str, type[Recipe]] = {"base": BaseRecipe, "sft": SftRecipe, "dpo": DpoRecipe, "rm": RmRecipe,
+                                   "ppo": PpoRecipe, "grpo": GrpoRecipe}
 
 
 # --- loading and checking ------------------------------------------------------------------
@@ -354,20 +434,57 @@ def _check_values(recipe: Recipe, where: str) -> None:
         raise InputError(f"{where}: set train.num_epochs > 0 or train.max_steps > 0")
     if recipe.dtype not in ("float32", "bfloat16", "float16"):
         raise InputError(f"{where}: dtype must be float32, bfloat16 or float16, got {recipe.dtype!r}")
-    if recipe.eval.reward is not None:
-        import reward_models
-
-        names = [recipe.eval.reward] if isinstance(recipe.eval.reward, str) else list(recipe.eval.reward)
-        for name in names:
-            if name not in reward_models.RULES and not name.startswith(("learned:", "ensemble:")):
-                raise InputError(f"{where}: eval.reward: unknown reward {name!r}; rewards: "
-                                 f"{', '.join(reward_models.RULES)}, learned:RUN_DIR, ensemble:RUN_DIR,RUN_DIR")
+    _check_reward(recipe.eval.reward, "eval.reward", where)
+    if isinstance(recipe, PpoRecipe):
+        _check_ppo(recipe.ppo, where)
+    if isinstance(recipe, GrpoRecipe):
+        _check_reward(recipe.grpo.reward, "grpo.reward", where)
+        g = recipe.grpo
+        if g.algorithm not in ("grpo", "rloo"):
+            raise InputError(f"{where}: grpo.algorithm must be grpo or rloo, got {g.algorithm!r}")
+        if g.num_generations < 2:
+            raise InputError(f"{where}: grpo.num_generations must be at least 2 (the baseline is the group's "
+                             f"other completions), got {g.num_generations}")
+        if recipe.train.batch_size * recipe.train.grad_accum % g.num_generations:
+            raise InputError(f"{where}: train.batch_size x train.grad_accum ({recipe.train.batch_size} x "
+                             f"{recipe.train.grad_accum}) must be a multiple of grpo.num_generations "
+                             f"({g.num_generations}): every prompt's group is generated in one batch")
     if recipe.eval.budget_action not in ("stop", "warn"):
         raise InputError(f"{where}: eval.budget_action must be stop or warn, got {recipe.eval.budget_action!r}")
     if recipe.eval.budget_every <= 0:
         raise InputError(f"{where}: eval.budget_every must be positive, got {recipe.eval.budget_every}")
     if recipe.quant.quant_type not in ("nf4", "fp4"):
         raise InputError(f"{where}: quant.quant_type must be nf4 or fp4, got {recipe.quant.quant_type!r}")
+
+
+def _check_reward(spec: str | dict | None, key: str, where: str) -> None:
+    if spec is None:
+        return
+    import reward_models
+
+    for name in [spec] if isinstance(spec, str) else list(spec):
+        if name not in reward_models.RULES and not name.startswith(("learned:", "ensemble:")):
+            raise InputError(f"{where}: {key}: unknown reward {name!r}; rewards: "
+                             f"{', '.join(reward_models.RULES)}, learned:RUN_DIR, ensemble:RUN_DIR,RUN_DIR")
+
+
+def _check_ppo(p: PpoCfg, where: str) -> None:
+    _check_reward(p.reward, "ppo.reward", where)
+    for key in ("updates", "rollout_batch_size", "forward_batch_size", "mini_batches", "micro_batch_size",
+                "ppo_epochs", "response_length", "sample_every", "kl_horizon"):
+        if getattr(p, key) <= 0:
+            raise InputError(f"{where}: ppo.{key} must be positive, got {getattr(p, key)}")
+    if p.rollout_batch_size % p.mini_batches:
+        raise InputError(f"{where}: ppo.rollout_batch_size ({p.rollout_batch_size}) must be a multiple of "
+                         f"ppo.mini_batches ({p.mini_batches})")
+    if p.kl_estimator not in ("k1", "k3"):
+        raise InputError(f"{where}: ppo.kl_estimator must be k1 or k3, got {p.kl_estimator!r}")
+    if p.temperature <= 0:
+        raise InputError(f"{where}: ppo.temperature must be positive (PPO samples), got {p.temperature}")
+    if p.kl_target is not None and p.kl_target <= 0:
+        raise InputError(f"{where}: ppo.kl_target must be positive or null, got {p.kl_target}")
+    if not (0 <= p.gamma <= 1 and 0 <= p.lam <= 1):
+        raise InputError(f"{where}: ppo.gamma and ppo.lam must lie in [0, 1], got {p.gamma} and {p.lam}")
 
 
 def to_dict(recipe: Recipe) -> dict:

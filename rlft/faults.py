@@ -19,8 +19,14 @@ class KillAtStep(TrainerCallback):
         self.step = step
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
+        kill_if_asked(state.global_step, self.step)
+
+
+def kill_if_asked(step: int, at: int | None = None) -> None:
+    """SIGKILL this process at the end of step `at` (default: $RLFT_KILL_AT_STEP)."""
+    at = at if at is not None else int(os.environ.get("RLFT_KILL_AT_STEP", "0") or 0)
+    if at and step == at:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def callbacks() -> list[TrainerCallback]:

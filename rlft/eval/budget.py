@@ -64,11 +64,14 @@ class DriftBudget(TrainerCallback):
                 return name, values[name], limit
         return None
 
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
+    def begin(self, model, log_dir: str, is_main: bool) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.good_state = _trainable_state(model)
-        self.writer = SummaryWriter(log_dir=f"{args.output_dir}/logs/budget") if state.is_world_process_zero else None
+        self.writer = SummaryWriter(log_dir=log_dir) if is_main else None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.begin(model, f"{args.output_dir}/logs/budget", state.is_world_process_zero)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.writer is not None:
@@ -77,25 +80,30 @@ class DriftBudget(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.tripped and self.action == "stop" or state.global_step % self.every:
             return
-        values = self.measure(model)
-        self.history.append({"step": state.global_step, **values})
+        values = self.check(model, state.global_step)
         state.log_history.append({"step": state.global_step, **{f"budget/{k}": v for k, v in values.items()}})
+        if self.tripped and self.action == "stop":
+            control.should_training_stop = True
+
+    def check(self, model, step: int) -> dict:
+        """Measure at `step`, remember the weights while inside every budget, and record a trip."""
+        values = self.measure(model)
+        self.history.append({"step": step, **values})
         for k, v in values.items():
             if self.writer is not None:
-                self.writer.add_scalar(f"budget/{k}", v, state.global_step)
+                self.writer.add_scalar(f"budget/{k}", v, step)
         over = self._over(values)
         if over is None:
-            self.good_state, self.good_step = _trainable_state(model), state.global_step
-            return
+            self.good_state, self.good_step = _trainable_state(model), step
+            return values
         if self.tripped is None:
             name, value, limit = over
             self.tripped = {"budget": f"max_{name}" if name == "kl_task" else "max_general_ppl_drift",
-                            "step": state.global_step, "value": value, "limit": limit, "action": self.action,
+                            "step": step, "value": value, "limit": limit, "action": self.action,
                             "kept_step": self.good_step if self.action == "stop" else None}
-            print(f"drift budget: {name} = {value:.4f} > {limit} at step {state.global_step}; "
+            print(f"drift budget: {name} = {value:.4f} > {limit} at step {step}; "
                   + (f"stopping, keeping the weights of step {self.good_step}" if self.action == "stop" else "warning only"))
-        if self.action == "stop":
-            control.should_training_stop = True
+        return values
 
     def restore(self, model) -> None:
         """Put back the last weights measured inside the budget (after a stop)."""

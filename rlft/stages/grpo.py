@@ -1,0 +1,168 @@
+"""GRPO and RLOO from the SFT run against a reward, on TRL's trainers: `make sft grpo`.
+
+    rlft grpo --recipe recipes/customer_support/grpo.yaml                 # GRPO
+    rlft grpo --recipe recipes/customer_support/grpo.yaml --set grpo.algorithm=rloo
+
+GRPO (Shao et al. 2024, eq. 3, with TRL's loss aggregations) and RLOO (Ahmadian et al. 2024):
+each prompt gets `num_generations` sampled completions; a completion's advantage is its reward
+against the group's (GRPO: group mean and std; RLOO: mean of the other completions). No value
+function. The rewards are the same `reward_models/` functions PPO uses.
+
+As in the other stages, the parent's SFT adapter is merged into the base (then quantized to
+4-bit NF4 for QLoRA), a new LoRA adapter trains on it, and the reference is that same model with
+the adapter disabled: the SFT policy, one copy of the weights.
+
+Deliberate choices:
+1. beta defaults to 0.04, not TRL's 0: the KL to the SFT policy is in the loss and in TRL's log.
+2. Whatever beta is, rlft also measures the exact KL(reference || policy) per token on fixed
+   task prompts every `train.logging_steps` steps and logs it as `kl_ref/task` (TRL skips the
+   reference entirely at beta 0, so a user would otherwise not see the drift).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+import reward_models
+from rlft import data, faults, models, runs
+from rlft.config import GrpoRecipe, to_dict
+from rlft.errors import InputError, TrainingFault
+from rlft.eval.generate import generate, token_logits
+from rlft.rl.core import exact_kl
+from rlft.stages import sft, trainer_kwargs
+
+
+def run(recipe: GrpoRecipe, out: Path, recipe_path: str | None = None, force: bool = False,
+        resume: bool = False) -> dict | None:
+    cfg = recipe.grpo
+    # --- inputs, all checked before anything is written ---
+    if recipe.parent is None:
+        raise InputError("grpo needs a parent SFT run: set `parent` in the recipe or run `make sft` first")
+    tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
+    tok_sha = models.tokenizer_sha256(tok)
+    parent_manifest = runs.check_parent(recipe.parent, recipe.model, tok_sha, cfg.algorithm)
+    rows = data.load(recipe.data.train, "prompt_only", recipe.seed, recipe.data.n_train)
+    for i, p in enumerate(tok.apply_chat_template([r["prompt"] for r in rows], add_generation_prompt=True,
+                                                  tokenize=True, return_dict=False)):
+        if len(p) + cfg.max_completion_length > recipe.data.max_length:
+            raise InputError(f"{recipe.data.train}, row {i + 1}: the prompt is {len(p)} tokens, and with "
+                             f"grpo.max_completion_length={cfg.max_completion_length} it does not fit in "
+                             f"data.max_length={recipe.data.max_length}; shorten it or raise data.max_length")
+    reward = trl_reward(cfg.reward)
+    probe = [r["prompt"] for r in rows[:4]]
+    try:
+        reward(prompts=probe, completions=[[{"role": "assistant", "content": "Thank you for asking."}]] * len(probe))
+    except RuntimeError as e:
+        raise InputError(f"grpo.reward {cfg.reward!r} fails on the first prompts: {e}") from None
+    data_sha = data.sha256_rows(rows)
+    inputs = {"stage": "grpo", "recipe": to_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
+    run_ = runs.start("grpo", out, inputs, force=force, resume=resume)
+    if run_ is None:
+        print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+        return None
+    t0 = time.time()
+    trainer, budget = build_trainer(recipe, tok, rows, reward, run_.work)
+    ckpt = run_.resume_from() if resume else None
+    try:
+        result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    except RuntimeError as e:
+        if str(e).startswith("reward "):
+            raise TrainingFault(f"{cfg.algorithm}: {e}") from e
+        raise
+    faults.raise_if_faulted(trainer.rlft_guard, cfg.algorithm, run_.work)
+    if budget:
+        budget.restore(trainer.model)
+    if runs.is_main_process():
+        trainer.model.save_pretrained(str(run_.work / "adapter"))
+        tok.save_pretrained(str(run_.work / "adapter"))
+        runs.atomic_write_json(run_.work / "train_log.json", trainer.state.log_history)
+    logged = [e for e in trainer.state.log_history if "reward" in e]
+    metrics = {"train_loss": result.training_loss, "steps": result.global_step, "algorithm": cfg.algorithm,
+               "trainable_parameters": models.n_params(trainer.model, trainable_only=True),
+               "reward_first": logged[0]["reward"] if logged else None,
+               "reward_last": logged[-1]["reward"] if logged else None,
+               "train_minutes": round((time.time() - t0) / 60, 2)}
+    return run_.finish({
+        "parent": recipe.parent, "model": recipe.model, "tokenizer_sha256": tok_sha, "recipe": to_dict(recipe),
+        "recipe_path": recipe_path, "reward": cfg.reward,
+        "data": {"name": recipe.data.train, "sha256": data_sha, "n_train": len(rows)},
+        "seed": recipe.seed, "metrics": metrics, "warnings": [], "artifacts": {"adapter": "adapter/"},
+        "budget": {"tripped": budget.tripped, "history": budget.history} if budget else None})
+
+
+def trl_reward(spec: str | dict[str, float]):
+    """A reward_models reward with TRL's signature: completions arrive as assistant messages."""
+    reward = reward_models.load(spec)
+
+    def harbor_reward(prompts, completions, **kwargs) -> list[float]:
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return reward(prompts, texts)
+
+    return harbor_reward
+
+
+class ReferenceKL(TrainerCallback):
+    """Exact KL(reference || policy) per token on the reference's greedy answers to fixed task prompts,
+    with the reference = the model with its adapter disabled; logged as kl_ref/task."""
+
+    def __init__(self, tok, reference, task_chats: list, every: int, max_new_tokens: int = 48):
+        self.tok, self.every = tok, every
+        gen = generate(reference, tok, task_chats, max_new_tokens)
+        self.prompts, self.responses = gen.prompt_ids, gen.response_ids
+
+    @torch.no_grad()
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every:
+            return
+        was_training = model.training
+        model.eval()
+        total, count = self._measure(model)
+        model.train(was_training)
+        state.log_history.append({"step": state.global_step, "kl_ref/task": total / max(count, 1)})
+
+    def _measure(self, model) -> tuple[float, int]:
+        pad = self.tok.pad_token_id
+        policy = list(token_logits(model, self.prompts, self.responses, pad))
+        with model.disable_adapter():
+            reference = list(token_logits(model, self.prompts, self.responses, pad))
+        total, count = 0.0, 0
+        for (lp, _, mask), (lq, _, _) in zip(policy, reference):
+            s, n = exact_kl(lq, lp, mask)
+            total, count = total + s.item(), count + int(n.item())
+        return total, count
+
+
+def build_trainer(recipe: GrpoRecipe, tok, rows: list[dict], reward, work: Path):
+    """TRL's GRPOTrainer or RLOOTrainer on the parent's policy with a new (Q)LoRA adapter."""
+    from datasets import Dataset
+
+    cfg = recipe.grpo
+    model = models.policy_for_training(recipe, recipe.parent)
+    tasks = data.load(recipe.eval.tasks, "tasks", recipe.seed, recipe.eval.n_tasks)[:recipe.eval.budget_samples]
+    ref_kl = ReferenceKL(tok, model, [t["messages"] for t in tasks], recipe.train.logging_steps)
+    budget = sft.drift_budget(recipe, tok, model)
+    guard = faults.NonFiniteGuard()
+    callbacks = [ref_kl] + [budget] * bool(budget) + [guard] + faults.callbacks()
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "logs")
+    common = dict(**trainer_kwargs(recipe, work, False), save_total_limit=2, num_generations=cfg.num_generations,
+                  max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
+                  num_iterations=cfg.num_iterations, epsilon=cfg.epsilon)
+    kw = dict(model=model, reward_funcs=[reward], train_dataset=Dataset.from_list([{"prompt": r["prompt"]} for r in rows]),
+              processing_class=tok, peft_config=models.lora_config(recipe.lora), callbacks=callbacks)
+    if cfg.algorithm == "grpo":
+        from trl import GRPOConfig, GRPOTrainer
+
+        trainer = GRPOTrainer(args=GRPOConfig(**common, loss_type=cfg.loss_type, scale_rewards=cfg.scale_rewards), **kw)
+    elif cfg.algorithm == "rloo":
+        from trl import RLOOConfig, RLOOTrainer
+
+        trainer = RLOOTrainer(args=RLOOConfig(**common), **kw)
+    else:
+        raise InputError(f"grpo.algorithm must be grpo or rloo, got {cfg.algorithm!r}")
+    trainer.rlft_guard = guard
+    return trainer, budget

@@ -1,0 +1,475 @@
+"""Proximal policy optimisation from the SFT run against a reward: `make sft rm ppo`.
+
+    rlft ppo --recipe recipes/customer_support/ppo.yaml
+
+PPO (Schulman et al. 2017, eq. 7 and 9) for language models as in Ziegler et al. 2019 and
+"The N+ Implementation Details of RLHF with PPO" (Huang et al. 2024). Each update:
+  1. rollout: sample a response to each of `rollout_batch_size` prompts (KV-cached `generate`,
+     temperature T, stop at EOS, `response_length` new tokens at most);
+  2. score: the reward (reward_models/) reads the prompt and the response text; a response that
+     never stopped loses `missing_eos_penalty`;
+  3. log-probabilities of the sampled tokens under the policy and the reference, and the values,
+     by one forward pass each at temperature T;
+  4. per-token rewards r_t = -beta * KL_t, plus the score on the last token; GAE(gamma, lambda);
+     advantages whitened over the rollout;
+  5. `ppo_epochs` passes over shuffled minibatches: clipped policy loss + vf_coef * clipped value
+     loss, gradients accumulated over micro-batches, clipped, one optimizer step per minibatch.
+The maths is in rlft/rl/core.py; this file is the loop.
+
+One backbone in memory. The parent's SFT policy (its adapter merged in full precision, then
+quantized to 4-bit NF4 where the recipe says so) is frozen. Two LoRA adapters sit on it: the
+policy ("default") and the value function ("value", with a scalar head on its last hidden
+state). The reference is the same model with the adapters disabled, which is exactly the
+SFT policy, so there is no second copy of any weights (tests/test_ppo.py counts them).
+
+Deliberate deviations from TRL 1.12's PPOTrainer (shared/notes/ppo.md):
+1. The score goes on the stop token itself, not one slot after it.
+2. The penalty for a missing stop token checks the stop token that generation used.
+3. Old log-probabilities come from a forward pass, not from generate's scores, so the ratio is
+   exactly 1 at the first minibatch of each update; padding never enters a statistic.
+4. Exactly one optimizer step per minibatch; micro-batch losses are divided by the minibatch's
+   token count, so accumulation equals the full-minibatch mean.
+5. Gradients are clipped (train.max_grad_norm), AdamW eps is 1e-5, dropout is off in every pass.
+6. The critic is a LoRA adapter + head on the shared backbone, not a full copy of the model;
+   its head starts at zero (the N details) since a learned RM's head lives on another backbone.
+7. Every random stream is seeded and checkpointed (torch, python, numpy), so resume is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import reward_models
+from rlft import data, faults, models, runs
+from rlft.config import PpoRecipe, to_dict
+from rlft.errors import InputError, TrainingFault
+from rlft.eval.generate import left_pad, prompt_ids
+from rlft.rl import core
+
+POLICY, VALUE = "default", "value"
+
+
+def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: bool = False,
+        resume: bool = False) -> dict | None:
+    cfg = recipe.ppo
+    # --- inputs, all checked before anything is written ---
+    if recipe.parent is None:
+        raise InputError("ppo needs a parent SFT run: set `parent` in the recipe or run `make sft` first")
+    tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
+    tok_sha = models.tokenizer_sha256(tok)
+    parent_manifest = runs.check_parent(recipe.parent, recipe.model, tok_sha, "ppo")
+    rows = data.load(recipe.data.train, "prompt_only", recipe.seed, recipe.data.n_train)
+    chats = [r["prompt"] for r in rows]
+    ids = prompt_ids(tok, chats)
+    for i, p in enumerate(ids):
+        if len(p) + cfg.response_length > recipe.data.max_length:
+            raise InputError(f"{recipe.data.train}, row {i + 1}: the prompt is {len(p)} tokens, and with "
+                             f"ppo.response_length={cfg.response_length} it does not fit in data.max_length="
+                             f"{recipe.data.max_length}; shorten the prompt or raise data.max_length")
+    reward = reward_models.load(cfg.reward)
+    model, value_head = build_policy(recipe)
+    _probe_reward(reward, cfg.reward, model, tok, chats[:4], ids[:4])
+    data_sha = data.sha256_rows(rows)
+    inputs = {"stage": "ppo", "recipe": to_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
+    run_ = runs.start("ppo", out, inputs, force=force, resume=resume)
+    if run_ is None:
+        print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+        return None
+    t0 = time.time()
+    budget = _drift_budget(recipe, tok, model)
+    history, samples, kept = train(recipe, model, value_head, tok, chats, ids, reward, run_.work, resume, budget)
+
+    # --- save: the policy adapter where every stage keeps it, the value function beside it ---
+    if runs.is_main_process():
+        model.save_pretrained(str(run_.work / "adapter"))  # default -> adapter/, value -> adapter/value/
+        torch.save(value_head.state_dict(), run_.work / "adapter" / "value" / "value_head.pt")
+        tok.save_pretrained(str(run_.work / "adapter"))
+        runs.atomic_write_json(run_.work / "train_log.json", history)
+        runs.atomic_write_json(run_.work / "samples.json", samples)
+    last = history[-1] if history else {}
+    first = history[0] if history else {}
+    metrics = {"updates": len(history), "episodes": len(history) * cfg.rollout_batch_size,
+               "trainable_parameters": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+               + sum(p.numel() for p in value_head.parameters()),
+               "score_first": first.get("objective/scores"), "score_last": last.get("objective/scores"),
+               "kl_last": last.get("objective/kl"), "kept_update": kept,
+               "train_minutes": round((time.time() - t0) / 60, 2)}
+    return run_.finish({
+        "parent": recipe.parent, "model": recipe.model, "tokenizer_sha256": tok_sha, "recipe": to_dict(recipe),
+        "recipe_path": recipe_path, "reward": cfg.reward,
+        "data": {"name": recipe.data.train, "sha256": data_sha, "n_train": len(rows)},
+        "seed": recipe.seed, "metrics": metrics, "warnings": [],
+        "artifacts": {"adapter": "adapter/", "value_adapter": "adapter/value/",
+                      "value_head": "adapter/value/value_head.pt"},
+        "budget": {"tripped": budget.tripped, "history": budget.history} if budget else None})
+
+
+# --- the model: one frozen backbone, a policy adapter, a value adapter and head -----------------
+
+
+def build_policy(recipe: PpoRecipe) -> tuple[torch.nn.Module, torch.nn.Linear]:
+    """The parent's policy, frozen, with a policy LoRA ("default") and a value LoRA ("value") on it."""
+    from peft import get_peft_model
+
+    torch.manual_seed(recipe.seed)  # the adapters' random A matrices
+    base = models.policy_for_training(recipe, recipe.parent)
+    base.requires_grad_(False)
+    model = get_peft_model(base, models.lora_config(recipe.lora), adapter_name=POLICY)
+    model.add_adapter(VALUE, models.lora_config(recipe.lora))
+    for name, p in model.named_parameters():
+        p.requires_grad_("lora_" in name)  # add_adapter leaves the new adapter frozen (ppo.md §4.5)
+    model.eval()  # no dropout anywhere: the ratio must be exactly 1 before the first step
+    hidden = base.config.get_text_config().hidden_size
+    device = next(base.parameters()).device
+    value_head = torch.nn.Linear(hidden, 1, device=device, dtype=torch.float32)
+    torch.nn.init.zeros_(value_head.weight)
+    torch.nn.init.zeros_(value_head.bias)
+    return model, value_head
+
+
+def use(model, adapter: str) -> None:
+    """Activate one adapter. peft's set_adapter also freezes every other adapter; both stay trainable
+    here, because an adapter frozen at backward time silently gets no gradient (ppo.md §4.5)."""
+    model.set_adapter(adapter)
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            p.requires_grad_(True)
+
+
+def _params(model, adapter: str) -> list[torch.nn.Parameter]:
+    """An adapter's parameters by name, never by requires_grad (which set_adapter flips)."""
+    return [p for n, p in model.named_parameters() if "lora_" in n and f".{adapter}." in n]
+
+
+def policy_logits(model, ids: torch.Tensor, mask: torch.Tensor, R: int, temperature: float) -> torch.Tensor:
+    """Tempered logits that predict the R response tokens of query+response rows: (B, R, V)."""
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P+R): left padding shifts positions
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=R + 1)
+    return out.logits[:, :-1].float() / temperature  # (B, R, V)
+
+
+def values_of(model, value_head, ids: torch.Tensor, mask: torch.Tensor, R: int) -> torch.Tensor:
+    """V(s_t) before each response token, from the value adapter's last hidden state: (B, R)."""
+    base = model.get_base_model()
+    backbone = getattr(base, base.base_model_prefix)  # the transformer without its LM head
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P+R)
+    hidden = backbone(input_ids=ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
+    return value_head(hidden[:, -R - 1:-1].float()).squeeze(-1)  # (B, R)
+
+
+# --- one update: rollout, score, advantages --------------------------------------------------
+
+
+@torch.no_grad()
+def rollout(model, value_head, tok, chats: list[list[dict]], ids: list[list[int]], reward, cfg,
+            kl_coef: float) -> dict:
+    """Sample, score and evaluate one batch of prompts; everything the PPO epochs need, (B, ...)."""
+    from transformers import GenerationConfig
+
+    eos = tok.eos_token_id
+    pad = tok.pad_token_id if tok.pad_token_id != eos else (eos + 1) % len(tok)  # any id but the stop
+    R = cfg.response_length
+    # every field given, so a checkpoint's own generation defaults cannot leak in
+    gen_config = GenerationConfig(max_new_tokens=R, do_sample=True, temperature=cfg.temperature, top_k=0,
+                                  top_p=1.0, min_new_tokens=0, eos_token_id=eos, pad_token_id=pad)
+    queries, qmask = left_pad(ids, pad)  # (B, P)
+    P = queries.shape[1]
+    device = next(model.parameters()).device
+    t0 = time.time()
+    chunks = defaultdict(list)
+    for s in range(0, len(ids), cfg.forward_batch_size):
+        q, m = queries[s:s + cfg.forward_batch_size].to(device), qmask[s:s + cfg.forward_batch_size].to(device)
+        use(model, POLICY)
+        out = model.generate(input_ids=q, attention_mask=m, generation_config=gen_config)  # (b, P+r)
+        resp = torch.full((len(q), R), pad, dtype=torch.long, device=device)  # (b, R)
+        resp[:, :out.shape[1] - P] = out[:, P:]
+        resp, last, has_stop = core.truncate_after_stop(resp.cpu(), eos, pad)
+        rmask = core.response_mask(last, R)  # (b, R)
+        full = torch.cat([q, resp.to(device)], 1)  # (b, P+R)
+        fmask = torch.cat([m, rmask.to(device).long()], 1)  # (b, P+R)
+        logits = policy_logits(model, full, fmask, R, cfg.temperature)  # (b, R, V)
+        chunks["logprobs"].append(core.logprobs_of(logits, full[:, P:]).cpu())
+        chunks["entropy"].append(core.entropy_of(logits).cpu())
+        with model.disable_adapter():  # the reference: the SFT policy itself
+            ref_logits = policy_logits(model, full, fmask, R, cfg.temperature)
+        chunks["ref_logprobs"].append(core.logprobs_of(ref_logits, full[:, P:]).cpu())
+        use(model, VALUE)
+        chunks["values"].append(values_of(model, value_head, full, fmask, R).cpu())
+        for name, x in (("responses", resp), ("last", last), ("has_stop", has_stop), ("mask", rmask)):
+            chunks[name].append(x)
+    use(model, POLICY)
+    b = {k: torch.cat(v) for k, v in chunks.items()}
+    b["queries"], b["query_mask"] = queries, qmask
+    t1 = time.time()
+    texts = [tok.decode(r[:n + 1], skip_special_tokens=True).strip() for r, n in zip(b["responses"].tolist(), b["last"])]
+    try:
+        raw = reward(chats, texts)
+    except RuntimeError as e:
+        raise TrainingFault(str(e)) from e
+    b["texts"], b["time_score"], b["time_rollout"] = texts, time.time() - t1, t1 - t0
+    b["scores"] = torch.tensor(raw, dtype=torch.float32)  # (B,)
+    scores = b["scores"].clone()
+    if cfg.missing_eos_penalty is not None:
+        scores[~b["has_stop"]] -= cfg.missing_eos_penalty
+    b["penalized_scores"] = scores
+    # --- rewards and advantages (Huang et al. 2024, details 8-11) ---
+    mask = b["mask"]
+    b["logprobs"] = b["logprobs"] * mask
+    b["ref_logprobs"] = b["ref_logprobs"] * mask
+    b["values"] = b["values"] * mask
+    kl = core.kl_per_token(b["logprobs"], b["ref_logprobs"], cfg.kl_estimator) * mask  # (B, R)
+    b["kl"] = kl
+    rewards = core.assemble_rewards(kl, scores, b["last"], mask, kl_coef)  # (B, R)
+    if cfg.whiten_rewards:
+        rewards = core.masked_whiten(rewards, mask, shift_mean=False)
+    advantages, returns = core.gae(rewards, b["values"], mask, cfg.gamma, cfg.lam)  # (B, R)
+    b["raw_advantages"] = advantages
+    b["advantages"] = core.masked_whiten(advantages, mask)
+    b["returns"] = returns
+    return b
+
+
+def ppo_epochs(model, value_head, optimizer, b: dict, cfg, max_grad_norm: float, gen: torch.Generator) -> dict:
+    """`ppo_epochs` passes of shuffled minibatches over one rollout; one optimizer step per minibatch."""
+    device = next(model.parameters()).device
+    B, R = b["responses"].shape
+    P = b["queries"].shape[1]
+    policy_params, value_params = _params(model, POLICY), _params(model, VALUE) + list(value_head.parameters())
+    stats = defaultdict(list)
+    for _ in range(cfg.ppo_epochs):
+        for mb in torch.randperm(B, generator=gen).split(B // cfg.mini_batches):
+            n_tokens = b["mask"][mb].sum().clamp(min=1)  # the minibatch's tokens: accumulation = full mean
+            for micro in mb.split(cfg.micro_batch_size):
+                ids = torch.cat([b["queries"][micro], b["responses"][micro]], 1).to(device)  # (b, P+R)
+                amask = torch.cat([b["query_mask"][micro], b["mask"][micro].long()], 1).to(device)  # (b, P+R)
+                mask = b["mask"][micro].to(device)  # (b, R)
+                # policy: forward and backward with only the policy adapter active
+                use(model, POLICY)
+                logits = policy_logits(model, ids, amask, R, cfg.temperature)  # (b, R, V)
+                logprobs = core.logprobs_of(logits, ids[:, P:])  # (b, R)
+                pg_loss, pg_stats = core.policy_loss(logprobs, b["logprobs"][micro].to(device),
+                                                     b["advantages"][micro].to(device), mask, cfg.cliprange, n_tokens)
+                loss = pg_loss
+                if cfg.entropy_coef:
+                    loss = loss - cfg.entropy_coef * (core.entropy_of(logits) * mask).sum() / n_tokens
+                loss.backward()
+                # value: a separate forward and backward with the value adapter active
+                use(model, VALUE)
+                values = values_of(model, value_head, ids, amask, R)  # (b, R)
+                vf_loss, vf_stats = core.value_loss(values, b["values"][micro].to(device),
+                                                    b["returns"][micro].to(device), mask, cfg.cliprange_value,
+                                                    n_tokens)
+                (cfg.vf_coef * vf_loss).backward()
+                weight = float(mask.sum() / n_tokens)
+                for k, v in pg_stats.items():
+                    stats[f"policy/{k}"].append((float(v), weight))
+                stats["val/clipfrac"].append((float(vf_stats["clipfrac"]), weight))
+                stats["loss/policy"].append((float(pg_loss), 1.0))
+                stats["val/loss"].append((float(vf_loss), 1.0))
+            gn_policy = torch.nn.utils.clip_grad_norm_(policy_params, max_grad_norm)
+            gn_value = torch.nn.utils.clip_grad_norm_(value_params, max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            stats["grad_norm/policy"].append((float(gn_policy), 1.0))
+            stats["grad_norm/value"].append((float(gn_value), 1.0))
+            stats["optimizer_steps"].append((1.0, 0.0))
+    use(model, POLICY)
+    out = {}
+    for k, v in stats.items():
+        if k == "optimizer_steps":
+            out[k] = len(v)
+        elif k in ("loss/policy", "val/loss"):
+            out[k] = sum(x for x, _ in v) / (cfg.ppo_epochs * cfg.mini_batches)  # per-minibatch loss, averaged
+        else:
+            out[k] = sum(x * w for x, w in v) / sum(w for _, w in v)
+    out["policy/ratio_first"] = stats["policy/ratio_mean"][0][0]
+    return out
+
+
+def update_metrics(b: dict, kl_coef: float) -> dict:
+    """The rollout's figures, TRL's names where they mean the same thing."""
+    mask = b["mask"]
+    kl_sum = b["kl"].sum(1)  # (B,)
+    k3 = core.kl_per_token(b["logprobs"], b["ref_logprobs"], "k3") * mask
+    non_score = -kl_coef * kl_sum  # (B,)
+    lengths = mask.sum(1).float()  # (B,)
+    return {
+        "objective/scores": float(b["scores"].mean()), "objective/scores_std": float(b["scores"].std()),
+        "objective/scores_penalized": float(b["penalized_scores"].mean()),
+        "objective/kl": float(kl_sum.mean()), "objective/kl_k3": float(k3.sum(1).mean()),
+        "objective/kl_coef": kl_coef,
+        "objective/entropy": float((-b["logprobs"]).sum(1).mean()),  # TRL's: sampled tokens' NLL, summed
+        "policy/entropy": float(core.masked_mean(b["entropy"], mask)),  # the full distribution's, per token
+        "objective/non_score_reward": float(non_score.mean()),
+        "objective/rlhf_reward": float((b["penalized_scores"] + non_score).mean()),
+        "val/explained_variance": float(core.explained_variance(b["values"], b["returns"], mask)),
+        "val/mean": float(core.masked_mean(b["values"], mask)),
+        "returns/mean": float(core.masked_mean(b["returns"], mask)),
+        "advantages/raw_mean": float(core.masked_mean(b["raw_advantages"], mask)),
+        "response/length_mean": float(lengths.mean()), "response/length_max": float(lengths.max()),
+        "response/eos_rate": float(b["has_stop"].float().mean()),
+        "time/rollout_s": b["time_rollout"], "time/score_s": b["time_score"],
+    }
+
+
+# --- the loop: updates, logging, checkpoints, resume -----------------------------------------
+
+
+def prompt_batch(n_prompts: int, batch: int, update: int, seed: int) -> list[int]:
+    """Indices of the prompts of update `update` (from 0): a fresh shuffle of all prompts per pass.
+    A pure function of the update number, so a resumed run continues the same prompt stream."""
+    out = []
+    start = update * batch
+    while len(out) < batch:
+        epoch, offset = divmod(start + len(out), n_prompts)
+        perm = torch.randperm(n_prompts, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        out += perm[offset:offset + batch - len(out)].tolist()
+    return out
+
+
+def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: Path, resume: bool,
+          budget=None) -> tuple[list[dict], list[dict], int | None]:
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers import get_scheduler
+
+    cfg, tr = recipe.ppo, recipe.train
+    random.seed(recipe.seed)
+    np.random.seed(recipe.seed)
+    torch.manual_seed(recipe.seed)
+    value_lr = cfg.value_learning_rate or tr.learning_rate
+    optimizer = torch.optim.AdamW([
+        {"params": _params(model, POLICY), "lr": tr.learning_rate},
+        {"params": _params(model, VALUE) + list(value_head.parameters()), "lr": value_lr},
+    ], eps=1e-5, weight_decay=tr.weight_decay)
+    scheduler = get_scheduler(tr.lr_scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * cfg.updates),
+                              num_training_steps=cfg.updates)
+    state = {"update": 0, "kl_coef": cfg.kl_coef, "history": [], "samples": []}
+    ckpt = runs.latest_checkpoint(work) if resume else None
+    if ckpt is not None:
+        state = _load_checkpoint(ckpt, model, value_head, optimizer, scheduler)
+        print(f"ppo: resuming from {ckpt.name} (update {state['update']} of {cfg.updates})")
+    writer = SummaryWriter(log_dir=str(work / "logs")) if runs.is_main_process() else None
+    if budget is not None:
+        budget.begin(model, str(work / "logs" / "budget"), runs.is_main_process())
+    kept = None
+    for u in range(state["update"], cfg.updates):
+        batch = prompt_batch(len(chats), cfg.rollout_batch_size, u, recipe.seed)
+        b = rollout(model, value_head, tok, [chats[i] for i in batch], [ids[i] for i in batch], reward, cfg,
+                    state["kl_coef"])
+        t0 = time.time()
+        gen = torch.Generator().manual_seed(recipe.seed * 7919 + u)
+        train_stats = ppo_epochs(model, value_head, optimizer, b, cfg, tr.max_grad_norm, gen)
+        scheduler.step()
+        m = {"update": u + 1, "episodes": (u + 1) * cfg.rollout_batch_size, **update_metrics(b, state["kl_coef"]),
+             **train_stats, "time/update_s": time.time() - t0, "lr": scheduler.get_last_lr()[0]}
+        if not all(math.isfinite(v) for v in m.values() if isinstance(v, float)):
+            last = runs.latest_checkpoint(work)
+            raise TrainingFault(f"ppo: a non-finite value at update {u + 1} ({_first_bad(m)}), so training stopped "
+                                f"and nothing was saved after it; "
+                                f"{f'the last good checkpoint is {last}' if last else 'no checkpoint was written'}. "
+                                f"Lower train.learning_rate and rerun with --resume, or --force to start over.")
+        if cfg.kl_target is not None:
+            state["kl_coef"] = core.adaptive_kl_coef(state["kl_coef"], m["objective/kl"], cfg.kl_target,
+                                                     cfg.kl_horizon, cfg.rollout_batch_size)
+        state["history"].append(m)
+        if writer is not None:
+            for k, v in m.items():
+                writer.add_scalar(k, v, u + 1)
+        if (u + 1) % tr.logging_steps == 0 or u == 0:
+            print(f"ppo update {u + 1}/{cfg.updates}: score {m['objective/scores']:.3f}  kl {m['objective/kl']:.3f}  "
+                  f"len {m['response/length_mean']:.1f}  eos {m['response/eos_rate']:.2f}  "
+                  f"clipfrac {m['policy/clipfrac']:.3f}  ev {m['val/explained_variance']:.2f}  "
+                  f"({m['time/rollout_s']:.1f}+{m['time/update_s']:.1f} s)", flush=True)
+        if (u + 1) % cfg.sample_every == 0 or u == 0:
+            state["samples"] += [{"update": u + 1, "prompt": chats[i][-1]["content"], "response": t,
+                                  "score": float(s), "kl": float(k)}
+                                 for i, t, s, k in zip(batch[:2], b["texts"][:2], b["scores"][:2], b["kl"].sum(1)[:2])]
+        if budget is not None and (u + 1) % recipe.eval.budget_every == 0:
+            m.update({f"budget/{k}": v for k, v in budget.check(model, u + 1).items()})
+            if budget.tripped and budget.action == "stop":
+                budget.restore(model)
+                kept = budget.good_step
+                break
+        state["update"] = u + 1
+        if (u + 1) % tr.save_steps == 0 and u + 1 < cfg.updates:
+            _save_checkpoint(work, state, model, value_head, optimizer, scheduler)
+        faults.kill_if_asked(u + 1)
+    if writer is not None:
+        writer.close()
+    return state["history"], state["samples"], kept
+
+
+def _first_bad(m: dict) -> str:
+    return next(f"{k} = {v}" for k, v in m.items() if isinstance(v, float) and not math.isfinite(v))
+
+
+def _save_checkpoint(work: Path, state: dict, model, value_head, optimizer, scheduler) -> None:
+    """checkpoint-<update>/: adapters, head, optimizer, scheduler, RNG and loop state. Written under a
+    temporary name and renamed, and trainer_state.json last, so a torn checkpoint is never resumed."""
+    if not runs.is_main_process():
+        return
+    final = work / f"checkpoint-{state['update']}"
+    tmp = work / f".checkpoint-{state['update']}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    trainable = {n: p.detach().cpu() for n, p in model.named_parameters() if "lora_" in n}
+    torch.save({"adapters": trainable, "value_head": value_head.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
+                                                             "numpy": np.random.get_state()}}, tmp / "state.pt")
+    runs.atomic_write_json(tmp / "trainer_state.json", {k: v for k, v in state.items()})
+    os.replace(tmp, final)
+    for old in sorted(work.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))[:-2]:
+        shutil.rmtree(old)  # keep the last two
+
+
+def _load_checkpoint(ckpt: Path, model, value_head, optimizer, scheduler) -> dict:
+    saved = torch.load(ckpt / "state.pt", weights_only=False)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for n, v in saved["adapters"].items():
+            params[n].copy_(v)
+    value_head.load_state_dict(saved["value_head"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    random.setstate(saved["rng"]["python"])
+    np.random.set_state(saved["rng"]["numpy"])
+    return json.loads((ckpt / "trainer_state.json").read_text())
+
+
+# --- checks before the run -------------------------------------------------------------------
+
+
+def _probe_reward(reward, spec, model, tok, chats: list[list[dict]], ids: list[list[int]]) -> None:
+    """Score the SFT policy's greedy answers to a few prompts, so a broken reward (it raises, returns
+    NaN or the wrong number of scores) stops the stage before anything is written."""
+    queries, qmask = left_pad(ids, tok.pad_token_id)
+    device = next(model.parameters()).device
+    with torch.no_grad(), model.disable_adapter():
+        out = model.generate(input_ids=queries.to(device), attention_mask=qmask.to(device), max_new_tokens=16,
+                             do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    texts = tok.batch_decode(out[:, queries.shape[1]:], skip_special_tokens=True)
+    try:
+        reward(chats, texts)
+    except RuntimeError as e:
+        raise InputError(f"ppo.reward {spec!r} fails on the SFT policy's answers to the first prompts: {e}") from None
+
+
+def _drift_budget(recipe: PpoRecipe, tok, model):
+    """The drift budget during training, measured against the reference (the adapters disabled)."""
+    from rlft.stages import sft
+
+    if recipe.eval.max_general_ppl_drift is None and recipe.eval.max_kl_task is None:
+        return None
+    with model.disable_adapter():
+        return sft.drift_budget(recipe, tok, model.get_base_model())

@@ -1,0 +1,210 @@
+"""rlft's PPO stage: one backbone, both adapters train, KL 0 and ratio 1 at the start, the reward
+rises on a toy task, the reference never moves, exact resume, and bad input refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import reward_models
+from rlft import cli, models
+from rlft.config import load_recipe
+from rlft.stages import ppo
+from tests.conftest import tree
+
+FAST = ["data.n_train=64", "ppo.rollout_batch_size=8", "ppo.forward_batch_size=8", "ppo.micro_batch_size=4",
+        "ppo.mini_batches=2", "ppo.ppo_epochs=2", "ppo.response_length=12", "ppo.updates=2", "train.logging_steps=1",
+        "train.save_steps=50", "lora.r=4", "eval.enabled=false", "ppo.reward=house_tone"]
+
+
+@pytest.fixture(scope="module")
+def sft_run(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ppo_parent") / "sft"
+    assert cli.main(["sft", "--recipe", "recipes/customer_support/sft.yaml", "--set", f"model={tiny_model_dir}",
+                     "--output-dir", str(out), "--set", "train.max_steps=3", "--set", "data.n_train=32",
+                     "--set", "data.n_val=8", "--set", "lora.r=4", "--set", "train.batch_size=8",
+                     "--set", "eval.enabled=false", "--set", "train.eval_steps=0"]) == 0
+    return out
+
+
+def _args(model_dir, parent, out, *extra):
+    args = ["ppo", "--recipe", "recipes/customer_support/ppo.yaml", "--set", f"model={model_dir}",
+            "--set", f"parent={parent}", "--output-dir", str(out)]
+    for s in FAST + list(extra):
+        args += ["--set", s]
+    return args
+
+
+def _recipe(model_dir, parent, *extra):
+    return load_recipe("ppo", "recipes/customer_support/ppo.yaml", [f"model={model_dir}", f"parent={parent}",
+                                                                    *FAST, *extra])
+
+
+def _log(run_dir):
+    return json.loads((run_dir / "train_log.json").read_text())
+
+
+@pytest.mark.parametrize("four_bit", [False, True], ids=["lora", "qlora"])
+def test_one_backbone_and_the_reference_is_the_sft_policy(tiny_model_dir, sft_run, four_bit):
+    """Every weight exists once: the frozen backbone, two adapters and a head. With the adapters
+    disabled the model gives the SFT policy's logits."""
+    recipe = _recipe(tiny_model_dir, sft_run, f"quant.load_in_4bit={str(four_bit).lower()}")
+    model, head = ppo.build_policy(recipe)
+    storages = {}
+    for name, p in list(model.named_parameters()) + list(model.named_buffers()):
+        storages.setdefault(p.data_ptr(), name)
+    assert len(storages) == len(list(model.named_parameters())) + len(list(model.named_buffers()))
+    policy = [n for n, _ in model.named_parameters() if "lora_" in n and ".default." in n]
+    value = [n for n, _ in model.named_parameters() if "lora_" in n and ".value." in n]
+    assert len(policy) == len(value) > 0
+    assert all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
+    assert models.is_quantized_4bit(model) == four_bit
+    sft_policy = models.run_model(sft_run)
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+    with torch.no_grad(), model.disable_adapter():
+        ref = model(input_ids=ids).logits
+    expected = sft_policy(input_ids=ids).logits
+    assert torch.allclose(ref, expected, atol=1e-5 if not four_bit else 0.5)
+    if four_bit:  # the 4-bit reference is the quantized SFT policy: close to it, not equal
+        assert (ref - expected).abs().max() > 0
+
+
+def test_both_adapters_train_and_the_reference_does_not_move(tiny_model_dir, sft_run):
+    """One update: the policy and value adapters both change (peft's set_adapter would freeze one,
+    ppo.md §4.5), the frozen weights do not, and the reference logits are the same as before."""
+    recipe = _recipe(tiny_model_dir, sft_run, "train.learning_rate=0.01")
+    model, head = ppo.build_policy(recipe)
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    chats = [[{"role": "user", "content": f"where is my order #{70000 + i}?"}] for i in range(8)]
+    ids = ppo.prompt_ids(tok, chats)
+    ids_t = torch.tensor([ids[0]])
+    with torch.no_grad(), model.disable_adapter():
+        ref_before = model(input_ids=ids_t).logits
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    reward = reward_models.load("house_tone")
+    torch.manual_seed(0)
+    b = ppo.rollout(model, head, tok, chats, ids, reward, recipe.ppo, kl_coef=0.05)
+    optimizer = torch.optim.AdamW([{"params": ppo._params(model, "default")},
+                                   {"params": ppo._params(model, "value") + list(head.parameters())}], lr=0.01)
+    stats = ppo.ppo_epochs(model, head, optimizer, b, recipe.ppo, 1.0, torch.Generator().manual_seed(0))
+    assert stats["optimizer_steps"] == recipe.ppo.ppo_epochs * recipe.ppo.mini_batches
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert any(".default." in n for n in changed) and any(".value." in n for n in changed)
+    assert all("lora_" in n for n in changed)
+    assert head.weight.abs().sum() > 0
+    with torch.no_grad(), model.disable_adapter():
+        assert torch.equal(model(input_ids=ids_t).logits, ref_before)
+
+
+def test_peft_set_adapter_alone_would_starve_the_policy(tiny_model_dir, sft_run):
+    """The trap ppo.use() avoids: after set_adapter("value") the policy adapter no longer requires grad."""
+    model, _ = ppo.build_policy(_recipe(tiny_model_dir, sft_run))
+    model.set_adapter("value")
+    assert not any(p.requires_grad for p in ppo._params(model, "default"))
+    ppo.use(model, "value")
+    assert all(p.requires_grad for p in ppo._params(model, "default") + ppo._params(model, "value"))
+
+
+def test_rollout_masks_stop_exactly_after_eos(tiny_model_dir, sft_run):
+    recipe = _recipe(tiny_model_dir, sft_run, "ppo.response_length=24", "ppo.temperature=1.5")
+    model, head = ppo.build_policy(recipe)
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    chats = [[{"role": "user", "content": "hello there"}]] * 16
+    torch.manual_seed(3)
+    b = ppo.rollout(model, head, tok, chats, ppo.prompt_ids(tok, chats), reward_models.load("house_tone"),
+                    recipe.ppo, kl_coef=0.05)
+    eos = tok.eos_token_id
+    for resp, mask, last, stop in zip(b["responses"].tolist(), b["mask"], b["last"], b["has_stop"]):
+        real = resp[:int(last) + 1]
+        assert mask.sum() == len(real) and bool(mask[int(last)]) and not mask[int(last) + 1:].any()
+        assert bool(stop) == (eos in real) and (not stop or (real[-1] == eos and real.count(eos) == 1))
+    assert (b["values"] * ~b["mask"] == 0).all() and (b["advantages"] * ~b["mask"] == 0).all()
+
+
+def test_first_update_starts_at_the_reference(tiny_model_dir, sft_run, tmp_path):
+    """Both adapters start with B = 0, so at the first update policy = reference: KL 0, ratio 1."""
+    out = tmp_path / "ppo"
+    assert cli.main(_args(tiny_model_dir, sft_run, out)) == 0
+    first = _log(out)[0]
+    assert abs(first["objective/kl"]) < 1e-6 and abs(first["objective/kl_k3"]) < 1e-6
+    assert abs(first["policy/ratio_first"] - 1) < 1e-5
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stage"] == "ppo" and manifest["parent"] == str(sft_run)
+    assert (out / "adapter" / "adapter_config.json").is_file() and (out / "adapter" / "value" / "value_head.pt").is_file()
+    assert models.run_model(out) is not None  # the harness can load the result
+
+
+def _polite_toy(prompts, completions):
+    """The toy reward: how often the word 'thank' appears (case-insensitive), at most 3."""
+    return [min(c.lower().count("thank"), 3) for c in completions]
+
+
+@pytest.mark.slow
+def test_toy_reward_rises_with_bounded_kl(tiny_model_dir, sft_run, tmp_path, monkeypatch):
+    monkeypatch.setitem(reward_models.RULES, "polite_toy", _polite_toy)
+    out = tmp_path / "toy"
+    assert cli.main(_args(tiny_model_dir, sft_run, out, "ppo.reward=polite_toy", "ppo.updates=30",
+                          "ppo.rollout_batch_size=16", "ppo.forward_batch_size=16", "ppo.ppo_epochs=4",
+                          "ppo.response_length=16", "ppo.missing_eos_penalty=null", "train.learning_rate=0.005",
+                          "train.lr_scheduler=constant", "ppo.value_learning_rate=0.005",
+                          "lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head]")) == 0
+    log = _log(out)
+    first = sum(m["objective/scores"] for m in log[:5]) / 5
+    last = sum(m["objective/scores"] for m in log[-5:]) / 5
+    print(f"toy reward {first:.3f} -> {last:.3f}, KL {log[-1]['objective/kl']:.2f}")
+    assert last > first + 0.5
+    assert 0 < log[-1]["objective/kl"] < 40
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_continues_exactly(tiny_model_dir, sft_run, tmp_path):
+    extra = ["ppo.updates=4", "train.save_steps=1"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert cli.main(_args(tiny_model_dir, sft_run, straight, *extra)) == 0
+    env = {**os.environ, "RLFT_KILL_AT_STEP": "2"}
+    cmd = [sys.executable, "-m", "rlft.cli", *_args(tiny_model_dir, sft_run, killed, *extra)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert (killed.with_name("killed.partial") / "checkpoint-2" / "trainer_state.json").is_file()
+    assert cli.main(_args(tiny_model_dir, sft_run, killed, *extra) + ["--resume"]) == 0
+    a = load_file(str(straight / "adapter" / "adapter_model.safetensors"))
+    b = load_file(str(killed / "adapter" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [m["objective/scores"] for m in _log(straight)] == [m["objective/scores"] for m in _log(killed)]
+
+
+def _nan_reward(prompts, completions):
+    return [float("nan")] * len(completions)
+
+
+def _short_reward(prompts, completions):
+    return [0.0] * (len(completions) - 1)
+
+
+@pytest.mark.parametrize("reward,needle", [("_nan", "returned nan"), ("_short", "scores for"),
+                                           ("no_such_reward", "unknown reward 'no_such_reward'")])
+def test_bad_rewards_are_refused_before_anything_is_written(tiny_model_dir, sft_run, tmp_path, capsys,
+                                                           monkeypatch, reward, needle):
+    monkeypatch.setitem(reward_models.RULES, "_nan", _nan_reward)
+    monkeypatch.setitem(reward_models.RULES, "_short", _short_reward)
+    before = tree(tmp_path)
+    assert cli.main(_args(tiny_model_dir, sft_run, tmp_path / "ppo", f"ppo.reward={reward}")) == 2
+    assert needle in capsys.readouterr().err
+    assert tree(tmp_path) == before
+
+
+def test_long_prompts_and_foreign_parents_are_refused(tiny_model_dir, sft_run, tmp_path, capsys):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": [{"role": "user", "content": "word " * 400}]}) + "\n")
+    assert cli.main(_args(tiny_model_dir, sft_run, tmp_path / "a", f"data.train={prompts}")) == 2
+    err = capsys.readouterr().err
+    assert str(prompts) in err and "row 1" in err and "data.max_length" in err
+    assert cli.main(_args("rlft-tiny", sft_run, tmp_path / "b")) == 2
+    assert "trained from model" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
