@@ -28,9 +28,9 @@ else
 endif
 
 NAME := $(notdir $(patsubst %/,%,$(RECIPE)))
-STAGE_DIRS = $(wildcard $(RUNS)/$(NAME)/sft $(RUNS)/$(NAME)/dpo)
+STAGE_DIRS = $(wildcard $(RUNS)/$(NAME)/sft $(RUNS)/$(NAME)/dpo $(RUNS)/$(NAME)/ppo $(RUNS)/$(NAME)/grpo $(RUNS)/$(NAME)/rloo)
 
-.PHONY: help setup base sft rm dpo eval table compare bench test test-fast lint clean
+.PHONY: help setup base sft rm dpo ppo grpo rloo eval table compare bench test test-fast lint clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -64,6 +64,15 @@ rm: $(STAMP)  ## reward model on the preference pairs (RM_BACKBONE=minilm for th
 dpo: $(STAMP)  ## DPO from the SFT run, then evaluation and the SFT-vs-DPO table
 	$(RLFT) dpo --recipe $(RECIPE)/dpo.yaml $(SETS)
 
+ppo: $(STAMP)  ## PPO from the SFT run against the recipe's reward (rlft's own PPO), then evaluation
+	$(RLFT) ppo --recipe $(RECIPE)/ppo.yaml $(SETS)
+
+grpo: $(STAMP)  ## GRPO from the SFT run on TRL's GRPOTrainer, then evaluation
+	$(RLFT) grpo --recipe $(RECIPE)/grpo.yaml $(SETS)
+
+rloo: $(STAMP)  ## RLOO from the SFT run on TRL's RLOOTrainer (the grpo recipe, algorithm rloo)
+	$(RLFT) grpo --recipe $(RECIPE)/grpo.yaml --set grpo.algorithm=rloo --output-dir $(RUNS)/$(NAME)/rloo $(SETS)
+
 eval: $(STAMP)  ## evaluate the latest runs of RECIPE again (writes eval.json)
 	@for d in $(STAGE_DIRS); do \
 	  if [ -f $$d/manifest.json ]; then $(PY) -m rlft.cli eval --run $$d || exit $$?; fi; \
@@ -74,12 +83,11 @@ table: $(STAMP)  ## print the results table of the finished runs of RECIPE
 
 # SFT continued from the SFT run for as many steps as DPO takes (1000 pairs / 16 = 63):
 # the control arm that says whether DPO's change is more than extra training.
-compare: sft dpo  ## SFT, DPO, and SFT continued for DPO's budget; report.md, report.json, plots
+compare: sft dpo ppo grpo  ## SFT, DPO, PPO, GRPO and SFT continued for DPO's budget; report.md, report.json, plots
 	$(RLFT) sft --recipe $(RECIPE)/sft.yaml --set parent=$(RUNS)/$(NAME)/sft --set train.max_steps=63 \
 	  --output-dir $(RUNS)/$(NAME)/sft_continued $(SETS)
-	@echo "compare: rm, ppo and grpo are not in rlft yet; they are left out of the report"
-	$(PY) -m rlft.cli compare $(RUNS)/$(NAME)/sft $(RUNS)/$(NAME)/dpo $(RUNS)/$(NAME)/sft_continued \
-	  --out $(RUNS)/$(NAME)/compare
+	$(PY) -m rlft.cli compare $(RUNS)/$(NAME)/sft $(RUNS)/$(NAME)/dpo $(RUNS)/$(NAME)/ppo $(RUNS)/$(NAME)/grpo \
+	  $(RUNS)/$(NAME)/sft_continued --out $(RUNS)/$(NAME)/compare
 
 bench: $(STAMP)  ## wrapper overhead against TRL, and the GPU check (on CPU: the same path at tiny size)
 	$(PY) bench/overhead.py --out bench/overhead.md

@@ -89,3 +89,19 @@ def test_weighted_reward_mapping_in_a_recipe(tmp_path):
     path.write_text("eval:\n  reward: {harbor_facts: lots}\n")
     with pytest.raises(InputError, match="eval.reward.harbor_facts: expected float"):
         config.load_recipe("sft", path)
+
+
+@pytest.mark.parametrize("stage,override,needle", [
+    ("ppo", "ppo.reward=politeness", "ppo.reward: unknown reward 'politeness'"),
+    ("ppo", "ppo.kl_estimator=k9", "ppo.kl_estimator must be k1 or k3"),
+    ("ppo", "ppo.mini_batches=5", "multiple of ppo.mini_batches"),
+    ("ppo", "ppo.temperature=0", "ppo.temperature must be positive"),
+    ("ppo", "ppo.lam=1.5", "ppo.gamma and ppo.lam must lie in"),
+    ("ppo", "ppo.updates=0", "ppo.updates must be positive"),
+    ("grpo", "grpo.algorithm=ppo", "grpo.algorithm must be grpo or rloo"),
+    ("grpo", "grpo.num_generations=1", "at least 2"),
+    ("grpo", "grpo.reward={harbor_facts: 1, tone: 2}", "grpo.reward: unknown reward 'tone'"),
+])
+def test_bad_rl_keys_are_refused_by_name(stage, override, needle):
+    with pytest.raises(InputError, match=needle.replace("[", r"\[")):
+        config.load_recipe(stage, f"recipes/customer_support/{stage}.yaml", [override])

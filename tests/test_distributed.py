@@ -55,3 +55,27 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny_model_dir, tmp_
         print(stage, "one process:", one, "two processes:", two_)
         assert len(one) == len(two_) == 4
         assert two_ == pytest.approx(one, rel=1e-4), (stage, one, two_)
+
+
+@pytest.mark.slow
+def test_ppo_and_grpo_run_under_two_processes(tiny_model_dir, tmp_path):
+    """rlft's PPO averages gradients by hand (it checks at the end that both processes hold the same
+    adapters); GRPO is TRL's. Each writes one run with every process's episodes counted."""
+    accelerate = Path(sys.executable).parent / "accelerate"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    assert cli.main(_args("sft", tiny_model_dir, tmp_path / "sft", 8, ["lora.enabled=true", "lora.r=4"])) == 0
+    rl = ["lora.enabled=true", "lora.r=4", f"parent={tmp_path / 'sft'}", "data.n_train=32"]
+    stages = {"ppo": ["ppo.updates=2", "ppo.rollout_batch_size=4", "ppo.forward_batch_size=4", "ppo.micro_batch_size=4",
+                      "ppo.response_length=8", "ppo.reward=house_tone", "train.save_steps=1"],
+              "grpo": ["grpo.num_generations=4", "grpo.max_completion_length=8", "grpo.reward=house_tone",
+                       "train.max_steps=2"]}
+    for stage, extra in stages.items():
+        cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlft.cli",
+               *_args(stage, tiny_model_dir, tmp_path / stage, 4, rl + extra)]
+        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert [m.parent.name for m in tmp_path.glob(f"{stage}*/manifest.json")] == [stage]
+        manifest = json.loads((tmp_path / stage / "manifest.json").read_text())
+        if stage == "ppo":
+            assert manifest["metrics"]["episodes"] == 2 * 4 * 2

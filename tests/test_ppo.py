@@ -140,26 +140,35 @@ def test_first_update_starts_at_the_reference(tiny_model_dir, sft_run, tmp_path)
     assert models.run_model(out) is not None  # the harness can load the result
 
 
-def _polite_toy(prompts, completions):
-    """The toy reward: how often the word 'thank' appears (case-insensitive), at most 3."""
-    return [min(c.lower().count("thank"), 3) for c in completions]
+def _letter_toy(prompts, completions):
+    """The toy reward (ppo.md §4.4, in text): 0.25 for every letter 'e' in the response. Dense, so a
+    random-weight model finds it at once; the policy must learn to prefer tokens that contain 'e'."""
+    return [0.25 * c.count("e") for c in completions]
+
+
+def _toy_run(model_dir, parent, out, kl_coef: float) -> tuple[float, float, float]:
+    """(first-5 mean score, last-5 mean score, last-5 mean KL) of 30 updates on the letter toy."""
+    assert cli.main(_args(model_dir, parent, out, "ppo.reward=letter_toy", "ppo.updates=30",
+                          "ppo.rollout_batch_size=16", "ppo.forward_batch_size=16", "ppo.ppo_epochs=4",
+                          "ppo.response_length=16", "ppo.missing_eos_penalty=null", "train.learning_rate=0.002",
+                          "train.lr_scheduler=constant", "ppo.value_learning_rate=0.002", f"ppo.kl_coef={kl_coef}",
+                          "lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head]")) == 0
+    log = _log(out)
+    mean = lambda key, part: sum(m[key] for m in part) / len(part)  # noqa: E731
+    return mean("objective/scores", log[:5]), mean("objective/scores", log[-5:]), mean("objective/kl", log[-5:])
 
 
 @pytest.mark.slow
-def test_toy_reward_rises_with_bounded_kl(tiny_model_dir, sft_run, tmp_path, monkeypatch):
-    monkeypatch.setitem(reward_models.RULES, "polite_toy", _polite_toy)
-    out = tmp_path / "toy"
-    assert cli.main(_args(tiny_model_dir, sft_run, out, "ppo.reward=polite_toy", "ppo.updates=30",
-                          "ppo.rollout_batch_size=16", "ppo.forward_batch_size=16", "ppo.ppo_epochs=4",
-                          "ppo.response_length=16", "ppo.missing_eos_penalty=null", "train.learning_rate=0.005",
-                          "train.lr_scheduler=constant", "ppo.value_learning_rate=0.005",
-                          "lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head]")) == 0
-    log = _log(out)
-    first = sum(m["objective/scores"] for m in log[:5]) / 5
-    last = sum(m["objective/scores"] for m in log[-5:]) / 5
-    print(f"toy reward {first:.3f} -> {last:.3f}, KL {log[-1]['objective/kl']:.2f}")
+def test_toy_reward_rises_with_bounded_kl_and_the_kl_coef_is_a_leash(tiny_model_dir, sft_run, tmp_path, monkeypatch):
+    """The reward rises clearly in 30 updates with the KL bounded; a 20x stronger KL penalty keeps the
+    policy nearer the reference (lower KL) and so earns less of the reward."""
+    monkeypatch.setitem(reward_models.RULES, "letter_toy", _letter_toy)
+    first, last, kl = _toy_run(tiny_model_dir, sft_run, tmp_path / "loose", 0.05)
+    _, last_tight, kl_tight = _toy_run(tiny_model_dir, sft_run, tmp_path / "tight", 1.0)
+    print(f"toy reward {first:.3f} -> {last:.3f} (KL {kl:.2f}); kl_coef 1.0: {last_tight:.3f} (KL {kl_tight:.2f})")
     assert last > first + 0.5
-    assert 0 < log[-1]["objective/kl"] < 40
+    assert 0 < kl < 40
+    assert kl_tight < kl and last_tight < last
 
 
 @pytest.mark.slow

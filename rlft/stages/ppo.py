@@ -33,6 +33,13 @@ Deliberate deviations from TRL 1.12's PPOTrainer (shared/notes/ppo.md):
 6. The critic is a LoRA adapter + head on the shared backbone, not a full copy of the model;
    its head starts at zero (the N details) since a learned RM's head lives on another backbone.
 7. Every random stream is seeded and checkpointed (torch, python, numpy), so resume is exact.
+8. Data parallel by hand under `accelerate launch`: each process rolls out its own prompts and
+   whitens its own advantages; gradients are averaged before every step.
+
+Recipe keys: the batch sizes and schedule are in `ppo:`; from `train:` PPO reads learning_rate,
+lr_scheduler, warmup_ratio, weight_decay, max_grad_norm, logging_steps, save_steps (in updates)
+and gradient_checkpointing. Its optimizer is torch's AdamW; the weights run in `dtype` (4-bit
+with `quant`), so train.optim and train.bf16 do not apply.
 """
 
 from __future__ import annotations
@@ -124,11 +131,19 @@ def build_policy(recipe: PpoRecipe) -> tuple[torch.nn.Module, torch.nn.Linear]:
     torch.manual_seed(recipe.seed)  # the adapters' random A matrices
     base = models.policy_for_training(recipe, recipe.parent)
     base.requires_grad_(False)
+    if torch.cuda.is_available() and not models.is_quantized_4bit(base):  # 4-bit weights load onto their GPU
+        base.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
     model = get_peft_model(base, models.lora_config(recipe.lora), adapter_name=POLICY)
     model.add_adapter(VALUE, models.lora_config(recipe.lora))
     for name, p in model.named_parameters():
         p.requires_grad_("lora_" in name)  # add_adapter leaves the new adapter frozen (ppo.md §4.5)
-    model.eval()  # no dropout anywhere: the ratio must be exactly 1 before the first step
+    for module in model.modules():  # no dropout anywhere: the ratio must be exactly 1 before the first step
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    if recipe.train.gradient_checkpointing:  # active in train mode only, i.e. in the PPO epochs, not in generate
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.enable_input_require_grads()
+    model.eval()
     hidden = base.config.get_text_config().hidden_size
     device = next(base.parameters()).device
     value_head = torch.nn.Linear(hidden, 1, device=device, dtype=torch.float32)
@@ -246,6 +261,7 @@ def ppo_epochs(model, value_head, optimizer, b: dict, cfg, max_grad_norm: float,
     P = b["queries"].shape[1]
     policy_params, value_params = _params(model, POLICY), _params(model, VALUE) + list(value_head.parameters())
     stats = defaultdict(list)
+    model.train()  # dropout is off (build_policy); train mode only turns on gradient checkpointing
     for _ in range(cfg.ppo_epochs):
         for mb in torch.randperm(B, generator=gen).split(B // cfg.mini_batches):
             n_tokens = b["mask"][mb].sum().clamp(min=1)  # the minibatch's tokens: accumulation = full mean
@@ -276,6 +292,7 @@ def ppo_epochs(model, value_head, optimizer, b: dict, cfg, max_grad_norm: float,
                 stats["val/clipfrac"].append((float(vf_stats["clipfrac"]), weight))
                 stats["loss/policy"].append((float(pg_loss), 1.0))
                 stats["val/loss"].append((float(vf_loss), 1.0))
+            _average_gradients(policy_params + value_params)
             gn_policy = torch.nn.utils.clip_grad_norm_(policy_params, max_grad_norm)
             gn_value = torch.nn.utils.clip_grad_norm_(value_params, max_grad_norm)
             optimizer.step()
@@ -284,6 +301,7 @@ def ppo_epochs(model, value_head, optimizer, b: dict, cfg, max_grad_norm: float,
             stats["grad_norm/value"].append((float(gn_value), 1.0))
             stats["optimizer_steps"].append((1.0, 0.0))
     use(model, POLICY)
+    model.eval()
     out = {}
     for k, v in stats.items():
         if k == "optimizer_steps":
@@ -343,9 +361,10 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
     from transformers import get_scheduler
 
     cfg, tr = recipe.ppo, recipe.train
-    random.seed(recipe.seed)
-    np.random.seed(recipe.seed)
-    torch.manual_seed(recipe.seed)
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    random.seed(recipe.seed + rank)  # each process samples its own responses
+    np.random.seed(recipe.seed + rank)
+    torch.manual_seed(recipe.seed + rank)
     value_lr = cfg.value_learning_rate or tr.learning_rate
     optimizer = torch.optim.AdamW([
         {"params": _params(model, POLICY), "lr": tr.learning_rate},
@@ -363,15 +382,16 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
         budget.begin(model, str(work / "logs" / "budget"), runs.is_main_process())
     kept = None
     for u in range(state["update"], cfg.updates):
-        batch = prompt_batch(len(chats), cfg.rollout_batch_size, u, recipe.seed)
+        batch = prompt_batch(len(chats), cfg.rollout_batch_size, u * world + rank, recipe.seed)
         b = rollout(model, value_head, tok, [chats[i] for i in batch], [ids[i] for i in batch], reward, cfg,
                     state["kl_coef"])
         t0 = time.time()
         gen = torch.Generator().manual_seed(recipe.seed * 7919 + u)
         train_stats = ppo_epochs(model, value_head, optimizer, b, cfg, tr.max_grad_norm, gen)
         scheduler.step()
-        m = {"update": u + 1, "episodes": (u + 1) * cfg.rollout_batch_size, **update_metrics(b, state["kl_coef"]),
-             **train_stats, "time/update_s": time.time() - t0, "lr": scheduler.get_last_lr()[0]}
+        m = {"update": u + 1, "episodes": (u + 1) * cfg.rollout_batch_size * world,
+             **_mean_over_processes({**update_metrics(b, state["kl_coef"]), **train_stats}),
+             "time/update_s": time.time() - t0, "lr": scheduler.get_last_lr()[0]}
         if not all(math.isfinite(v) for v in m.values() if isinstance(v, float)):
             last = runs.latest_checkpoint(work)
             raise TrainingFault(f"ppo: a non-finite value at update {u + 1} ({_first_bad(m)}), so training stopped "
@@ -406,7 +426,55 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
         faults.kill_if_asked(u + 1)
     if writer is not None:
         writer.close()
+    _check_in_sync(_params(model, POLICY) + _params(model, VALUE) + list(value_head.parameters()))
     return state["history"], state["samples"], kept
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _average_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Data parallel by hand: every process rolled out its own prompts; the step uses the mean gradient."""
+    if not _distributed():
+        return
+    import torch.distributed as dist
+
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad /= dist.get_world_size()
+
+
+def _check_in_sync(params: list[torch.nn.Parameter]) -> None:
+    """Under data parallelism every process must end with the same weights; say so loudly if not."""
+    if not _distributed():
+        return
+    import torch.distributed as dist
+
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    sums = torch.stack([p.detach().double().sum() for p in params]).to(device)  # (n_params,)
+    low, high = sums.clone(), sums.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    if not torch.equal(low, high):
+        raise TrainingFault("ppo: the processes ended with different adapter weights; gradients were not averaged")
+
+
+def _mean_over_processes(m: dict) -> dict:
+    """Each figure averaged over the processes (max and min are averaged too), so rank 0 logs them all."""
+    if not _distributed():
+        return m
+    import torch.distributed as dist
+
+    keys = [k for k, v in m.items() if isinstance(v, (int, float))]
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    values = torch.tensor([float(m[k]) for k in keys], dtype=torch.float64, device=device)
+    dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return {**m, **dict(zip(keys, (values / dist.get_world_size()).tolist()))}
 
 
 def _first_bad(m: dict) -> str:
@@ -416,20 +484,26 @@ def _first_bad(m: dict) -> str:
 def _save_checkpoint(work: Path, state: dict, model, value_head, optimizer, scheduler) -> None:
     """checkpoint-<update>/: adapters, head, optimizer, scheduler, RNG and loop state. Written under a
     temporary name and renamed, and trainer_state.json last, so a torn checkpoint is never resumed."""
-    if not runs.is_main_process():
-        return
     final = work / f"checkpoint-{state['update']}"
     tmp = work / f".checkpoint-{state['update']}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    trainable = {n: p.detach().cpu() for n, p in model.named_parameters() if "lora_" in n}
-    torch.save({"adapters": trainable, "value_head": value_head.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                                                             "numpy": np.random.get_state()}}, tmp / "state.pt")
-    runs.atomic_write_json(tmp / "trainer_state.json", {k: v for k, v in state.items()})
-    os.replace(tmp, final)
-    for old in sorted(work.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))[:-2]:
-        shutil.rmtree(old)  # keep the last two
+    rank = int(os.environ.get("RANK", "0"))
+    if runs.is_main_process():
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    runs.wait_for_everyone()
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
+           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    torch.save(rng, tmp / f"rng-{rank}.pt")  # every process has its own random streams
+    runs.wait_for_everyone()
+    if runs.is_main_process():
+        trainable = {n: p.detach().cpu() for n, p in model.named_parameters() if "lora_" in n}
+        torch.save({"adapters": trainable, "value_head": value_head.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict()}, tmp / "state.pt")
+        runs.atomic_write_json(tmp / "trainer_state.json", state)
+        os.replace(tmp, final)
+        for old in sorted(work.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))[:-2]:
+            shutil.rmtree(old)  # keep the last two
+    runs.wait_for_everyone()
 
 
 def _load_checkpoint(ckpt: Path, model, value_head, optimizer, scheduler) -> dict:
@@ -441,9 +515,12 @@ def _load_checkpoint(ckpt: Path, model, value_head, optimizer, scheduler) -> dic
     value_head.load_state_dict(saved["value_head"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
-    torch.set_rng_state(saved["rng"]["torch"])
-    random.setstate(saved["rng"]["python"])
-    np.random.set_state(saved["rng"]["numpy"])
+    rng = torch.load(ckpt / f"rng-{int(os.environ.get('RANK', '0'))}.pt", weights_only=False)
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
     return json.loads((ckpt / "trainer_state.json").read_text())
 
 

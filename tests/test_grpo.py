@@ -1,0 +1,67 @@
+"""GRPO and RLOO through TRL's trainers: LoRA and QLoRA on the SFT policy, the rlft rewards, the KL to
+the reference logged even at beta 0, and bad rewards refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import reward_models
+from rlft import cli, models
+from tests.conftest import tree
+
+FAST = ["data.n_train=16", "train.batch_size=8", "grpo.num_generations=4", "grpo.max_completion_length=12",
+        "train.max_steps=2", "train.logging_steps=1", "train.save_steps=50", "lora.r=4", "eval.enabled=false",
+        "grpo.reward=house_tone", "eval.budget_samples=4"]
+
+
+@pytest.fixture(scope="module")
+def sft_run(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("grpo_parent") / "sft"
+    assert cli.main(["sft", "--recipe", "recipes/customer_support/sft.yaml", "--set", f"model={tiny_model_dir}",
+                     "--output-dir", str(out), "--set", "train.max_steps=2", "--set", "data.n_train=16",
+                     "--set", "data.n_val=8", "--set", "lora.r=4", "--set", "train.batch_size=8",
+                     "--set", "eval.enabled=false", "--set", "train.eval_steps=0"]) == 0
+    return out
+
+
+def _args(model_dir, parent, out, *extra):
+    args = ["grpo", "--recipe", "recipes/customer_support/grpo.yaml", "--set", f"model={model_dir}",
+            "--set", f"parent={parent}", "--output-dir", str(out)]
+    for s in FAST + list(extra):
+        args += ["--set", s]
+    return args
+
+
+@pytest.mark.parametrize("extra", [
+    ["grpo.algorithm=grpo", "grpo.beta=0.04"],
+    ["grpo.algorithm=grpo", "grpo.beta=0.0", "quant.load_in_4bit=true"],
+    ["grpo.algorithm=rloo", "grpo.beta=0.05"],
+], ids=["grpo", "grpo-qlora-beta0", "rloo"])
+def test_grpo_and_rloo_train_a_lora_and_log_the_kl(tiny_model_dir, sft_run, tmp_path, extra):
+    out = tmp_path / "run"
+    assert cli.main(_args(tiny_model_dir, sft_run, out, *extra)) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stage"] == "grpo" and manifest["metrics"]["steps"] == 2
+    assert manifest["metrics"]["algorithm"] == extra[0].split("=")[1]
+    log = json.loads((out / "train_log.json").read_text())
+    ref_kl = [e["kl_ref/task"] for e in log if "kl_ref/task" in e]
+    assert len(ref_kl) == 2 and all(k >= 0 for k in ref_kl)  # measured even where TRL skips the reference
+    assert any("reward" in e for e in log)
+    assert models.run_model(out) is not None
+
+
+def _nan_reward(prompts, completions):
+    return [float("nan")] * len(completions)
+
+
+def test_a_bad_reward_is_refused_before_anything_is_written(tiny_model_dir, sft_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(reward_models.RULES, "_nan", _nan_reward)
+    before = tree(tmp_path)
+    for reward, needle in (("_nan", "returned nan"), ("nope", "unknown reward 'nope'")):
+        assert cli.main(_args(tiny_model_dir, sft_run, tmp_path / "x", f"grpo.reward={reward}")) == 2
+        assert needle in capsys.readouterr().err
+    assert cli.main(_args(tiny_model_dir, sft_run, tmp_path / "x", "train.batch_size=6")) == 2
+    assert "multiple of grpo.num_generations" in capsys.readouterr().err
+    assert tree(tmp_path) == before
