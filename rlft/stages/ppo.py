@@ -105,7 +105,8 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         runs.atomic_write_json(run_.work / "samples.json", samples)
     last = history[-1] if history else {}
     first = history[0] if history else {}
-    metrics = {"updates": len(history), "episodes": len(history) * cfg.rollout_batch_size,
+    metrics = {"updates": len(history), "episodes": last.get("episodes", 0),
+               "processes": int(os.environ.get("WORLD_SIZE", "1")),
                "trainable_parameters": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
                + sum(p.numel() for p in value_head.parameters()),
                "score_first": first.get("objective/scores"), "score_last": last.get("objective/scores"),
