@@ -291,8 +291,8 @@ def ppo_epochs(model, value_head, optimizer, b: dict, cfg, max_grad_norm: float,
                 for k, v in pg_stats.items():
                     stats[f"policy/{k}"].append((float(v), weight))
                 stats["val/clipfrac"].append((float(vf_stats["clipfrac"]), weight))
-                stats["loss/policy"].append((float(pg_loss), 1.0))
-                stats["val/loss"].append((float(vf_loss), 1.0))
+                stats["loss/policy"].append((float(pg_loss.detach()), 1.0))
+                stats["val/loss"].append((float(vf_loss.detach()), 1.0))
             _average_gradients(policy_params + value_params)
             gn_policy = torch.nn.utils.clip_grad_norm_(policy_params, max_grad_norm)
             gn_value = torch.nn.utils.clip_grad_norm_(value_params, max_grad_norm)
@@ -492,7 +492,10 @@ def _save_checkpoint(work: Path, state: dict, model, value_head, optimizer, sche
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     runs.wait_for_everyone()
-    rng = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
+           "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": pos, "has_gauss": has_gauss,
+                     "cached": cached},  # tensors and numbers only, so it loads with weights_only=True
            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
     torch.save(rng, tmp / f"rng-{rank}.pt")  # every process has its own random streams
     runs.wait_for_everyone()
@@ -508,7 +511,7 @@ def _save_checkpoint(work: Path, state: dict, model, value_head, optimizer, sche
 
 
 def _load_checkpoint(ckpt: Path, model, value_head, optimizer, scheduler) -> dict:
-    saved = torch.load(ckpt / "state.pt", weights_only=False)
+    saved = torch.load(ckpt / "state.pt", weights_only=True)  # never unpickle code from a checkpoint
     params = dict(model.named_parameters())
     with torch.no_grad():
         for n, v in saved["adapters"].items():
@@ -516,10 +519,11 @@ def _load_checkpoint(ckpt: Path, model, value_head, optimizer, scheduler) -> dic
     value_head.load_state_dict(saved["value_head"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
-    rng = torch.load(ckpt / f"rng-{int(os.environ.get('RANK', '0'))}.pt", weights_only=False)
+    rng = torch.load(ckpt / f"rng-{int(os.environ.get('RANK', '0'))}.pt", weights_only=True)
     torch.set_rng_state(rng["torch"])
     random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
+    n = rng["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     if rng["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     return json.loads((ckpt / "trainer_state.json").read_text())
