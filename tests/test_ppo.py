@@ -217,3 +217,16 @@ def test_long_prompts_and_foreign_parents_are_refused(tiny_model_dir, sft_run, t
     assert cli.main(_args("rlft-tiny", sft_run, tmp_path / "b")) == 2
     assert "trained from model" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_tripped_drift_budget_stops_ppo_and_keeps_the_weights_inside_it(tiny_model_dir, sft_run, tmp_path):
+    """A KL budget no update can meet trips at the first measurement; the saved policy is the one
+    measured last inside the budget, the SFT policy itself (both adapters' B still zero)."""
+    out = tmp_path / "ppo"
+    assert cli.main(_args(tiny_model_dir, sft_run, out, "ppo.updates=3", "eval.max_kl_task=1e-9",
+                          "eval.budget_every=2", "eval.budget_samples=4", "train.learning_rate=0.01")) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["budget"]["tripped"]["budget"] == "max_kl_task" and manifest["budget"]["tripped"]["step"] == 2
+    assert manifest["metrics"]["kept_update"] == 0 and manifest["metrics"]["updates"] == 2
+    weights = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    assert all((w == 0).all() for k, w in weights.items() if "lora_B" in k)
