@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from rlft import cli
 
@@ -79,3 +80,31 @@ def test_ppo_and_grpo_run_under_two_processes(tiny_model_dir, tmp_path):
         manifest = json.loads((tmp_path / stage / "manifest.json").read_text())
         if stage == "ppo":
             assert manifest["metrics"]["episodes"] == 2 * 4 * 2
+
+
+@pytest.mark.slow
+def test_ppo_under_two_processes_resumes_exactly_after_a_kill(tiny_model_dir, tmp_path):
+    """Both processes are killed after the checkpoint of update 2; the resumed run ends with the
+    adapters of the uninterrupted one (each process restores its own random streams)."""
+    from safetensors.torch import load_file
+
+    accelerate = Path(sys.executable).parent / "accelerate"
+    assert cli.main(_args("sft", tiny_model_dir, tmp_path / "sft", 8, ["lora.enabled=true", "lora.r=4"])) == 0
+    extra = ["lora.enabled=true", "lora.r=4", f"parent={tmp_path / 'sft'}", "data.n_train=32", "ppo.updates=3",
+             "ppo.rollout_batch_size=4", "ppo.forward_batch_size=4", "ppo.micro_batch_size=4",
+             "ppo.response_length=8", "ppo.reward=house_tone", "train.save_steps=1"]
+
+    def launch(out, kill=None, resume=False):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", **({"RLFT_KILL_AT_STEP": str(kill)} if kill else {})}
+        cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlft.cli",
+               *_args("ppo", tiny_model_dir, out, 4, extra), *(["--resume"] if resume else [])]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+    assert launch(tmp_path / "straight").returncode == 0
+    assert launch(tmp_path / "killed", kill=2).returncode != 0
+    assert (tmp_path / "killed.partial" / "checkpoint-2" / "rng-1.pt").is_file()
+    run = launch(tmp_path / "killed", resume=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    a, b = (load_file(str(tmp_path / r / "adapter" / "adapter_model.safetensors")) for r in ("straight", "killed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -65,3 +65,27 @@ def test_a_bad_reward_is_refused_before_anything_is_written(tiny_model_dir, sft_
     assert cli.main(_args(tiny_model_dir, sft_run, tmp_path / "x", "train.batch_size=6")) == 2
     assert "multiple of grpo.num_generations" in capsys.readouterr().err
     assert tree(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_grpo_sigkill_then_resume_matches_the_uninterrupted_run(tiny_model_dir, sft_run, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import torch
+    from safetensors.torch import load_file
+
+    extra = ["train.max_steps=4", "train.save_steps=2"]
+    assert cli.main(_args(tiny_model_dir, sft_run, tmp_path / "straight", *extra)) == 0
+    env = {**os.environ, "RLFT_KILL_AT_STEP": "3"}
+    killed = subprocess.run([sys.executable, "-m", "rlft.cli", *_args(tiny_model_dir, sft_run, tmp_path / "killed",
+                                                                       *extra)], env=env, capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert (tmp_path / "killed.partial" / "checkpoint-2").is_dir()
+    assert cli.main(_args(tiny_model_dir, sft_run, tmp_path / "killed", *extra) + ["--resume"]) == 0
+    losses = [[e["loss"] for e in json.loads((tmp_path / r / "train_log.json").read_text()) if "loss" in e]
+              for r in ("straight", "killed")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    a, b = (load_file(str(tmp_path / r / "adapter" / "adapter_model.safetensors")) for r in ("straight", "killed"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
