@@ -40,3 +40,18 @@ def tree(folder: Path) -> dict[str, int]:
     if not folder.exists():
         return {}
     return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def sft_lora_run(tiny_model_dir, tmp_path_factory) -> Path:
+    """A finished SFT run (LoRA r 4, 3 steps) of the tiny model: the parent the RL stages start from."""
+    from rlft import cli
+
+    out = tmp_path_factory.mktemp("rl_parent") / "sft"
+    sets = [f"model={tiny_model_dir}", "train.max_steps=3", "data.n_train=32", "data.n_val=8", "lora.r=4",
+            "train.batch_size=8", "eval.enabled=false", "train.eval_steps=0"]
+    args = ["sft", "--recipe", "recipes/customer_support/sft.yaml", "--output-dir", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    assert cli.main(args) == 0
+    return out

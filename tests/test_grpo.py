@@ -16,16 +16,6 @@ FAST = ["data.n_train=16", "train.batch_size=8", "grpo.num_generations=4", "grpo
         "grpo.reward=house_tone", "eval.budget_samples=4"]
 
 
-@pytest.fixture(scope="module")
-def sft_run(tiny_model_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("grpo_parent") / "sft"
-    assert cli.main(["sft", "--recipe", "recipes/customer_support/sft.yaml", "--set", f"model={tiny_model_dir}",
-                     "--output-dir", str(out), "--set", "train.max_steps=2", "--set", "data.n_train=16",
-                     "--set", "data.n_val=8", "--set", "lora.r=4", "--set", "train.batch_size=8",
-                     "--set", "eval.enabled=false", "--set", "train.eval_steps=0"]) == 0
-    return out
-
-
 def _args(model_dir, parent, out, *extra):
     args = ["grpo", "--recipe", "recipes/customer_support/grpo.yaml", "--set", f"model={model_dir}",
             "--set", f"parent={parent}", "--output-dir", str(out)]
@@ -39,9 +29,9 @@ def _args(model_dir, parent, out, *extra):
     ["grpo.algorithm=grpo", "grpo.beta=0.0", "quant.load_in_4bit=true"],
     ["grpo.algorithm=rloo", "grpo.beta=0.05"],
 ], ids=["grpo", "grpo-qlora-beta0", "rloo"])
-def test_grpo_and_rloo_train_a_lora_and_log_the_kl(tiny_model_dir, sft_run, tmp_path, extra):
+def test_grpo_and_rloo_train_a_lora_and_log_the_kl(tiny_model_dir, sft_lora_run, tmp_path, extra):
     out = tmp_path / "run"
-    assert cli.main(_args(tiny_model_dir, sft_run, out, *extra)) == 0
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, out, *extra)) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "grpo" and manifest["metrics"]["steps"] == 2
     assert manifest["metrics"]["algorithm"] == extra[0].split("=")[1]
@@ -56,19 +46,19 @@ def _nan_reward(prompts, completions):
     return [float("nan")] * len(completions)
 
 
-def test_a_bad_reward_is_refused_before_anything_is_written(tiny_model_dir, sft_run, tmp_path, capsys, monkeypatch):
+def test_a_bad_reward_is_refused_before_anything_is_written(tiny_model_dir, sft_lora_run, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(reward_models.RULES, "_nan", _nan_reward)
     before = tree(tmp_path)
     for reward, needle in (("_nan", "returned nan"), ("nope", "unknown reward 'nope'")):
-        assert cli.main(_args(tiny_model_dir, sft_run, tmp_path / "x", f"grpo.reward={reward}")) == 2
+        assert cli.main(_args(tiny_model_dir, sft_lora_run, tmp_path / "x", f"grpo.reward={reward}")) == 2
         assert needle in capsys.readouterr().err
-    assert cli.main(_args(tiny_model_dir, sft_run, tmp_path / "x", "train.batch_size=6")) == 2
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, tmp_path / "x", "train.batch_size=6")) == 2
     assert "multiple of grpo.num_generations" in capsys.readouterr().err
     assert tree(tmp_path) == before
 
 
 @pytest.mark.slow
-def test_grpo_sigkill_then_resume_matches_the_uninterrupted_run(tiny_model_dir, sft_run, tmp_path):
+def test_grpo_sigkill_then_resume_matches_the_uninterrupted_run(tiny_model_dir, sft_lora_run, tmp_path):
     import os
     import subprocess
     import sys
@@ -77,13 +67,13 @@ def test_grpo_sigkill_then_resume_matches_the_uninterrupted_run(tiny_model_dir, 
     from safetensors.torch import load_file
 
     extra = ["train.max_steps=4", "train.save_steps=2"]
-    assert cli.main(_args(tiny_model_dir, sft_run, tmp_path / "straight", *extra)) == 0
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, tmp_path / "straight", *extra)) == 0
     env = {**os.environ, "RLFT_KILL_AT_STEP": "3"}
-    killed = subprocess.run([sys.executable, "-m", "rlft.cli", *_args(tiny_model_dir, sft_run, tmp_path / "killed",
+    killed = subprocess.run([sys.executable, "-m", "rlft.cli", *_args(tiny_model_dir, sft_lora_run, tmp_path / "killed",
                                                                        *extra)], env=env, capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert (tmp_path / "killed.partial" / "checkpoint-2").is_dir()
-    assert cli.main(_args(tiny_model_dir, sft_run, tmp_path / "killed", *extra) + ["--resume"]) == 0
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, tmp_path / "killed", *extra) + ["--resume"]) == 0
     losses = [[e["loss"] for e in json.loads((tmp_path / r / "train_log.json").read_text()) if "loss" in e]
               for r in ("straight", "killed")]
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)

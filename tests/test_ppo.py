@@ -15,22 +15,13 @@ from safetensors.torch import load_file
 import reward_models
 from rlft import cli, models
 from rlft.config import load_recipe
+from rlft.eval.generate import prompt_ids
 from rlft.stages import ppo
 from tests.conftest import tree
 
 FAST = ["data.n_train=64", "ppo.rollout_batch_size=8", "ppo.forward_batch_size=8", "ppo.micro_batch_size=4",
         "ppo.mini_batches=2", "ppo.ppo_epochs=2", "ppo.response_length=12", "ppo.updates=2", "train.logging_steps=1",
         "train.save_steps=50", "lora.r=4", "eval.enabled=false", "ppo.reward=house_tone"]
-
-
-@pytest.fixture(scope="module")
-def sft_run(tiny_model_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("ppo_parent") / "sft"
-    assert cli.main(["sft", "--recipe", "recipes/customer_support/sft.yaml", "--set", f"model={tiny_model_dir}",
-                     "--output-dir", str(out), "--set", "train.max_steps=3", "--set", "data.n_train=32",
-                     "--set", "data.n_val=8", "--set", "lora.r=4", "--set", "train.batch_size=8",
-                     "--set", "eval.enabled=false", "--set", "train.eval_steps=0"]) == 0
-    return out
 
 
 def _args(model_dir, parent, out, *extra):
@@ -51,10 +42,10 @@ def _log(run_dir):
 
 
 @pytest.mark.parametrize("four_bit", [False, True], ids=["lora", "qlora"])
-def test_one_backbone_and_the_reference_is_the_sft_policy(tiny_model_dir, sft_run, four_bit):
+def test_one_backbone_and_the_reference_is_the_sft_policy(tiny_model_dir, sft_lora_run, four_bit):
     """Every weight exists once: the frozen backbone, two adapters and a head. With the adapters
     disabled the model gives the SFT policy's logits."""
-    recipe = _recipe(tiny_model_dir, sft_run, f"quant.load_in_4bit={str(four_bit).lower()}")
+    recipe = _recipe(tiny_model_dir, sft_lora_run, f"quant.load_in_4bit={str(four_bit).lower()}")
     model, head = ppo.build_policy(recipe)
     storages = {}
     for name, p in list(model.named_parameters()) + list(model.named_buffers()):
@@ -65,7 +56,7 @@ def test_one_backbone_and_the_reference_is_the_sft_policy(tiny_model_dir, sft_ru
     assert len(policy) == len(value) > 0
     assert all(not p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
     assert models.is_quantized_4bit(model) == four_bit
-    sft_policy = models.run_model(sft_run)
+    sft_policy = models.run_model(sft_lora_run)
     ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
     with torch.no_grad(), model.disable_adapter():
         ref = model(input_ids=ids).logits
@@ -75,14 +66,14 @@ def test_one_backbone_and_the_reference_is_the_sft_policy(tiny_model_dir, sft_ru
         assert (ref - expected).abs().max() > 0
 
 
-def test_both_adapters_train_and_the_reference_does_not_move(tiny_model_dir, sft_run):
+def test_both_adapters_train_and_the_reference_does_not_move(tiny_model_dir, sft_lora_run):
     """One update: the policy and value adapters both change (peft's set_adapter would freeze one,
     ppo.md §4.5), the frozen weights do not, and the reference logits are the same as before."""
-    recipe = _recipe(tiny_model_dir, sft_run, "train.learning_rate=0.01")
+    recipe = _recipe(tiny_model_dir, sft_lora_run, "train.learning_rate=0.01")
     model, head = ppo.build_policy(recipe)
     tok = models.load_tokenizer(str(tiny_model_dir))
     chats = [[{"role": "user", "content": f"where is my order #{70000 + i}?"}] for i in range(8)]
-    ids = ppo.prompt_ids(tok, chats)
+    ids = prompt_ids(tok, chats)
     ids_t = torch.tensor([ids[0]])
     with torch.no_grad(), model.disable_adapter():
         ref_before = model(input_ids=ids_t).logits
@@ -102,22 +93,22 @@ def test_both_adapters_train_and_the_reference_does_not_move(tiny_model_dir, sft
         assert torch.equal(model(input_ids=ids_t).logits, ref_before)
 
 
-def test_peft_set_adapter_alone_would_starve_the_policy(tiny_model_dir, sft_run):
+def test_peft_set_adapter_alone_would_starve_the_policy(tiny_model_dir, sft_lora_run):
     """The trap ppo.use() avoids: after set_adapter("value") the policy adapter no longer requires grad."""
-    model, _ = ppo.build_policy(_recipe(tiny_model_dir, sft_run))
+    model, _ = ppo.build_policy(_recipe(tiny_model_dir, sft_lora_run))
     model.set_adapter("value")
     assert not any(p.requires_grad for p in ppo._params(model, "default"))
     ppo.use(model, "value")
     assert all(p.requires_grad for p in ppo._params(model, "default") + ppo._params(model, "value"))
 
 
-def test_rollout_masks_stop_exactly_after_eos(tiny_model_dir, sft_run):
-    recipe = _recipe(tiny_model_dir, sft_run, "ppo.response_length=24", "ppo.temperature=1.5")
+def test_rollout_masks_stop_exactly_after_eos(tiny_model_dir, sft_lora_run):
+    recipe = _recipe(tiny_model_dir, sft_lora_run, "ppo.response_length=24", "ppo.temperature=1.5")
     model, head = ppo.build_policy(recipe)
     tok = models.load_tokenizer(str(tiny_model_dir))
     chats = [[{"role": "user", "content": "hello there"}]] * 16
     torch.manual_seed(3)
-    b = ppo.rollout(model, head, tok, chats, ppo.prompt_ids(tok, chats), reward_models.load("house_tone"),
+    b = ppo.rollout(model, head, tok, chats, prompt_ids(tok, chats), reward_models.load("house_tone"),
                     recipe.ppo, kl_coef=0.05)
     eos = tok.eos_token_id
     for resp, mask, last, stop in zip(b["responses"].tolist(), b["mask"], b["last"], b["has_stop"]):
@@ -127,15 +118,15 @@ def test_rollout_masks_stop_exactly_after_eos(tiny_model_dir, sft_run):
     assert (b["values"] * ~b["mask"] == 0).all() and (b["advantages"] * ~b["mask"] == 0).all()
 
 
-def test_first_update_starts_at_the_reference(tiny_model_dir, sft_run, tmp_path):
+def test_first_update_starts_at_the_reference(tiny_model_dir, sft_lora_run, tmp_path):
     """Both adapters start with B = 0, so at the first update policy = reference: KL 0, ratio 1."""
     out = tmp_path / "ppo"
-    assert cli.main(_args(tiny_model_dir, sft_run, out)) == 0
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, out)) == 0
     first = _log(out)[0]
     assert abs(first["objective/kl"]) < 1e-6 and abs(first["objective/kl_k3"]) < 1e-6
     assert abs(first["policy/ratio_first"] - 1) < 1e-5
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["stage"] == "ppo" and manifest["parent"] == str(sft_run)
+    assert manifest["stage"] == "ppo" and manifest["parent"] == str(sft_lora_run)
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "adapter" / "value" / "value_head.pt").is_file()
     assert models.run_model(out) is not None  # the harness can load the result
 
@@ -159,12 +150,12 @@ def _toy_run(model_dir, parent, out, kl_coef: float) -> tuple[float, float, floa
 
 
 @pytest.mark.slow
-def test_toy_reward_rises_with_bounded_kl_and_the_kl_coef_is_a_leash(tiny_model_dir, sft_run, tmp_path, monkeypatch):
+def test_toy_reward_rises_with_bounded_kl_and_the_kl_coef_is_a_leash(tiny_model_dir, sft_lora_run, tmp_path, monkeypatch):
     """The reward rises clearly in 30 updates with the KL bounded; a 20x stronger KL penalty keeps the
     policy nearer the reference (lower KL) and so earns less of the reward."""
     monkeypatch.setitem(reward_models.RULES, "letter_toy", _letter_toy)
-    first, last, kl = _toy_run(tiny_model_dir, sft_run, tmp_path / "loose", 0.05)
-    _, last_tight, kl_tight = _toy_run(tiny_model_dir, sft_run, tmp_path / "tight", 1.0)
+    first, last, kl = _toy_run(tiny_model_dir, sft_lora_run, tmp_path / "loose", 0.05)
+    _, last_tight, kl_tight = _toy_run(tiny_model_dir, sft_lora_run, tmp_path / "tight", 1.0)
     print(f"toy reward {first:.3f} -> {last:.3f} (KL {kl:.2f}); kl_coef 1.0: {last_tight:.3f} (KL {kl_tight:.2f})")
     assert last > first + 0.5
     assert 0 < kl < 40
@@ -172,16 +163,16 @@ def test_toy_reward_rises_with_bounded_kl_and_the_kl_coef_is_a_leash(tiny_model_
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_continues_exactly(tiny_model_dir, sft_run, tmp_path):
+def test_sigkill_then_resume_continues_exactly(tiny_model_dir, sft_lora_run, tmp_path):
     extra = ["ppo.updates=4", "train.save_steps=1"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    assert cli.main(_args(tiny_model_dir, sft_run, straight, *extra)) == 0
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, straight, *extra)) == 0
     env = {**os.environ, "RLFT_KILL_AT_STEP": "2"}
-    cmd = [sys.executable, "-m", "rlft.cli", *_args(tiny_model_dir, sft_run, killed, *extra)]
+    cmd = [sys.executable, "-m", "rlft.cli", *_args(tiny_model_dir, sft_lora_run, killed, *extra)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert (killed.with_name("killed.partial") / "checkpoint-2" / "trainer_state.json").is_file()
-    assert cli.main(_args(tiny_model_dir, sft_run, killed, *extra) + ["--resume"]) == 0
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, killed, *extra) + ["--resume"]) == 0
     a = load_file(str(straight / "adapter" / "adapter_model.safetensors"))
     b = load_file(str(killed / "adapter" / "adapter_model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -198,32 +189,32 @@ def _short_reward(prompts, completions):
 
 @pytest.mark.parametrize("reward,needle", [("_nan", "returned nan"), ("_short", "scores for"),
                                            ("no_such_reward", "unknown reward 'no_such_reward'")])
-def test_bad_rewards_are_refused_before_anything_is_written(tiny_model_dir, sft_run, tmp_path, capsys,
+def test_bad_rewards_are_refused_before_anything_is_written(tiny_model_dir, sft_lora_run, tmp_path, capsys,
                                                            monkeypatch, reward, needle):
     monkeypatch.setitem(reward_models.RULES, "_nan", _nan_reward)
     monkeypatch.setitem(reward_models.RULES, "_short", _short_reward)
     before = tree(tmp_path)
-    assert cli.main(_args(tiny_model_dir, sft_run, tmp_path / "ppo", f"ppo.reward={reward}")) == 2
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, tmp_path / "ppo", f"ppo.reward={reward}")) == 2
     assert needle in capsys.readouterr().err
     assert tree(tmp_path) == before
 
 
-def test_long_prompts_and_foreign_parents_are_refused(tiny_model_dir, sft_run, tmp_path, capsys):
+def test_long_prompts_and_foreign_parents_are_refused(tiny_model_dir, sft_lora_run, tmp_path, capsys):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(json.dumps({"prompt": [{"role": "user", "content": "word " * 400}]}) + "\n")
-    assert cli.main(_args(tiny_model_dir, sft_run, tmp_path / "a", f"data.train={prompts}")) == 2
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, tmp_path / "a", f"data.train={prompts}")) == 2
     err = capsys.readouterr().err
     assert str(prompts) in err and "row 1" in err and "data.max_length" in err
-    assert cli.main(_args("rlft-tiny", sft_run, tmp_path / "b")) == 2
+    assert cli.main(_args("rlft-tiny", sft_lora_run, tmp_path / "b")) == 2
     assert "trained from model" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_a_tripped_drift_budget_stops_ppo_and_keeps_the_weights_inside_it(tiny_model_dir, sft_run, tmp_path):
+def test_a_tripped_drift_budget_stops_ppo_and_keeps_the_weights_inside_it(tiny_model_dir, sft_lora_run, tmp_path):
     """A KL budget no update can meet trips at the first measurement; the saved policy is the one
     measured last inside the budget, the SFT policy itself (both adapters' B still zero)."""
     out = tmp_path / "ppo"
-    assert cli.main(_args(tiny_model_dir, sft_run, out, "ppo.updates=3", "eval.max_kl_task=1e-9",
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, out, "ppo.updates=3", "eval.max_kl_task=1e-9",
                           "eval.budget_every=2", "eval.budget_samples=4", "train.learning_rate=0.01")) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["budget"]["tripped"]["budget"] == "max_kl_task" and manifest["budget"]["tripped"]["step"] == 2

@@ -21,3 +21,20 @@ def trainer_kwargs(recipe, work: Path, has_validation: bool) -> dict:
         gradient_checkpointing=tr.gradient_checkpointing, report_to=["tensorboard"],
         use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
         logging_nan_inf_filter=False)  # a NaN must reach the log, where faults.NonFiniteGuard sees it
+
+
+def rl_prompts(recipe, tok, response_length: int, key: str) -> tuple[list[dict], list[list[int]]]:
+    """The prompt-only rows an RL stage samples from and their token ids, after checking that every
+    prompt leaves room for `response_length` new tokens in data.max_length (`key` names that setting)."""
+    from rlft import data
+    from rlft.errors import InputError
+    from rlft.eval.generate import prompt_ids
+
+    rows = data.load(recipe.data.train, "prompt_only", recipe.seed, recipe.data.n_train)
+    ids = prompt_ids(tok, [r["prompt"] for r in rows])
+    for i, p in enumerate(ids):
+        if len(p) + response_length > recipe.data.max_length:
+            raise InputError(f"{recipe.data.train}, row {i + 1}: the prompt is {len(p)} tokens, and with "
+                             f"{key}={response_length} it does not fit in data.max_length="
+                             f"{recipe.data.max_length}; shorten the prompt or raise data.max_length")
+    return rows, ids

@@ -34,7 +34,7 @@ from rlft.config import GrpoRecipe, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.generate import generate, token_logits
 from rlft.rl.core import exact_kl
-from rlft.stages import sft, trainer_kwargs
+from rlft.stages import rl_prompts, sft, trainer_kwargs
 
 
 def run(recipe: GrpoRecipe, out: Path, recipe_path: str | None = None, force: bool = False,
@@ -46,13 +46,7 @@ def run(recipe: GrpoRecipe, out: Path, recipe_path: str | None = None, force: bo
     tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
     tok_sha = models.tokenizer_sha256(tok)
     parent_manifest = runs.check_parent(recipe.parent, recipe.model, tok_sha, cfg.algorithm)
-    rows = data.load(recipe.data.train, "prompt_only", recipe.seed, recipe.data.n_train)
-    for i, p in enumerate(tok.apply_chat_template([r["prompt"] for r in rows], add_generation_prompt=True,
-                                                  tokenize=True, return_dict=False)):
-        if len(p) + cfg.max_completion_length > recipe.data.max_length:
-            raise InputError(f"{recipe.data.train}, row {i + 1}: the prompt is {len(p)} tokens, and with "
-                             f"grpo.max_completion_length={cfg.max_completion_length} it does not fit in "
-                             f"data.max_length={recipe.data.max_length}; shorten it or raise data.max_length")
+    rows, _ = rl_prompts(recipe, tok, cfg.max_completion_length, "grpo.max_completion_length")
     reward = trl_reward(cfg.reward)
     probe = [r["prompt"] for r in rows[:4]]
     try:

@@ -60,8 +60,9 @@ import reward_models
 from rlft import data, faults, models, runs
 from rlft.config import PpoRecipe, to_dict
 from rlft.errors import InputError, TrainingFault
-from rlft.eval.generate import left_pad, prompt_ids
+from rlft.eval.generate import left_pad
 from rlft.rl import core
+from rlft.stages import rl_prompts
 
 POLICY, VALUE = "default", "value"
 
@@ -75,14 +76,8 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
     tok_sha = models.tokenizer_sha256(tok)
     parent_manifest = runs.check_parent(recipe.parent, recipe.model, tok_sha, "ppo")
-    rows = data.load(recipe.data.train, "prompt_only", recipe.seed, recipe.data.n_train)
+    rows, ids = rl_prompts(recipe, tok, cfg.response_length, "ppo.response_length")
     chats = [r["prompt"] for r in rows]
-    ids = prompt_ids(tok, chats)
-    for i, p in enumerate(ids):
-        if len(p) + cfg.response_length > recipe.data.max_length:
-            raise InputError(f"{recipe.data.train}, row {i + 1}: the prompt is {len(p)} tokens, and with "
-                             f"ppo.response_length={cfg.response_length} it does not fit in data.max_length="
-                             f"{recipe.data.max_length}; shorten the prompt or raise data.max_length")
     reward = reward_models.load(cfg.reward)
     model, value_head = build_policy(recipe)
     _probe_reward(reward, cfg.reward, model, tok, chats[:4], ids[:4])
