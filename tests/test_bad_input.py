@@ -145,3 +145,14 @@ def test_parquet_and_csv_files_are_read(tmp_path):
     for name in ("d.parquet", "d.csv"):
         rows = data.load(str(tmp_path / name), "conversational", 0, 0)
         assert rows[1]["messages"] == [{"role": "user", "content": "yo"}, {"role": "assistant", "content": "hey"}]
+
+
+def test_no_pickle_is_loaded_without_weights_only():
+    """Every torch.load in rlft and reward_models passes weights_only=True: a checkpoint cannot run code."""
+    import re
+    from pathlib import Path
+
+    calls = [(str(p), line) for folder in ("rlft", "reward_models") for p in Path(folder).rglob("*.py")
+             for line in p.read_text().splitlines() if re.search(r"\btorch\.load\(", line)]
+    assert calls, "expected the PPO checkpoints to be loaded somewhere"
+    assert all("weights_only=True" in call for _, call in calls), calls

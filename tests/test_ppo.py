@@ -221,3 +221,20 @@ def test_a_tripped_drift_budget_stops_ppo_and_keeps_the_weights_inside_it(tiny_m
     assert manifest["metrics"]["kept_update"] == 0 and manifest["metrics"]["updates"] == 2
     weights = load_file(str(out / "adapter" / "adapter_model.safetensors"))
     assert all((w == 0).all() for k, w in weights.items() if "lora_B" in k)
+
+
+def _nan_later(prompts, completions):
+    """Fine on the pre-run probe (greedy answers), NaN once sampled answers are scored."""
+    _nan_later.calls = getattr(_nan_later, "calls", 0) + 1
+    return [0.0 if _nan_later.calls == 1 else float("nan")] * len(completions)
+
+
+def test_a_reward_that_fails_mid_run_stops_with_exit_3_and_names_the_checkpoint(tiny_model_dir, sft_lora_run,
+                                                                                tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(reward_models.RULES, "_nan_later", _nan_later)
+    _nan_later.calls = 0
+    out = tmp_path / "ppo"
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, out, "ppo.reward=_nan_later")) == 3
+    err = capsys.readouterr().err
+    assert "at update 1" in err and "returned nan" in err and "no checkpoint was written" in err
+    assert not out.exists()

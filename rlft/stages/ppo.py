@@ -379,8 +379,14 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
     kept = None
     for u in range(state["update"], cfg.updates):
         batch = prompt_batch(len(chats), cfg.rollout_batch_size, u * world + rank, recipe.seed)
-        b = rollout(model, value_head, tok, [chats[i] for i in batch], [ids[i] for i in batch], reward, cfg,
-                    state["kl_coef"])
+        try:
+            b = rollout(model, value_head, tok, [chats[i] for i in batch], [ids[i] for i in batch], reward, cfg,
+                        state["kl_coef"])
+        except TrainingFault as e:  # the reward failed on this update's answers
+            last = runs.latest_checkpoint(work)
+            raise TrainingFault(f"ppo: at update {u + 1}, {e}; "
+                                f"{f'the last good checkpoint is {last}' if last else 'no checkpoint was written'}"
+                                f". Fix the reward and rerun with --resume.") from e
         t0 = time.time()
         gen = torch.Generator().manual_seed(recipe.seed * 7919 + u)
         train_stats = ppo_epochs(model, value_head, optimizer, b, cfg, tr.max_grad_norm, gen)
