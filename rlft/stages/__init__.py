@@ -38,3 +38,16 @@ def rl_prompts(recipe, tok, response_length: int, key: str) -> tuple[list[dict],
                              f"{key}={response_length} it does not fit in data.max_length="
                              f"{recipe.data.max_length}; shorten the prompt or raise data.max_length")
     return rows, ids
+
+
+def tokenizer_and_parent(recipe, stage: str) -> tuple[object, str, dict]:
+    """(tokenizer, its sha256, the parent's manifest) for a stage that continues from an SFT run;
+    refuses a missing parent, an unfinished one, or one of another base model or tokenizer."""
+    from rlft import models, runs
+    from rlft.errors import InputError
+
+    if recipe.parent is None:
+        raise InputError(f"{stage} needs a parent SFT run: set `parent` in the recipe or run `make sft` first")
+    tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
+    tok_sha = models.tokenizer_sha256(tok)
+    return tok, tok_sha, runs.check_parent(recipe.parent, recipe.model, tok_sha, stage)

@@ -32,7 +32,7 @@ from pathlib import Path
 from rlft import data, faults, models, runs
 from rlft.config import DpoRecipe, to_dict
 from rlft.errors import InputError
-from rlft.stages import sft, trainer_kwargs
+from rlft.stages import sft, tokenizer_and_parent, trainer_kwargs
 
 PAIRWISE_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "apo_zero", "apo_down", "sft", "sigmoid_norm",
                    "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "discopop")
@@ -68,11 +68,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
             raise InputError(f"dpo.loss_type: unknown loss {loss!r}; known: {', '.join(PAIRWISE_LOSSES)}, "
                              f"or one of [kto], [orpo], [simpo] alone")
     # --- inputs: tokenizer, parent, data (all checked before anything is written) ---
-    if recipe.parent is None:
-        raise InputError("dpo needs a parent SFT run: set `parent` in the recipe or run `make sft` first")
-    tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
-    tok_sha = models.tokenizer_sha256(tok)
-    parent_manifest = runs.check_parent(recipe.parent, recipe.model, tok_sha, "dpo")
+    tok, tok_sha, parent_manifest = tokenizer_and_parent(recipe, "dpo")
     train_rows = data.load(recipe.data.train, "preference", recipe.seed, recipe.data.n_train)
     val_rows = (data.load(recipe.data.validation, "preference", recipe.seed, recipe.data.n_val)
                 if recipe.data.validation else [])

@@ -34,18 +34,14 @@ from rlft.config import GrpoRecipe, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.generate import generate, token_logits
 from rlft.rl.core import exact_kl
-from rlft.stages import rl_prompts, sft, trainer_kwargs
+from rlft.stages import rl_prompts, sft, tokenizer_and_parent, trainer_kwargs
 
 
 def run(recipe: GrpoRecipe, out: Path, recipe_path: str | None = None, force: bool = False,
         resume: bool = False) -> dict | None:
     cfg = recipe.grpo
     # --- inputs, all checked before anything is written ---
-    if recipe.parent is None:
-        raise InputError("grpo needs a parent SFT run: set `parent` in the recipe or run `make sft` first")
-    tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
-    tok_sha = models.tokenizer_sha256(tok)
-    parent_manifest = runs.check_parent(recipe.parent, recipe.model, tok_sha, cfg.algorithm)
+    tok, tok_sha, parent_manifest = tokenizer_and_parent(recipe, cfg.algorithm)
     rows, _ = rl_prompts(recipe, tok, cfg.max_completion_length, "grpo.max_completion_length")
     reward = trl_reward(cfg.reward)
     probe = [r["prompt"] for r in rows[:4]]

@@ -62,7 +62,7 @@ from rlft.config import PpoRecipe, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.generate import left_pad
 from rlft.rl import core
-from rlft.stages import rl_prompts
+from rlft.stages import rl_prompts, tokenizer_and_parent
 
 POLICY, VALUE = "default", "value"
 
@@ -71,11 +71,7 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         resume: bool = False) -> dict | None:
     cfg = recipe.ppo
     # --- inputs, all checked before anything is written ---
-    if recipe.parent is None:
-        raise InputError("ppo needs a parent SFT run: set `parent` in the recipe or run `make sft` first")
-    tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
-    tok_sha = models.tokenizer_sha256(tok)
-    parent_manifest = runs.check_parent(recipe.parent, recipe.model, tok_sha, "ppo")
+    tok, tok_sha, parent_manifest = tokenizer_and_parent(recipe, "ppo")
     rows, ids = rl_prompts(recipe, tok, cfg.response_length, "ppo.response_length")
     chats = [r["prompt"] for r in rows]
     reward = reward_models.load(cfg.reward)
