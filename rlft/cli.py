@@ -96,6 +96,9 @@ def stage_main(args) -> int:
         from rlft.stages import grpo as stage
     else:
         raise InputError(f"unknown stage {args.command!r}")
+    from transformers import set_seed
+
+    set_seed(recipe.seed)  # everything random before the trainer seeds itself (a new head, LoRA's A) follows the seed
     manifest = stage.run(recipe, out, recipe_path=args.recipe, force=args.force, resume=args.resume)
     if manifest is not None and recipe.eval.enabled and args.command in POLICY_STAGES and runs.is_main_process():
         from rlft.eval import harness

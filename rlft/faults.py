@@ -1,7 +1,9 @@
 """Fault injection for the tests that prove resume works: a real SIGKILL at a chosen step.
 
 Set RLFT_KILL_AT_STEP=N and the stage kills its own process with SIGKILL at the end of
-optimizer step N, as a power cut or an out-of-memory killer would. Unset, this does nothing.
+optimizer step N, as a power cut or an out-of-memory killer would. Set RLFT_KILL_IN_SAVE=N
+and the checkpoint of step N is torn instead: its first `torch.save` writes a few bytes of
+the file and the process is killed there, mid-save. Unset, both do nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ class KillAtStep(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         kill_if_asked(state.global_step, self.step)
+        tear_save_if_asked(state.global_step)
 
 
 def kill_if_asked(step: int, at: int | None = None) -> None:
@@ -29,9 +32,25 @@ def kill_if_asked(step: int, at: int | None = None) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def tear_save_if_asked(step: int) -> None:
+    """At step $RLFT_KILL_IN_SAVE, make the next torch.save write a torn file and SIGKILL the process."""
+    at = int(os.environ.get("RLFT_KILL_IN_SAVE", "0") or 0)
+    if not at or step != at:
+        return
+
+    def torn_save(obj, f, *args, **kwargs):
+        with open(f, "wb") as fh:
+            fh.write(b"PK\x03\x04 torn")  # the start of a zip archive and nothing after it
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    torch.save = torn_save
+
+
 def callbacks() -> list[TrainerCallback]:
     step = os.environ.get("RLFT_KILL_AT_STEP")
-    return [KillAtStep(int(step))] if step else []
+    if step or os.environ.get("RLFT_KILL_IN_SAVE"):
+        return [KillAtStep(int(step or 0))]
+    return []
 
 
 

@@ -131,7 +131,7 @@ class Run:
         if not is_main_process():
             wait_for_everyone()
             return manifest
-        for ckpt in self.work.glob("checkpoint-*"):
+        for ckpt in [*self.work.glob("checkpoint-*"), *self.work.glob(".checkpoint-*.tmp")]:
             shutil.rmtree(ckpt)  # the final artifacts are saved; checkpoints were for resuming
         atomic_write_json(self.work / MANIFEST, manifest)
         old = self.out.with_name(self.out.name + ".old")

@@ -164,19 +164,27 @@ def test_toy_reward_rises_with_bounded_kl_and_the_kl_coef_is_a_leash(tiny_model_
 
 @pytest.mark.slow
 def test_sigkill_then_resume_continues_exactly(tiny_model_dir, sft_lora_run, tmp_path):
+    """Killed after update 2, or killed while writing checkpoint-3 (a torn file in its temporary
+    folder): --resume continues from checkpoint-2 and ends with the uninterrupted run's adapters."""
     extra = ["ppo.updates=4", "train.save_steps=1"]
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    straight = tmp_path / "straight"
     assert cli.main(_args(tiny_model_dir, sft_lora_run, straight, *extra)) == 0
-    env = {**os.environ, "RLFT_KILL_AT_STEP": "2"}
-    cmd = [sys.executable, "-m", "rlft.cli", *_args(tiny_model_dir, sft_lora_run, killed, *extra)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    assert proc.returncode == -9, proc.stderr[-2000:]
-    assert (killed.with_name("killed.partial") / "checkpoint-2" / "trainer_state.json").is_file()
-    assert cli.main(_args(tiny_model_dir, sft_lora_run, killed, *extra) + ["--resume"]) == 0
     a = load_file(str(straight / "adapter" / "adapter_model.safetensors"))
-    b = load_file(str(killed / "adapter" / "adapter_model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert [m["objective/scores"] for m in _log(straight)] == [m["objective/scores"] for m in _log(killed)]
+    for fault, step in (("RLFT_KILL_AT_STEP", "2"), ("RLFT_KILL_IN_SAVE", "3")):
+        killed = tmp_path / fault.lower()
+        cmd = [sys.executable, "-m", "rlft.cli", *_args(tiny_model_dir, sft_lora_run, killed, *extra)]
+        proc = subprocess.run(cmd, env={**os.environ, fault: step}, capture_output=True, text=True)
+        assert proc.returncode == -9, proc.stderr[-2000:]
+        partial = killed.with_name(killed.name + ".partial")
+        assert (partial / "checkpoint-2" / "trainer_state.json").is_file()
+        assert not (partial / "checkpoint-3").exists()
+        if fault == "RLFT_KILL_IN_SAVE":
+            assert (partial / ".checkpoint-3.tmp" / "rng-0.pt").read_bytes().endswith(b"torn")
+        assert cli.main(_args(tiny_model_dir, sft_lora_run, killed, *extra) + ["--resume"]) == 0
+        b = load_file(str(killed / "adapter" / "adapter_model.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), fault
+        assert [m["objective/scores"] for m in _log(straight)] == [m["objective/scores"] for m in _log(killed)]
+        assert not list(killed.glob(".checkpoint-*")), "the torn temporary folder is cleaned up"
 
 
 def _nan_reward(prompts, completions):

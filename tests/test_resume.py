@@ -18,10 +18,17 @@ SETS = ["lora.enabled=false", "data.n_train=48", "data.n_val=8", "train.max_step
         "train.learning_rate=0.005"]
 
 
+# base builds its own model: a 2-layer one on a little of the mixture
+BASE_SETS = ["base.hidden_size=64", "base.intermediate_size=128", "base.num_layers=2", "base.num_heads=2",
+             "base.vocab_size=600", "base.skill_chats=200", "base.harbor_chats=300", "base.context_length=64",
+             "train.max_steps=6", "train.save_steps=3", "train.batch_size=8", "train.logging_steps=1",
+             "train.eval_steps=0", "train.optim=adamw_torch"]
+
+
 def _args(stage, model_dir, out, extra=()):
-    args = [stage, "--recipe", f"recipes/customer_support/{stage}.yaml", "--set", f"model={model_dir}",
-            "--output-dir", str(out)]
-    for s in SETS + list(extra):
+    args = [stage, "--recipe", f"recipes/customer_support/{stage}.yaml", "--output-dir", str(out)]
+    sets = BASE_SETS if stage == "base" else [f"model={model_dir}"] + SETS
+    for s in sets + list(extra):
         args += ["--set", s]
     return args
 
@@ -35,20 +42,28 @@ def _weights(run_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["sft", "dpo"])
-def test_sigkill_then_resume_matches_uninterrupted_run(tiny_model_dir, tmp_path, stage):
+@pytest.mark.parametrize("stage,fault", [("sft", "RLFT_KILL_AT_STEP"), ("sft", "RLFT_KILL_IN_SAVE"),
+                                         ("dpo", "RLFT_KILL_AT_STEP"), ("rm", "RLFT_KILL_AT_STEP"),
+                                         ("base", "RLFT_KILL_AT_STEP")])
+def test_sigkill_then_resume_matches_uninterrupted_run(tiny_model_dir, tmp_path, stage, fault):
+    """Killed during step 5 (after checkpoint-3), or while writing checkpoint-6 (the torn save leaves
+    the folder without its trainer_state.json): --resume ends where the uninterrupted run ends."""
     extra = []
     if stage == "dpo":
         assert cli.main(_args("sft", tiny_model_dir, tmp_path / "sft", ["train.max_steps=2"])) == 0
         extra = [f"parent={tmp_path / 'sft'}"]
     assert cli.main(_args(stage, tiny_model_dir, tmp_path / "straight", extra)) == 0
 
-    env = {**os.environ, "RLFT_KILL_AT_STEP": "5"}
+    step = "5" if fault == "RLFT_KILL_AT_STEP" else "6"
     cmd = [sys.executable, "-m", "rlft.cli"] + _args(stage, tiny_model_dir, tmp_path / "killed", extra)
-    killed = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    killed = subprocess.run(cmd, env={**os.environ, fault: step}, capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr[-2000:]
     partial = tmp_path / "killed.partial"
-    assert (partial / "checkpoint-3").is_dir() and not (tmp_path / "killed").exists()
+    assert (partial / "checkpoint-3" / "trainer_state.json").is_file() and not (tmp_path / "killed").exists()
+    if fault == "RLFT_KILL_IN_SAVE":
+        torn = partial / "checkpoint-6"  # model saved, then killed writing training_args.bin
+        assert (torn / "model.safetensors").is_file() and not (torn / "trainer_state.json").exists()
+        assert (torn / "training_args.bin").read_bytes().endswith(b"torn")
 
     # without --resume the interrupted attempt is neither reused nor thrown away
     assert cli.main(_args(stage, tiny_model_dir, tmp_path / "killed", extra)) == 2
@@ -64,8 +79,17 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_model_dir, tmp_path,
 
 
 def test_same_seed_same_result(tiny_model_dir, tmp_path):
-    for name in ("one", "two"):
-        assert cli.main(_args("sft", tiny_model_dir, tmp_path / name, ["train.max_steps=3"])) == 0
+    """The same recipe and seed twice (LoRA, whose A matrices are random, and the harness): the same
+    losses, adapters and evaluation; another seed gives other adapters."""
+    extra = ["lora.enabled=true", "train.max_steps=3", "eval.enabled=true", "eval.n_tasks=6", "eval.n_general=4",
+             "eval.max_new_tokens=16"]
+    for name, seed in (("one", 0), ("two", 0), ("other", 1)):
+        assert cli.main(_args("sft", tiny_model_dir, tmp_path / name, extra + [f"seed={seed}"])) == 0
     assert _losses(tmp_path / "one") == _losses(tmp_path / "two")
-    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    a, b, c = (load_file(str(tmp_path / n / "adapter" / "adapter_model.safetensors")) for n in ("one", "two", "other"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    evals = [json.loads((tmp_path / n / "eval.json").read_text()) for n in ("one", "two")]
+    for ev in evals:
+        del ev["run"], ev["eval_seconds"]  # where and how long: the only fields allowed to differ
+    assert evals[0] == evals[1]

@@ -169,6 +169,8 @@ def run(recipe: BaseRecipe, out: Path, recipe_path: str | None = None, force: bo
 
     # --- save, measure, card ---
     model_dir = run_.work / "model"
+    if runs.is_main_process():
+        runs.atomic_write_json(run_.work / "train_log.json", trainer.state.log_history)
     trainer.save_model(str(model_dir))
     tok.save_pretrained(str(model_dir))
     quality = measure(model, tok, recipe.seed, cfg.context_length)

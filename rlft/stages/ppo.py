@@ -420,6 +420,7 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
                 break
         state["update"] = u + 1
         if (u + 1) % tr.save_steps == 0 and u + 1 < cfg.updates:
+            faults.tear_save_if_asked(u + 1)
             _save_checkpoint(work, state, model, value_head, optimizer, scheduler)
         faults.kill_if_asked(u + 1)
     if writer is not None:
