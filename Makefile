@@ -14,6 +14,7 @@ RM_BACKBONE ?= policy
 ACCELERATE_CONFIG ?=
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
+EXPORT ?= rlft/assets/rlft-tiny
 
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rlft-installed
@@ -52,8 +53,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)  ## make the virtual environment (done by every target on first use)
 
-base: $(STAMP)  ## pretrain rlft-tiny from scratch (about 15 minutes on 2 CPU cores)
-	$(RLFT) base --recipe $(RECIPE)/base.yaml $(SETS)
+base: $(STAMP)  ## pretrain rlft-tiny from scratch (about 15 minutes on 2 CPU cores) and ship it (EXPORT)
+	$(RLFT) base --recipe $(RECIPE)/base.yaml $(if $(EXPORT),--export $(EXPORT)) $(SETS)
 
 sft: $(STAMP)  ## supervised fine-tuning, then evaluation
 	$(RLFT) sft --recipe $(RECIPE)/sft.yaml $(SETS)

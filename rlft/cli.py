@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
         s.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
         s.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
+        if stage == "base":  # a recipe never writes outside its run folder; the command line may
+            s.add_argument("--export", metavar="DIR", help="also copy the finished model to DIR "
+                                                           "(make base: rlft/assets/rlft-tiny)")
     e = sub.add_parser("eval", help="evaluate a finished run (writes eval.json)")
     e.add_argument("--run", required=True)
     e.add_argument("--tasks", help="tasks file in the contract format (default: the run's recipe)")
@@ -96,10 +99,16 @@ def stage_main(args) -> int:
         from rlft.stages import grpo as stage
     else:
         raise InputError(f"unknown stage {args.command!r}")
+    if recipe.eval.enabled and args.command in POLICY_STAGES:
+        from rlft import data
+
+        data.load(recipe.eval.tasks, "tasks", recipe.seed, recipe.eval.n_tasks)  # a bad tasks file stops us now
     from transformers import set_seed
 
     set_seed(recipe.seed)  # everything random before the trainer seeds itself (a new head, LoRA's A) follows the seed
     manifest = stage.run(recipe, out, recipe_path=args.recipe, force=args.force, resume=args.resume)
+    if args.command == "base" and args.export and runs.is_main_process():
+        stage.export(out, Path(args.export))
     if manifest is not None and recipe.eval.enabled and args.command in POLICY_STAGES and runs.is_main_process():
         from rlft.eval import harness
 

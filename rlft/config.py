@@ -128,8 +128,6 @@ class BaseCfg:
     """Harbor Goods dialogues of mixed tone in the mixture."""
     chitchat_repeats: int = 2
     """How many times the chitchat training part is repeated in the mixture."""
-    export_to: str | None = None
-    """Also copy the finished model here (e.g. rlft/assets/rlft-tiny)."""
 
 
 @dataclass
@@ -432,6 +430,30 @@ def _check_values(recipe: Recipe, where: str) -> None:
         raise InputError(f"{where}: train.learning_rate must be positive, got {recipe.train.learning_rate}")
     if recipe.train.num_epochs <= 0 and recipe.train.max_steps <= 0:
         raise InputError(f"{where}: set train.num_epochs > 0 or train.max_steps > 0")
+    if recipe.train.max_steps < -1 or recipe.train.max_steps == 0:
+        raise InputError(f"{where}: train.max_steps must be positive, or -1 to train for train.num_epochs; "
+                         f"got {recipe.train.max_steps}")
+    fractions = {"train.warmup_ratio": recipe.train.warmup_ratio, "lora.dropout": recipe.lora.dropout}
+    for key, value in fractions.items():
+        if not 0 <= value < 1:
+            raise InputError(f"{where}: {key} must lie in [0, 1), got {value}")
+    tr = recipe.train
+    if isinstance(recipe, SftRecipe) and recipe.data.validation and tr.early_stopping_patience > 0 \
+            and tr.eval_steps > 0 and tr.save_steps % tr.eval_steps:
+        raise InputError(f"{where}: with early stopping the best checkpoint is kept, so train.save_steps "
+                         f"({tr.save_steps}) must be a multiple of train.eval_steps ({tr.eval_steps})")
+    if recipe.lora.alpha <= 0:
+        raise InputError(f"{where}: lora.alpha must be positive, got {recipe.lora.alpha}")
+    if recipe.eval.n_tasks <= 0 or recipe.eval.n_general < 0:
+        raise InputError(f"{where}: eval.n_tasks must be positive and eval.n_general not negative, got "
+                         f"{recipe.eval.n_tasks} and {recipe.eval.n_general}")
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    _check_choice(recipe.train.lr_scheduler, "train.lr_scheduler", SchedulerType, where)
+    _check_choice(recipe.train.optim, "train.optim", OptimizerNames, where)
+    if isinstance(recipe, DpoRecipe) and recipe.dpo.beta <= 0:
+        raise InputError(f"{where}: dpo.beta must be positive, got {recipe.dpo.beta}")
     if recipe.dtype not in ("float32", "bfloat16", "float16"):
         raise InputError(f"{where}: dtype must be float32, bfloat16 or float16, got {recipe.dtype!r}")
     _check_reward(recipe.eval.reward, "eval.reward", where)
@@ -455,6 +477,13 @@ def _check_values(recipe: Recipe, where: str) -> None:
         raise InputError(f"{where}: eval.budget_every must be positive, got {recipe.eval.budget_every}")
     if recipe.quant.quant_type not in ("nf4", "fp4"):
         raise InputError(f"{where}: quant.quant_type must be nf4 or fp4, got {recipe.quant.quant_type!r}")
+
+
+def _check_choice(value: str, key: str, enum, where: str) -> None:
+    """A name transformers accepts (its SchedulerType or OptimizerNames), refused here rather than an hour in."""
+    names = [e.value for e in enum]
+    if value not in names:
+        raise InputError(f"{where}: {key} {value!r} is not one transformers knows; choose from {', '.join(names)}")
 
 
 def _check_reward(spec: str | dict | None, key: str, where: str) -> None:

@@ -36,6 +36,14 @@ def resolve(name: str) -> str:
     return name
 
 
+def _refuse_remote_code(name: str, e: ValueError) -> None:
+    """transformers' refusal to run a model's own code, as a user-facing error; other errors pass."""
+    if "trust_remote_code" not in str(e):
+        raise e
+    raise InputError(f"model {name!r} ships its own Python code, which rlft does not run unless the recipe "
+                     f"sets trust_remote_code: true (read that code first)") from None
+
+
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
@@ -43,6 +51,8 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
         tok = AutoTokenizer.from_pretrained(resolve(name), trust_remote_code=trust_remote_code)
     except OSError as e:
         raise InputError(f"cannot load the tokenizer of {name!r}: {e}") from None
+    except ValueError as e:
+        _refuse_remote_code(name, e)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -81,6 +91,8 @@ def load_causal_lm(name: str, recipe=None, *, dtype: str = "float32", quant=None
             use_safetensors=True, trust_remote_code=trust_remote_code)
     except OSError as e:
         raise InputError(f"cannot load model {name!r}: {e}") from None
+    except ValueError as e:
+        _refuse_remote_code(name, e)
     return model
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +27,10 @@ SFT_FILES = [
     ("wrong type", _lines({"messages": "hello"}), "line 1, field 'messages'"),
     ("no assistant", _lines({"messages": [{"role": "user", "content": "x"}]}), "no assistant message"),
     ("empty file", "", "is empty"),
+    ("duplicate id", _lines({"id": 7, **GOOD_CHAT}, {"id": 7, **GOOD_CHAT}), "line 2, field 'id': duplicate id 7"),
+    ("content not a string", _lines({"messages": [{"role": "user", "content": 5}]}), "non-empty string"),
+    ("message without role", _lines({"messages": [{"content": "x"}]}), "'role' and 'content'"),
+    ("prompt without completion", _lines({"prompt": "hi"}), "missing field 'messages'"),
 ]
 
 
@@ -48,7 +53,8 @@ def test_bad_sft_data_file(tmp_path, runs_dir, capsys, tiny_model_dir, name, con
 
 
 def test_non_utf8_and_huge_lines(tmp_path, runs_dir, capsys, tiny_model_dir):
-    for content, needle in ((b"\xff\xfe{}\n", "not valid UTF-8"), (b"{" + b" " * 1_100_000 + b"}\n", "over the limit")):
+    ten_mb = b'{"messages": [{"role": "user", "content": "' + b"a" * 10_000_000 + b'"}]}\n'
+    for content, needle in ((b"\xff\xfe{}\n", "not valid UTF-8"), (ten_mb, "over the limit")):
         path = tmp_path / "train.jsonl"
         path.write_bytes(content)
         err = _refused("sft", tiny_model_dir, path, runs_dir, capsys)
@@ -60,6 +66,8 @@ PAIR_FILES = [
     ("missing chosen", _lines({"prompt": "hi", "rejected": "no"}), "missing field 'chosen'"),
     ("empty rejected", _lines({**GOOD_PAIR, "rejected": ""}), "field 'rejected': empty string"),
     ("identical", _lines({**GOOD_PAIR, "rejected": GOOD_PAIR["chosen"]}), "identical"),
+    ("chosen a number", _lines({**GOOD_PAIR, "chosen": 3}), "field 'chosen'"),
+    ("margin a word", _lines({**GOOD_PAIR, "margin": "big"}), "field 'margin': expected a number"),
 ]
 
 
@@ -156,3 +164,112 @@ def test_no_pickle_is_loaded_without_weights_only():
              for line in p.read_text().splitlines() if re.search(r"\btorch\.load\(", line)]
     assert calls, "expected the PPO checkpoints to be loaded somewhere"
     assert all("weights_only=True" in call for _, call in calls), calls
+
+
+# --- recipes, parents, tasks and models, through the CLI: exit 2, the file or key named, runs/ unchanged ----
+
+TASKS_BAD_REGEX = _lines({"id": "a", "prompt": "x", "required": ["(unclosed"]})
+TASKS_DUPLICATE = _lines({"id": "a", "prompt": "x", "required": ["x"]}, {"id": "a", "prompt": "y", "required": ["y"]})
+
+# (id, stage, --set words, recipe file text or None for the shipped one, files to write, needle)
+CLI_CASES = [
+    ("unknown key in file", "sft", [], "model: rlft-tiny\ntrian:\n  learning_rate: 0.1\n", {}, "unknown key 'trian'"),
+    ("not yaml", "sft", [], "train: [1, 2\n", {}, "is not valid YAML"),
+    ("yaml list", "sft", [], "- 1\n- 2\n", {}, "top level must be a mapping"),
+    ("unknown key by --set", "sft", ["train.learnin_rate=0.1"], None, {}, "unknown key 'learnin_rate'"),
+    ("wrong type", "sft", ["train.batch_size=many"], None, {}, "train.batch_size: expected int"),
+    ("zero batch", "sft", ["train.batch_size=0"], None, {}, "train.batch_size must be positive"),
+    ("negative lr", "sft", ["train.learning_rate=-1"], None, {}, "train.learning_rate must be positive"),
+    ("negative steps", "sft", ["train.max_steps=-3"], None, {}, "train.max_steps must be positive"),
+    ("negative rows", "sft", ["data.n_train=-5"], None, {}, "data.n_train must be positive"),
+    ("warmup over 1", "sft", ["train.warmup_ratio=2"], None, {}, "train.warmup_ratio must lie in"),
+    ("dropout over 1", "sft", ["lora.dropout=1.5"], None, {}, "lora.dropout must lie in"),
+    ("unknown scheduler", "sft", ["train.lr_scheduler=bogus"], None, {}, "train.lr_scheduler 'bogus'"),
+    ("unknown optimizer", "sft", ["train.optim=bogus"], None, {}, "train.optim 'bogus'"),
+    ("zero dpo beta", "dpo", ["dpo.beta=0"], None, {}, "dpo.beta must be positive"),
+    ("save not a multiple of eval", "sft", ["train.save_steps=7"], None, {}, "must be a multiple of train.eval_steps"),
+    ("unknown eval reward", "sft", ["eval.reward=politeness"], None, {}, "unknown reward 'politeness'"),
+    ("unknown ppo reward", "ppo", ["ppo.reward=politeness"], None, {}, "ppo.reward: unknown reward 'politeness'"),
+    ("missing parent", "dpo", ["parent=/no/such/run"], None, {}, "/no/such/run does not exist"),
+    ("bad regex in tasks", "sft", ["eval.tasks={tmp}/tasks.jsonl"], None, {"tasks.jsonl": TASKS_BAD_REGEX},
+     "line 1"),
+    ("duplicate task ids", "sft", ["eval.tasks={tmp}/tasks.jsonl"], None, {"tasks.jsonl": TASKS_DUPLICATE},
+     "duplicate id 'a'"),
+    ("model folder without config", "sft", ["model={tmp}/empty_model"], None, {"empty_model/README.md": "x"},
+     "has no config.json"),
+    ("data file of unknown kind", "sft", ["data.train={tmp}/train.txt"], None, {"train.txt": "hello"},
+     "unknown extension '.txt'"),
+    ("json not a list", "sft", ["data.train={tmp}/train.json"], None, {"train.json": '{"a": 1}'},
+     "must hold a list of objects"),
+]
+
+
+@pytest.mark.parametrize("name,stage,sets,recipe_text,files,needle", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_bad_recipes_parents_tasks_and_models(tmp_path, runs_dir, capsys, tiny_model_dir, name, stage, sets,
+                                             recipe_text, files, needle):
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    recipe = f"recipes/customer_support/{stage}.yaml"
+    if recipe_text is not None:
+        recipe = str(tmp_path / f"{stage}.yaml")
+        Path(recipe).write_text(recipe_text)
+    words = [w for s in [f"model={tiny_model_dir}"] + [s.format(tmp=tmp_path) for s in sets] for w in ("--set", s)]
+    before = tree(runs_dir)
+    code = cli.main([stage, "--recipe", recipe] + words)
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err, err
+    named = [recipe] + [s.split("=", 1)[1].format(tmp=tmp_path) for s in sets]  # the recipe, or the value set
+    assert any(n in err for n in named), f"the message names neither the recipe nor the file: {err}"
+    assert tree(runs_dir) == before
+
+
+# --- safe by default -----------------------------------------------------------------------------------
+
+
+def test_a_model_s_own_code_is_not_run_unless_the_recipe_asks(tmp_path):
+    from rlft import models
+    from rlft.errors import InputError
+
+    marker = tmp_path / "code_ran"
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "custom", "auto_map": {
+        "AutoConfig": "configuration_custom.CustomConfig", "AutoModelForCausalLM": "modeling_custom.CustomModel"}}))
+    code = f"open({str(marker)!r}, 'w').write('ran')\nfrom transformers import PretrainedConfig\n" \
+           "class CustomConfig(PretrainedConfig):\n    model_type = 'custom'\n"
+    (tmp_path / "configuration_custom.py").write_text(code)
+    (tmp_path / "modeling_custom.py").write_text(code)
+    with pytest.raises(InputError, match="trust_remote_code: true"):
+        models.load_causal_lm(str(tmp_path))
+    assert not marker.exists()
+
+
+def test_pickled_weights_are_refused(tmp_path, tiny_model_dir):
+    """A folder with only pytorch_model.bin (a pickle, which can run code as it loads) does not load."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    from rlft import models
+    from rlft.errors import InputError
+
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_model_dir / name, tmp_path / name)
+    torch.save(load_file(str(tiny_model_dir / "model.safetensors")), tmp_path / "pytorch_model.bin")
+    with pytest.raises(InputError, match="cannot load model"):
+        models.load_causal_lm(str(tmp_path))
+
+
+def test_a_run_writes_nothing_outside_its_folder(tmp_path, tiny_model_dir, monkeypatch):
+    """Run SFT (training, checkpoints, TensorBoard logs, evaluation) from an empty working directory:
+    every file it writes is inside its run folder. No recipe key names a place to write."""
+    recipe = str(Path("recipes/customer_support/sft.yaml").resolve())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RLFT_RUNS", str(tmp_path / "runs"))
+    sets = [f"model={tiny_model_dir}", "train.max_steps=2", "train.save_steps=1", "train.eval_steps=1", "data.n_train=16", "data.n_val=8",
+            "train.batch_size=8", "eval.n_tasks=4", "eval.n_general=4", "eval.max_new_tokens=8"]
+    assert cli.main(["sft", "--recipe", recipe] + [w for s in sets for w in ("--set", s)]) == 0
+    outside = [f for f in tree(tmp_path) if not f.startswith("runs/customer_support/sft/")]
+    assert outside == [] and "runs/customer_support/sft/manifest.json" in tree(tmp_path)
+    assert cli.main(["base", "--recipe", str(Path(recipe).with_name("base.yaml")), "--set",
+                     "base.export_to=/tmp/anywhere"]) == 2

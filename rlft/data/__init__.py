@@ -133,6 +133,11 @@ def to_format(rows: list[tuple[int, dict]], fmt: str, path: str | Path) -> list[
     """Check every row for `fmt` and return them in the conversational form stages use."""
     out, seen_ids = [], {}
     for no, row in rows:
+        if "id" in row and fmt != "tasks":  # ids are optional; given, they must tell rows apart
+            if str(row["id"]) in seen_ids:
+                raise InputError(f"{_where(path, no, 'id')}: duplicate id {row['id']!r} "
+                                 f"(first on line {seen_ids[str(row['id'])]})")
+            seen_ids[str(row["id"])] = no
         if fmt == "conversational":
             if "messages" in row:
                 msgs = check_messages(row["messages"], _where(path, no, "messages"))

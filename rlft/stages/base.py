@@ -183,15 +183,21 @@ def run(recipe: BaseRecipe, out: Path, recipe_path: str | None = None, force: bo
                             "data": {"name": "base-mixture", "sha256": runs.sha256_json(chats[:1000]),
                                      "n_train": len(blocks), "n_val": len(val_blocks)},
                             "seed": recipe.seed, "metrics": facts, "artifacts": {"model": "model/"}})
-    if cfg.export_to and runs.is_main_process():
-        export = Path(cfg.export_to)
-        tmp = export.with_name(export.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(out / "model", tmp, ignore=shutil.ignore_patterns("training_args.bin"))
-        shutil.rmtree(export, ignore_errors=True)
-        tmp.rename(export)
-        print(f"base: exported to {export}")
     return manifest
+
+
+def export(run_dir: Path, to: Path) -> None:
+    """Copy a finished base run's model to `to` (rlft/assets/rlft-tiny for the shipped one), atomically."""
+    runs.read_manifest(run_dir)  # a finished run only
+    tmp = to.with_name(to.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(run_dir / "model", tmp, ignore=shutil.ignore_patterns("training_args.bin"))
+    old = to.with_name(to.name + ".old")
+    if to.exists():
+        os.replace(to, old)
+    os.replace(tmp, to)
+    shutil.rmtree(old, ignore_errors=True)
+    print(f"base: exported {run_dir / 'model'} to {to}")
 
 
 def model_card(recipe: BaseRecipe, recipe_path: str | None, f: dict, n_chats: int) -> str:
