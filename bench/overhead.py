@@ -101,6 +101,11 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     Path(a.out).write_text(text)
+    Path(a.out).with_suffix(".json").write_text(json.dumps({
+        "command": "python bench/overhead.py", "machine": platform.processor() or platform.machine(),
+        "steps": a.steps, "batch": BATCH, "repeats": a.repeats,
+        "stages": {stage: {"rlft_s": o, "trl_s": t, "ratio": r, "runs_rlft": ours, "runs_trl": theirs}
+                   for stage, o, t, r, ours, theirs in rows}}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -12,15 +12,28 @@ if [ ! -x "$SIDE/bin/python" ]; then
     datasets==5.2.0
 fi
 export TRL_EXPERIMENTAL_SILENCE=1 TOKENIZERS_PARALLELISM=false
-rlft=$("$PY" bench/ppo_vs_trl112.py --impl rlft | tail -1)
-trl=$(PYTHONPATH= "$SIDE/bin/python" bench/ppo_vs_trl112.py --impl trl112 | tail -1)
-"$PY" - "$rlft" "$trl" <<'PYEOF'
-import json, sys
-rows = [json.loads(a) for a in sys.argv[1:]]
+REPEATS=${REPEATS:-3}
+runs=()
+for _ in $(seq "$REPEATS"); do  # interleaved, so drift in the machine's speed hits both
+  runs+=("$("$PY" bench/ppo_vs_trl112.py --impl rlft | tail -1)")
+  runs+=("$(PYTHONPATH= "$SIDE/bin/python" bench/ppo_vs_trl112.py --impl trl112 | tail -1)")
+done
+"$PY" - "${runs[@]}" <<'PYEOF'
+import json, statistics, sys
+every = [json.loads(a) for a in sys.argv[1:]]
+rows = []
+for impl in ("rlft", "trl 1.12"):  # medians of the timings; scores and sizes are the same every run
+    mine = [r for r in every if r["implementation"] == impl]
+    row = dict(mine[0])
+    for key in ("seconds_per_update", "peak_rss_mib"):
+        row[key] = statistics.median(r[key] for r in mine)
+        row[key + "_runs"] = [r[key] for r in mine]
+    assert all(r["score_last5"] == row["score_last5"] for r in mine), "a side was not deterministic"
+    rows.append(row)
 json.dump(rows, open("bench/ppo_vs_trl112.json", "w"), indent=2)
 keys = ["updates", "score_first5", "score_last5", "kl_last5", "seconds_per_update", "trainable_parameters",
         "parameters_in_memory", "peak_rss_mib"]
-lines = ["# rlft PPO vs TRL 1.12 PPOTrainer (toy task, CPU)", "",
+lines = [f"# rlft PPO vs TRL 1.12 PPOTrainer (toy task, CPU; medians of {len(every) // 2} runs each)", "",
          "`bash bench/ppo_vs_trl112.sh`; the task and settings are in bench/ppo_vs_trl112.py.", "",
          "| | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
 for r in rows:

@@ -246,3 +246,14 @@ def test_a_reward_that_fails_mid_run_stops_with_exit_3_and_names_the_checkpoint(
     err = capsys.readouterr().err
     assert "at update 1" in err and "returned nan" in err and "no checkpoint was written" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("var", ["ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"])
+def test_a_sharded_launch_is_refused_not_silently_run_unsharded(tiny_model_dir, sft_lora_run, tmp_path, capsys,
+                                                                monkeypatch, var):
+    monkeypatch.setenv(var, "true")
+    before = tree(tmp_path)
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, tmp_path / "ppo")) == 2
+    err = capsys.readouterr().err
+    assert var in err and "recipes/accelerate/ddp.yaml" in err
+    assert tree(tmp_path) == before

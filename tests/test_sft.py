@@ -73,3 +73,23 @@ def test_merged_adapter_loads_in_plain_transformers(tiny_model_dir, runs_dir):
     ids = torch.tensor([[3, 10, 20, 30]])
     with torch.no_grad():
         assert torch.allclose(merged(input_ids=ids).logits, via_adapter(input_ids=ids).logits, atol=1e-5)
+
+
+def test_packed_sequences_do_not_see_each_other(tiny_model_dir):
+    """Packing (TRL's padding-free best fit) puts several chats in one row, told apart only by
+    position_ids restarting at 0. Without flash attention, transformers must still build a mask per
+    chat: the second chat's logits in the packed row equal its logits alone."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    a, b = torch.randint(5, 500, (1, 9)), torch.randint(5, 500, (1, 7))
+    packed = torch.cat([a, b], 1)
+    positions = torch.cat([torch.arange(9), torch.arange(7)]).unsqueeze(0)
+    with torch.no_grad():
+        # use_cache=False as TRL's SFTTrainer passes it: with a cache transformers skips the per-chat mask
+        together = model(input_ids=packed, position_ids=positions, use_cache=False).logits[:, 9:]
+        alone = model(input_ids=b, use_cache=False).logits
+        leaked = model(input_ids=packed, use_cache=False).logits[:, 9:]  # one long sequence: b attends to a
+    assert torch.allclose(together, alone, atol=1e-5)
+    assert not torch.allclose(leaked, alone, atol=1e-3)

@@ -71,6 +71,7 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         resume: bool = False) -> dict | None:
     cfg = recipe.ppo
     # --- inputs, all checked before anything is written ---
+    _refuse_sharding()
     tok, tok_sha, parent_manifest = tokenizer_and_parent(recipe, "ppo")
     rows, ids = rl_prompts(recipe, tok, cfg.response_length, "ppo.response_length")
     chats = [r["prompt"] for r in rows]
@@ -528,6 +529,18 @@ def _load_checkpoint(ckpt: Path, model, value_head, optimizer, scheduler) -> dic
 
 
 # --- checks before the run -------------------------------------------------------------------
+
+
+def _refuse_sharding() -> None:
+    """rlft's PPO loop is data parallel: under an FSDP or DeepSpeed launch it would run unsharded
+    while the user believes it sharded. Refuse, and say what works."""
+    for var, engine in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+        if os.environ.get(var, "false").lower() in ("1", "true"):
+            raise InputError(f"ppo: launched with {engine} ({var}), but rlft's PPO is data parallel only: every "
+                             f"process holds the one frozen (4-bit with quant.load_in_4bit) backbone and its two "
+                             f"small adapters, and gradients are all-reduced. Launch it with "
+                             f"recipes/accelerate/ddp.yaml (ACCELERATE_CONFIG=recipes/accelerate/ddp.yaml); "
+                             f"sft, dpo, rm and grpo run on TRL's trainers, which take these configs.")
 
 
 def _probe_reward(reward, spec, model, tok, chats: list[list[dict]], ids: list[list[int]]) -> None:

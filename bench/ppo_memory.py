@@ -1,0 +1,156 @@
+"""Peak memory of PPO: rlft's one shared backbone against separate policy, reference, value and
+reward copies.
+
+    python bench/ppo_memory.py [--hidden 768 --layers 12] [--out bench/ppo_memory.json]
+
+A randomly initialised Llama of about 90M parameters (rlft-tiny's tokenizer, hidden 768, 12
+layers; saved with save_pretrained, no hub) is the backbone. Each layout runs in its own process,
+whose peak resident memory (ru_maxrss from os.wait4) is the figure:
+
+- `rlft`: `rlft ppo` itself (policy and value LoRA adapters + a scalar head on one frozen backbone;
+  the reference is the backbone with adapters off; the rule reward needs no model), 2 updates.
+- `separate-full`: what TRL 1.12's PPOTrainer holds without peft: a trainable policy, a frozen
+  reference, a trainable value model and a frozen reward model, each a full copy, with AdamW on
+  policy and value; the same rollout and two PPO epochs of forward and backward passes.
+- `separate-lora`: the same four copies, with LoRA on policy and value (TRL 1.12 with peft still
+  loads a separate value and reward model).
+- `load-only`: the process that only imports torch and transformers and loads the backbone once,
+  the floor every layout pays.
+
+Every layout uses the same prompts (16), response length (64), minibatches (2 x 8) and epochs (2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+PROMPTS, RESPONSE, MINI, EPOCHS = 16, 64, 8, 2
+
+
+def build(folder: Path, hidden: int, layers: int) -> int:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlft import models
+
+    tok = models.load_tokenizer("rlft-tiny")
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 8 // 3 // 64 * 64,
+                      num_hidden_layers=layers, num_attention_heads=hidden // 64, num_key_value_heads=hidden // 64,
+                      max_position_embeddings=512, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    model = LlamaForCausalLM(cfg)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return sum(p.numel() for p in model.parameters())
+
+
+def separate(folder: str, lora: bool) -> None:
+    """Four copies, as TRL 1.12's PPOTrainer holds them; one rollout and two PPO epochs."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from rlft import data, models
+    from rlft.eval.generate import prompt_ids
+
+    torch.manual_seed(0)
+    tok = models.load_tokenizer(folder)
+    policy = AutoModelForCausalLM.from_pretrained(folder)
+    ref = AutoModelForCausalLM.from_pretrained(folder).requires_grad_(False)
+    value = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1)
+    reward = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1).requires_grad_(False)
+    for m in (value, reward):
+        m.config.pad_token_id = tok.pad_token_id
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        policy = get_peft_model(policy, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear"))
+        value = get_peft_model(value, LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
+                                                 task_type="SEQ_CLS"))
+    opt = torch.optim.AdamW([p for m in (policy, value) for p in m.parameters() if p.requires_grad], lr=1e-5)
+    rows = data.load("harbor_prompts", "prompt_only", 0, PROMPTS)
+    ids = prompt_ids(tok, [r["prompt"] for r in rows])
+    width = max(map(len, ids))
+    batch = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in ids])
+    mask = (batch != tok.pad_token_id).long()
+    with torch.no_grad():
+        seqs = policy.generate(input_ids=batch, attention_mask=mask, max_new_tokens=RESPONSE, do_sample=True,
+                               top_k=0, min_new_tokens=RESPONSE, pad_token_id=tok.pad_token_id)
+        full_mask = torch.ones_like(seqs)
+        full_mask[:, :width] = mask
+        ref(input_ids=seqs, attention_mask=full_mask)
+        reward(input_ids=seqs, attention_mask=full_mask)
+    for _ in range(EPOCHS):
+        for i in range(0, PROMPTS, MINI):
+            s, m = seqs[i:i + MINI], full_mask[i:i + MINI]
+            logits = policy(input_ids=s, attention_mask=m).logits[:, width - 1:-1]
+            v = value(input_ids=s, attention_mask=m).logits
+            (logits.log_softmax(-1).mean() + v.mean()).backward()
+            opt.step()
+            opt.zero_grad()
+
+
+def peak_mib(cmd: list[str], env: dict | None = None) -> float:
+    proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr.read().decode()[-3000:]}")
+    return usage.ru_maxrss / 1024  # kilobytes on Linux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hidden", type=int, default=768)
+    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--out", default="bench/ppo_memory.json")
+    parser.add_argument("--layout", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.layout == "separate-full":
+        return separate(args.model, lora=False)
+    if args.layout == "separate-lora":
+        return separate(args.model, lora=True)
+    if args.layout == "load-only":
+        from rlft import models
+
+        models.load_causal_lm(args.model)
+        return None
+
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "model"
+        n = build(folder, args.hidden, args.layers)
+        sft = [py, "-m", "rlft.cli", "sft", "--recipe", "recipes/customer_support/sft.yaml", "--output-dir",
+               f"{tmp}/sft"] + [w for s in (f"model={folder}", "train.max_steps=1", "data.validation=null",
+                                             "eval.enabled=false", "train.early_stopping_patience=0")
+                                for w in ("--set", s)]
+        subprocess.run(sft, cwd=ROOT, check=True, capture_output=True)
+        ppo = [py, "-m", "rlft.cli", "ppo", "--recipe", "recipes/customer_support/ppo.yaml", "--output-dir",
+               f"{tmp}/ppo"] + [w for s in (f"model={folder}", f"parent={tmp}/sft", "ppo.updates=2",
+                                             f"ppo.rollout_batch_size={PROMPTS}", f"ppo.forward_batch_size={PROMPTS}",
+                                             f"ppo.mini_batches={PROMPTS // MINI}", f"ppo.micro_batch_size={MINI}",
+                                             f"ppo.ppo_epochs={EPOCHS}", f"ppo.response_length={RESPONSE}",
+                                             "eval.enabled=false", "eval.max_kl_task=null",
+                                             "eval.max_general_ppl_drift=null")
+                                for w in ("--set", s)]
+        me = [py, str(Path(__file__).resolve()), "--model", str(folder), "--layout"]
+        peaks = {"load-only": peak_mib(me + ["load-only"]), "rlft": peak_mib(ppo),
+                 "separate-lora": peak_mib(me + ["separate-lora"]), "separate-full": peak_mib(me + ["separate-full"])}
+    result = {"command": "python bench/ppo_memory.py", "machine": platform.machine(), "parameters": n,
+              "backbone_mib_fp32": n * 4 / 2 ** 20, "peak_rss_mib": peaks,
+              "ratio_separate_full_over_rlft": peaks["separate-full"] / peaks["rlft"],
+              "ratio_separate_lora_over_rlft": peaks["separate-lora"] / peaks["rlft"]}
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
