@@ -31,11 +31,11 @@ endif
 NAME := $(notdir $(patsubst %/,%,$(RECIPE)))
 STAGE_DIRS = $(wildcard $(RUNS)/$(NAME)/sft $(RUNS)/$(NAME)/dpo $(RUNS)/$(NAME)/ppo $(RUNS)/$(NAME)/grpo $(RUNS)/$(NAME)/rloo)
 
-.PHONY: help setup base sft rm dpo ppo grpo rloo eval table compare bench test test-fast lint clean
+.PHONY: help setup base sft rm dpo ppo grpo rloo eval table compare bench bench-e2e test test-fast lint clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: RECIPE=$(RECIPE) MODEL=$(MODEL) RUNS=$(RUNS) NPROC=$(NPROC) ARGS=$(ARGS)"
 
 # The virtual environment is made on first use and reused after. Without a GPU the torch
@@ -90,10 +90,18 @@ compare: sft dpo ppo grpo  ## SFT, DPO, PPO, GRPO and SFT continued for DPO's bu
 	$(PY) -m rlft.cli compare $(RUNS)/$(NAME)/sft $(RUNS)/$(NAME)/dpo $(RUNS)/$(NAME)/ppo $(RUNS)/$(NAME)/grpo \
 	  $(RUNS)/$(NAME)/sft_continued --out $(RUNS)/$(NAME)/compare
 
-bench: $(STAMP)  ## wrapper overhead against TRL, and the GPU check (on CPU: the same path at tiny size)
+bench: $(STAMP)  ## speed and memory beside TRL, TRL 1.12's PPO and separate copies; bench/results.md (~20 min)
 	$(PY) bench/overhead.py --out bench/overhead.md
+	PY=$(PY) bash bench/ppo_vs_trl112.sh
+	$(PY) bench/hardware.py --out bench/hardware.json
+	$(PY) bench/ppo_memory.py --out bench/ppo_memory.json
 	@if command -v nvidia-smi >/dev/null 2>&1; then PY=$(PY) bash bench/gpu_check.sh; \
 	else PY=$(PY) bash bench/gpu_check.sh --tiny --out bench/gpu_check_tiny_cpu.md; fi
+	$(PY) bench/results.py
+
+bench-e2e: $(STAMP)  ## wall times of make sft dpo and make compare on a fresh clone (~30 min)
+	bash bench/fresh_clone.sh
+	$(PY) bench/results.py
 
 test: $(STAMP)  ## run the whole test suite (what CI runs)
 	$(PY) -m pytest -q

@@ -98,6 +98,12 @@ def stage(name: str, folder: Path, runs: Path, steps: int, batch: int) -> dict:
             "data.validation=null", f"data.n_train={steps * batch}", "eval.enabled=false"]
     if name == "dpo":
         sets.append(f"parent={runs / 'sft'}")
+    if name == "ppo":  # rlft's own loop: rollouts with generate, then PPO epochs on both adapters
+        sets = [x for x in sets if not x.startswith(("train.max_steps", "data.n_train", "data.validation"))]
+        sets += [f"parent={runs / 'sft'}", f"ppo.updates={max(2, steps // 3)}", f"ppo.rollout_batch_size={batch}",
+                 f"ppo.forward_batch_size={batch}", "ppo.mini_batches=2", f"ppo.micro_batch_size={batch // 2}",
+                 "ppo.response_length=64", "eval.max_kl_task=null", "eval.max_general_ppl_drift=null",
+                 "data.n_train=256"]
     args = [name, "--recipe", f"recipes/customer_support/{name}.yaml", "--output-dir", str(out)]
     for s in sets:
         args += ["--set", s]
@@ -105,6 +111,11 @@ def stage(name: str, folder: Path, runs: Path, steps: int, batch: int) -> dict:
     assert cli.main(args) == 0, f"{name} failed"
     wall = time.perf_counter() - t
     log = json.loads((out / "train_log.json").read_text())
+    if name == "ppo":  # tokens generated in rollouts; seconds of rollouts and updates
+        seconds = sum(e["time/rollout_s"] + e["time/update_s"] for e in log)
+        return {"stage": name, "steps": len(log), "batch": batch, "train_seconds": round(seconds, 2),
+                "stage_seconds": round(wall, 1), "tokens": sum(e["response/length_mean"] * batch for e in log),
+                "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if CUDA else None}
     summary = log[-1]
     tokens = max((e.get("num_tokens", 0) for e in log), default=0)
     return {"stage": name, "steps": steps, "batch": batch, "train_seconds": summary.get("train_runtime"),
@@ -125,11 +136,14 @@ def main() -> None:
         folder, runs = Path(tmp) / "qwen2-0.5b-random", Path(tmp) / "runs"
         n = build(folder, TINY if a.tiny else QWEN2_0_5B)
         quant = check_4bit(folder)
-        rows = [stage("sft", folder, runs, a.steps, a.batch), stage("dpo", folder, runs, a.steps, a.batch // 2)]
+        rows = [stage("sft", folder, runs, a.steps, a.batch), stage("dpo", folder, runs, a.steps, a.batch // 2),
+                stage("ppo", folder, runs, a.steps, a.batch)]
     for r in rows:
         # DPO runs chosen and rejected through the policy and the reference: count both sequences
         r["tokens_per_second"] = round(r["tokens"] / r["train_seconds"], 1) if r["tokens"] and r["train_seconds"] else None
         r["mfu"] = round(6 * n * r["tokens_per_second"] / (rate * 1e12), 4) if r["tokens_per_second"] else None
+        if r["stage"] == "ppo":
+            r["mfu"] = None  # generation and training mixed: tokens/s are generated tokens per second of the loop
     gpu = torch.cuda.get_device_name(0) if CUDA else "CPU (--tiny)"
     lines = [f"# GPU check: {gpu}", "", f"Model: Qwen2-0.5B architecture{' (tiny size)' if a.tiny else ''}, random weights, {n / 1e6:.0f}M parameters; "
              f"4-bit NF4 + double quantization, LoRA r=16 on all linear layers, bf16 compute, gradient checkpointing, "
@@ -142,7 +156,9 @@ def main() -> None:
                      f"{r['tokens_per_second']} | {r['peak_gib']} | {r['mfu']} |")
     lines += ["", "Command: `python bench/gpu_check.py` (bench/gpu_check.sh on a machine with a GPU).",
               "MFU = 6 x parameters x tokens/s / measured matmul rate; it counts the frozen 4-bit weights' forward "
-              "and backward as if they were dense bf16, and DPO's token count is TRL's (prompt + both answers)."]
+              "and backward as if they were dense bf16, and DPO's token count is TRL's (prompt + both answers).",
+              "PPO's steps are updates; its tokens are the response tokens sampled in rollouts and its seconds the "
+              "rollouts' and updates' (the whole loop), so no MFU is given for it."]
     text = "\n".join(lines) + "\n"
     print(text)
     Path(a.out).write_text(text)

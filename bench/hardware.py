@@ -57,8 +57,8 @@ def base_run(steps: int, work: Path) -> dict:
     tok = models.load_tokenizer("rlft-tiny")
     blocks = base.pack(tok, base.mixture(recipe), recipe.base.context_length)
     model = base.build_model(tok, recipe.base, recipe.seed)
-    args = TrainingArguments(**trainer_kwargs(recipe, work, has_validation=False), report_to=[], disable_tqdm=True)
-    args.report_to = []
+    kwargs = {**trainer_kwargs(recipe, work, has_validation=False), "report_to": [], "disable_tqdm": True}
+    args = TrainingArguments(**kwargs)
     trainer = Trainer(model=model, args=args, train_dataset=[{"input_ids": b, "labels": b} for b in blocks])
     runtime = trainer.train().metrics["train_runtime"]
     tokens = steps * recipe.train.batch_size * recipe.base.context_length

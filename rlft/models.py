@@ -93,6 +93,26 @@ def load_causal_lm(name: str, recipe=None, *, dtype: str = "float32", quant=None
         raise InputError(f"cannot load model {name!r}: {e}") from None
     except ValueError as e:
         _refuse_remote_code(name, e)
+    if qconf:
+        keep_4bit_differentiable(model)
+    return model
+
+
+def keep_4bit_differentiable(model: torch.nn.Module) -> torch.nn.Module:
+    """Keep every 4-bit layer on bitsandbytes' autograd path.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a Linear4bit's weights for a faster
+    inference kernel the first time the layer runs in eval mode on an input that needs no
+    gradient (a generation, an evaluation, or PPO's passes, which run in eval mode for
+    dropout-free log-probs), and uses that kernel from then on. The kernel has no backward: the
+    gradient through the frozen 4-bit weights is silently dropped and every LoRA adapter below
+    that layer trains on a wrong gradient (measured, tests/test_models.py). Off, always.
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
     return model
 
 

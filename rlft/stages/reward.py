@@ -77,6 +77,8 @@ def load_scorer(recipe: RmRecipe):
         models.resolve(recipe.model), num_labels=1, dtype=models.DTYPES[recipe.dtype], quantization_config=qconf,
         use_safetensors=True, trust_remote_code=recipe.trust_remote_code)
     model.config.pad_token_id = tok.pad_token_id
+    if qconf:
+        models.keep_4bit_differentiable(model)
     return model, tok
 
 
