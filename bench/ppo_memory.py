@@ -18,6 +18,7 @@ whose peak resident memory (ru_maxrss from os.wait4) is the figure:
   the floor every layout pays.
 
 Every layout uses the same prompts (16), response length (64), minibatches (2 x 8) and epochs (2).
+Medians of `--repeats` runs of each (3), interleaved.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,6 +113,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=768)
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--out", default="bench/ppo_memory.json")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--layout", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -142,10 +145,15 @@ def main() -> None:
                                              "eval.max_general_ppl_drift=null")
                                 for w in ("--set", s)]
         me = [py, str(Path(__file__).resolve()), "--model", str(folder), "--layout"]
-        peaks = {"load-only": peak_mib(me + ["load-only"]), "rlft": peak_mib(ppo),
-                 "separate-lora": peak_mib(me + ["separate-lora"]), "separate-full": peak_mib(me + ["separate-full"])}
+        every: dict[str, list[float]] = {"load-only": [], "rlft": [], "separate-lora": [], "separate-full": []}
+        for _ in range(args.repeats):  # interleaved; peak RSS moves by a few hundred MiB from run to run
+            every["load-only"].append(peak_mib(me + ["load-only"]))
+            every["rlft"].append(peak_mib(ppo + ["--force"]))
+            every["separate-lora"].append(peak_mib(me + ["separate-lora"]))
+            every["separate-full"].append(peak_mib(me + ["separate-full"]))
+    peaks = {k: statistics.median(v) for k, v in every.items()}
     result = {"command": "python bench/ppo_memory.py", "machine": platform.machine(), "parameters": n,
-              "backbone_mib_fp32": n * 4 / 2 ** 20, "peak_rss_mib": peaks,
+              "backbone_mib_fp32": n * 4 / 2 ** 20, "peak_rss_mib": peaks, "runs": every,
               "ratio_separate_full_over_rlft": peaks["separate-full"] / peaks["rlft"],
               "ratio_separate_lora_over_rlft": peaks["separate-lora"] / peaks["rlft"]}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

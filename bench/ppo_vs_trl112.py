@@ -6,7 +6,8 @@ The toy of shared/notes/ppo.md §4.4: a random-weight 2-layer Llama (hidden 64, 
 word-level tokenizer; the reward is 0.25 for every "target" token (ids divisible by 10, about 10%
 of the vocabulary) in an 8-token response. Both sides: LoRA r 8 on every linear layer and the LM
 head, lr 5e-3 constant, 16 prompts per update, 4 PPO epochs x 2 minibatches, T 0.7, kl_coef 0.05,
-no missing-EOS penalty, 40 updates, seed 0. What differs is each implementation's own design: TRL
+no missing-EOS penalty, 40 updates, seed 0 (`--seed N` for others; the .sh runs 0, 1, 2). What
+differs is each implementation's own design: TRL
 1.12 trains a full-size critic (a second model); rlft trains a value adapter + head on the one
 backbone. Run with `--impl rlft` (rlft's venv) or `--impl trl112` (the side venv); prints JSON.
 """
@@ -166,5 +167,7 @@ def summary(name, scores, kls, times, trainable, weights) -> dict:
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--impl", choices=["rlft", "trl112"], required=True)
+    p.add_argument("--seed", type=int, default=SEED, help="seeds the weights, the prompts and the sampling")
     a = p.parse_args()
-    print(json.dumps(run_rlft() if a.impl == "rlft" else run_trl112()))
+    SEED = a.seed
+    print(json.dumps({**(run_rlft() if a.impl == "rlft" else run_trl112()), "seed": SEED}))

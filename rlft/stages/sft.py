@@ -94,6 +94,11 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     from datasets import Dataset
 
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_.work / "logs")
+    attention = getattr(model.config, "_attn_implementation", None) or "sdpa"
+    if cfg.packing and "flash" not in attention:
+        print(f"sft: note: packing puts each batch's chats in one padding-free row; with {attention} attention "
+              f"(not flash attention's per-chat kernels) the row is attended whole behind a block mask, which "
+              f"can cost more than the padding it saves (on CPU it does: bench/results.md, section 3)")
     early = tr.early_stopping_patience > 0 and bool(val_rows) and tr.eval_steps > 0
     args = SFTConfig(
         **trainer_kwargs(recipe, run_.work, bool(val_rows)), save_total_limit=2 if not early else None,
