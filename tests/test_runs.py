@@ -74,3 +74,22 @@ def test_a_torn_checkpoint_is_never_resumed_from(tmp_path):
             (ckpt / "trainer_state.json").write_text("{}")
     assert runs.latest_checkpoint(tmp_path).name == "checkpoint-4"
     assert runs.latest_checkpoint(tmp_path / "missing") is None
+
+
+def test_base_export_copies_a_finished_model_and_replaces_the_old_copy(tmp_path):
+    from rlft.stages import base
+
+    run = tmp_path / "base"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.json").write_text("{}")
+    (run / "model" / "training_args.bin").write_text("pickle")
+    to = tmp_path / "assets" / "rlft-tiny"
+    with pytest.raises(InputError, match="not a finished run"):
+        base.export(run, to)
+    assert not to.exists()
+    (run / "manifest.json").write_text(json.dumps({"status": "complete"}))
+    to.mkdir(parents=True)
+    (to / "stale.safetensors").write_text("old")
+    base.export(run, to)
+    assert sorted(p.name for p in to.iterdir()) == ["config.json"]
+    assert not list(to.parent.glob("rlft-tiny.*"))  # no temporary or old copy left behind
