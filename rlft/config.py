@@ -459,6 +459,10 @@ def _check_values(recipe: Recipe, where: str) -> None:
     _check_reward(recipe.eval.reward, "eval.reward", where)
     if isinstance(recipe, PpoRecipe):
         _check_ppo(recipe.ppo, where)
+        if recipe.train.optim not in ("adamw_torch", "adamw_torch_fused") or recipe.train.bf16:
+            raise InputError(f"{where}: rlft's PPO steps torch's AdamW on weights in `dtype` (4-bit with `quant`), "
+                             f"so train.optim ({recipe.train.optim!r}) and train.bf16 ({recipe.train.bf16}) do not "
+                             f"apply; leave them at adamw_torch and false, and set dtype: bfloat16 for bf16")
     if isinstance(recipe, GrpoRecipe):
         _check_reward(recipe.grpo.reward, "grpo.reward", where)
         g = recipe.grpo

@@ -17,7 +17,9 @@ def test_pareto_front_hand_computed():
 
 def _fake_run(folder, stage, parent, acc, tone, kl):
     run = runs.start(stage, folder, {"stage": stage}, False, False)
-    (run.work / "train_log.json").write_text(json.dumps([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]))
+    log = ([{"update": 1, "objective/scores": 0.2}, {"update": 2, "objective/scores": 0.5}] if stage == "ppo"
+           else [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}])
+    (run.work / "train_log.json").write_text(json.dumps(log))
     run.finish({"parent": parent, "artifacts": {}})
     ev = {"task_accuracy": acc, "task_accuracy_ci": [acc - 0.1, acc + 0.1], "tone_score": tone, "kl_task_base": kl,
           "probe_accuracy": {"count_up": 0.9, "count_down": 0.8},
@@ -28,10 +30,12 @@ def _fake_run(folder, stage, parent, acc, tone, kl):
 def test_compare_writes_report_json_and_plots(tmp_path, capsys):
     _fake_run(tmp_path / "sft", "sft", None, 0.6, 0.8, 0.5)
     _fake_run(tmp_path / "dpo", "dpo", str(tmp_path / "sft"), 0.65, 0.9, 0.6)
+    _fake_run(tmp_path / "ppo", "ppo", str(tmp_path / "sft"), 0.7, 0.85, 0.7)
     out = tmp_path / "compare"
-    assert cli.main(["compare", str(tmp_path / "sft"), str(tmp_path / "dpo"), "--out", str(out)]) == 0
+    assert cli.main(["compare", *(str(tmp_path / s) for s in ("sft", "dpo", "ppo")), "--out", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert [r["stage"] for r in report["runs"]] == ["sft", "dpo"]
+    assert [r["stage"] for r in report["runs"]] == ["sft", "dpo", "ppo"]
+    assert "reward_curves.png" in report["plots"]
     assert report["runs"][1]["delta_task_accuracy_vs_parent"] == 0.65
     for png in report["plots"]:
         assert (out / png).read_bytes()[:4] == b"\x89PNG"

@@ -98,6 +98,8 @@ def test_weighted_reward_mapping_in_a_recipe(tmp_path):
     ("ppo", "ppo.temperature=0", "ppo.temperature must be positive"),
     ("ppo", "ppo.lam=1.5", "ppo.gamma and ppo.lam must lie in"),
     ("ppo", "ppo.updates=0", "ppo.updates must be positive"),
+    ("ppo", "train.optim=paged_adamw_8bit", "paged_adamw_8bit.*do not apply"),
+    ("ppo", "train.bf16=true", "set dtype: bfloat16 for bf16"),
     ("grpo", "grpo.algorithm=ppo", "grpo.algorithm must be grpo or rloo"),
     ("grpo", "grpo.num_generations=1", "at least 2"),
     ("grpo", "grpo.reward={harbor_facts: 1, tone: 2}", "grpo.reward: unknown reward 'tone'"),

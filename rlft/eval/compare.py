@@ -1,8 +1,9 @@
 """`rlft compare RUN... --out DIR`: a report a reader can trust, from finished, evaluated runs.
 
 Writes report.md (one row per run, every eval metric, deltas to its parent and to the
-base), report.json, and three PNG plots: task accuracy against drift with the
-non-dominated front drawn, tone against KL to the base, and each run's training loss.
+base), report.json, and PNG plots: task accuracy against drift with the non-dominated
+front drawn, tone against KL to the base, each run's training loss, and, for PPO and GRPO
+runs, their training reward.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ def load_run(run_dir: Path) -> dict:
     ev = json.loads(path.read_text())
     probes = ev.get("probe_accuracy") or {}
     ev["probes"] = sum(probes.values()) / len(probes) if probes else None
-    log = run_dir / "train_log.json"
-    curve = [(e["step"], e["loss"]) for e in json.loads(log.read_text()) if "loss" in e] if log.is_file() else []
+    log = json.loads((run_dir / "train_log.json").read_text()) if (run_dir / "train_log.json").is_file() else []
+    curve = [(e["step"], e["loss"]) for e in log if "loss" in e]
+    # the RL stages' training reward: rlft's PPO per update, TRL's GRPO/RLOO per step
+    reward_key = {"ppo": ("update", "objective/scores"), "grpo": ("step", "reward")}.get(manifest["stage"])
+    reward_curve = [(e[reward_key[0]], e[reward_key[1]]) for e in log if reward_key[1] in e] if reward_key else []
     return {"run": str(run_dir), "stage": manifest["stage"], "parent": manifest.get("parent"), "eval": ev,
-            "curve": curve, "wall_seconds": manifest.get("wall_seconds")}
+            "curve": curve, "reward_curve": reward_curve, "wall_seconds": manifest.get("wall_seconds")}
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -131,4 +135,14 @@ def _plots(rows: list[dict], out: Path) -> list[str]:
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss")
     files.append(_save(fig, ax, "Training curves", out / "training_curves.png"))
+
+    if any(r["reward_curve"] for r in rows):  # PPO's and GRPO's losses say little; their reward says more
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for r, name in zip(rows, names):
+            if r["reward_curve"]:
+                ax.plot([s for s, _ in r["reward_curve"]], [v for _, v in r["reward_curve"]],
+                        label=f"{name} ({r['stage']})")
+        ax.set_xlabel("PPO update / GRPO step")
+        ax.set_ylabel("mean training reward of the sampled answers")
+        files.append(_save(fig, ax, "Training reward", out / "reward_curves.png"))
     return files
