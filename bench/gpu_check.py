@@ -99,7 +99,8 @@ def stage(name: str, folder: Path, runs: Path, steps: int, batch: int) -> dict:
     if name == "dpo":
         sets.append(f"parent={runs / 'sft'}")
     if name == "ppo":  # rlft's own loop: rollouts with generate, then PPO epochs on both adapters
-        sets = [x for x in sets if not x.startswith(("train.max_steps", "data.n_train", "data.validation"))]
+        sets = [x for x in sets if not x.startswith(("train.max_steps", "data.n_train", "data.validation",
+                                                     "train.bf16", "train.optim"))]  # PPO: AdamW, weights in dtype
         sets += [f"parent={runs / 'sft'}", f"ppo.updates={max(2, steps // 3)}", f"ppo.rollout_batch_size={batch}",
                  f"ppo.forward_batch_size={batch}", "ppo.mini_batches=2", f"ppo.micro_batch_size={batch // 2}",
                  "ppo.response_length=64", "eval.max_kl_task=null", "eval.max_general_ppl_drift=null",
@@ -147,7 +148,8 @@ def main() -> None:
     gpu = torch.cuda.get_device_name(0) if CUDA else "CPU (--tiny)"
     lines = [f"# GPU check: {gpu}", "", f"Model: Qwen2-0.5B architecture{' (tiny size)' if a.tiny else ''}, random weights, {n / 1e6:.0f}M parameters; "
              f"4-bit NF4 + double quantization, LoRA r=16 on all linear layers, bf16 compute, gradient checkpointing, "
-             f"paged 8-bit AdamW. Dense bf16 matmul measured here: {rate:.0f} TFLOP/s. torch {torch.__version__}.", "",
+             f"{'paged 8-bit AdamW' if CUDA else 'AdamW (paged 8-bit needs CUDA)'} (PPO: AdamW). Dense bf16 matmul "
+             f"measured here: {rate:.{0 if CUDA else 3}f} TFLOP/s. torch {torch.__version__}.", "",
              f"4-bit loading: {quant['linear4bit_layers']} Linear4bit layers, {quant['plain_linear_layers_left']} plain "
              f"Linear layers left in the decoder, {quant['weights_gib']} GiB on the GPU after loading.", "",
              "| stage | steps | batch | train s | tokens | tokens/s | peak GiB | MFU |", "|---|---|---|---|---|---|---|---|"]
