@@ -144,6 +144,15 @@ class Run:
         return manifest
 
 
+def up_to_date(out: Path, inputs: dict) -> bool:
+    """A complete run made from exactly these inputs is already in `out`."""
+    try:
+        old = json.loads((Path(out) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return old.get("fingerprint") == sha256_json(inputs) and old.get("status") == "complete"
+
+
 def start(stage: str, out: Path, inputs: dict, force: bool, resume: bool) -> Run | None:
     """Decide whether the stage runs: None when an identical complete run is already there.
 
@@ -152,13 +161,8 @@ def start(stage: str, out: Path, inputs: dict, force: bool, resume: bool) -> Run
     """
     out = Path(out)
     run = Run(stage=stage, out=out, fingerprint=sha256_json(inputs))
-    done = out / MANIFEST
-    if done.is_file() and not force:
-        try:
-            old = json.loads(done.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            old = {}
-        if old.get("fingerprint") == run.fingerprint and old.get("status") == "complete":
+    if (out / MANIFEST).is_file() and not force:
+        if up_to_date(out, inputs):
             return None
         raise InputError(f"{out} already holds a complete {stage} run made from different inputs "
                          f"(recipe, parent or data changed); pass --force to replace it, or choose "

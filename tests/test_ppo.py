@@ -257,3 +257,18 @@ def test_a_sharded_launch_is_refused_not_silently_run_unsharded(tiny_model_dir, 
     err = capsys.readouterr().err
     assert var in err and "recipes/accelerate/ddp.yaml" in err
     assert tree(tmp_path) == before
+
+
+def test_an_up_to_date_run_is_not_rebuilt(tiny_model_dir, sft_lora_run, tmp_path, capsys, monkeypatch):
+    """Rerunning a finished PPO with the same inputs returns at once, before any model is built."""
+    out = tmp_path / "ppo"
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, out, "ppo.updates=1")) == 0
+    manifest = (out / "manifest.json").read_text()
+
+    def no_model(recipe):
+        raise AssertionError("the model was built for a run that is up to date")
+
+    monkeypatch.setattr(ppo, "build_policy", no_model)
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, out, "ppo.updates=1")) == 0
+    assert "is up to date" in capsys.readouterr().out
+    assert (out / "manifest.json").read_text() == manifest

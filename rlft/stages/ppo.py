@@ -76,10 +76,13 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     rows, ids = rl_prompts(recipe, tok, cfg.response_length, "ppo.response_length")
     chats = [r["prompt"] for r in rows]
     reward = reward_models.load(cfg.reward)
-    model, value_head = build_policy(recipe)
-    _probe_reward(reward, cfg.reward, model, tok, chats[:4], ids[:4])
     data_sha = data.sha256_rows(rows)
     inputs = {"stage": "ppo", "recipe": to_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
+    if not force and runs.up_to_date(out, inputs):  # before the model is built: nothing to do is instant
+        print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+        return None
+    model, value_head = build_policy(recipe)
+    _probe_reward(reward, cfg.reward, model, tok, chats[:4], ids[:4])
     run_ = runs.start("ppo", out, inputs, force=force, resume=resume)
     if run_ is None:
         print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
