@@ -81,6 +81,10 @@ def stage_main(args) -> int:
         return 0
     if args.no_eval:
         recipe.eval.enabled = False
+    from rlft import distributed
+
+    quant = getattr(recipe, "quant", None)
+    distributed.check_launch(args.command, bool(quant and quant.load_in_4bit))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         from accelerate import PartialState
 

@@ -123,8 +123,11 @@ class Run:
 
     def finish(self, manifest: dict) -> dict:
         """Write the manifest last, then move the finished work folder into place."""
+        from rlft import distributed
+
         manifest = {"stage": self.stage, "status": "complete", **manifest, "fingerprint": self.fingerprint,
-                    "versions": versions(), "started_at": self.started_at,
+                    "versions": versions(), "launch": {"engine": distributed.engine(), "processes": distributed.world()},
+                    "started_at": self.started_at,
                     "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     "wall_seconds": round(time.time() - self.started, 1)}
         wait_for_everyone()  # every rank has saved its part

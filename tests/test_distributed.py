@@ -59,52 +59,107 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny_model_dir, tmp_
 
 
 @pytest.mark.slow
-def test_ppo_and_grpo_run_under_two_processes(tiny_model_dir, tmp_path):
-    """rlft's PPO averages gradients by hand (it checks at the end that both processes hold the same
-    adapters); GRPO is TRL's. Each writes one run with every process's episodes counted."""
+def test_grpo_runs_under_two_processes(tiny_model_dir, tmp_path):
+    """GRPO is TRL's: one run written, with every process's completions counted."""
     accelerate = Path(sys.executable).parent / "accelerate"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     assert cli.main(_args("sft", tiny_model_dir, tmp_path / "sft", 8, ["lora.enabled=true", "lora.r=4"])) == 0
-    rl = ["lora.enabled=true", "lora.r=4", f"parent={tmp_path / 'sft'}", "data.n_train=32"]
-    stages = {"ppo": ["ppo.updates=2", "ppo.rollout_batch_size=4", "ppo.forward_batch_size=4", "ppo.micro_batch_size=4",
-                      "ppo.response_length=8", "ppo.reward=house_tone", "train.save_steps=1"],
-              "grpo": ["grpo.num_generations=4", "grpo.max_completion_length=8", "grpo.reward=house_tone",
-                       "train.max_steps=2"]}
-    for stage, extra in stages.items():
-        cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlft.cli",
-               *_args(stage, tiny_model_dir, tmp_path / stage, 4, rl + extra)]
-        run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        assert run.returncode == 0, run.stderr[-3000:]
-        assert [m.parent.name for m in tmp_path.glob(f"{stage}*/manifest.json")] == [stage]
-        manifest = json.loads((tmp_path / stage / "manifest.json").read_text())
-        if stage == "ppo":
-            assert manifest["metrics"]["episodes"] == 2 * 4 * 2
+    extra = ["lora.enabled=true", "lora.r=4", f"parent={tmp_path / 'sft'}", "data.n_train=32",
+             "grpo.num_generations=4", "grpo.max_completion_length=8", "grpo.reward=house_tone", "train.max_steps=2"]
+    cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlft.cli",
+           *_args("grpo", tiny_model_dir, tmp_path / "grpo", 4, extra)]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [m.parent.name for m in tmp_path.glob("grpo*/manifest.json")] == ["grpo"]
+    assert json.loads((tmp_path / "grpo" / "manifest.json").read_text())["launch"] == {"engine": "ddp", "processes": 2}
+
+
+# rlft's PPO under the two launches it supports: data parallel by hand, and sharded with FSDP 2
+# (torch's fully_shard runs on CPUs with gloo; accelerate's FSDP for the TRL stages needs GPUs)
+LAUNCH = {"ddp": ["--multi_gpu"], "fsdp": ["--config_file", "recipes/accelerate/fsdp.yaml"]}
+PPO = ["lora.enabled=true", "lora.r=4", "data.n_train=32", "ppo.updates=3", "ppo.rollout_batch_size=4",
+       "ppo.forward_batch_size=4", "ppo.micro_batch_size=2", "ppo.response_length=8", "ppo.reward=house_tone",
+       "train.save_steps=1"]
+
+
+def _launch_ppo(launch, model_dir, parent, out, kill=None, resume=False):
+    accelerate = Path(sys.executable).parent / "accelerate"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"RLFT_KILL_AT_STEP": str(kill)} if kill else {})}
+    cmd = [str(accelerate), "launch", *LAUNCH[launch], "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlft.cli",
+           *_args("ppo", model_dir, out, 4, PPO + [f"parent={parent}"]), *(["--resume"] if resume else [])]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def ppo_parent(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist") / "sft"
+    assert cli.main(_args("sft", tiny_model_dir, out, 8, ["lora.enabled=true", "lora.r=4"])) == 0
+    return out
 
 
 @pytest.mark.slow
-def test_ppo_under_two_processes_resumes_exactly_after_a_kill(tiny_model_dir, tmp_path):
-    """Both processes are killed after the checkpoint of update 2; the resumed run ends with the
-    adapters of the uninterrupted one (each process restores its own random streams)."""
+def test_ppo_sharded_with_fsdp_matches_data_parallel(tiny_model_dir, ppo_parent, tmp_path):
+    """Under fsdp.yaml each process holds half the weights, and the run is the data-parallel one:
+    the same per-update figures and, to float rounding, the same adapters."""
     from safetensors.torch import load_file
 
-    accelerate = Path(sys.executable).parent / "accelerate"
-    assert cli.main(_args("sft", tiny_model_dir, tmp_path / "sft", 8, ["lora.enabled=true", "lora.r=4"])) == 0
-    extra = ["lora.enabled=true", "lora.r=4", f"parent={tmp_path / 'sft'}", "data.n_train=32", "ppo.updates=3",
-             "ppo.rollout_batch_size=4", "ppo.forward_batch_size=4", "ppo.micro_batch_size=4",
-             "ppo.response_length=8", "ppo.reward=house_tone", "train.save_steps=1"]
+    for launch in LAUNCH:
+        run = _launch_ppo(launch, tiny_model_dir, ppo_parent, tmp_path / launch)
+        assert run.returncode == 0, run.stderr[-3000:]
+    manifests = {k: json.loads((tmp_path / k / "manifest.json").read_text()) for k in LAUNCH}
+    assert manifests["ddp"]["launch"] == {"engine": "ddp", "processes": 2}
+    assert manifests["fsdp"]["launch"] == {"engine": "fsdp", "processes": 2}
+    assert all(m["metrics"]["episodes"] == 3 * 4 * 2 for m in manifests.values())  # every process's rollouts
+    assert manifests["ddp"]["metrics"]["weights_held_per_process"] == 1.0
+    assert 0.45 < manifests["fsdp"]["metrics"]["weights_held_per_process"] < 0.55
+    logs = {k: json.loads((tmp_path / k / "train_log.json").read_text()) for k in LAUNCH}
+    for key in ("objective/scores", "objective/kl", "val/loss", "grad_norm/policy", "grad_norm/value"):
+        ddp, fsdp = [e[key] for e in logs["ddp"]], [e[key] for e in logs["fsdp"]]
+        print(key, "ddp", ddp, "fsdp", fsdp)
+        assert fsdp == pytest.approx(ddp, rel=1e-4, abs=1e-6), key
+    assert logs["fsdp"][-1]["objective/kl"] > 0  # it trained
+    for part in ("adapter_model.safetensors", "value/adapter_model.safetensors"):
+        a, b = (load_file(str(tmp_path / k / "adapter" / part)) for k in LAUNCH)
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
-    def launch(out, kill=None, resume=False):
-        env = {**os.environ, "OMP_NUM_THREADS": "1", **({"RLFT_KILL_AT_STEP": str(kill)} if kill else {})}
-        cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlft.cli",
-               *_args("ppo", tiny_model_dir, out, 4, extra), *(["--resume"] if resume else [])]
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
-    assert launch(tmp_path / "straight").returncode == 0
-    assert launch(tmp_path / "killed", kill=2).returncode != 0
+@pytest.mark.slow
+@pytest.mark.parametrize("launch", list(LAUNCH))
+def test_ppo_under_two_processes_resumes_exactly_after_a_kill(tiny_model_dir, ppo_parent, tmp_path, launch):
+    """Both processes are killed after the checkpoint of update 2; the resumed run ends with the
+    adapters of the uninterrupted one (each process restores its own random streams; under FSDP
+    the whole checkpoint is laid out again as the shards)."""
+    from safetensors.torch import load_file
+
+    assert _launch_ppo(launch, tiny_model_dir, ppo_parent, tmp_path / "straight").returncode == 0
+    assert _launch_ppo(launch, tiny_model_dir, ppo_parent, tmp_path / "killed", kill=2).returncode != 0
     assert (tmp_path / "killed.partial" / "checkpoint-2" / "rng-1.pt").is_file()
-    run = launch(tmp_path / "killed", resume=True)
+    run = _launch_ppo(launch, tiny_model_dir, ppo_parent, tmp_path / "killed", resume=True)
     assert run.returncode == 0, run.stderr[-3000:]
-    a, b = (load_file(str(tmp_path / r / "adapter" / "adapter_model.safetensors")) for r in ("straight", "killed"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for part in ("adapter_model.safetensors", "value/adapter_model.safetensors"):
+        a, b = (load_file(str(tmp_path / r / "adapter" / part)) for r in ("straight", "killed"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}, "without a GPU"),
+    ({"ACCELERATE_USE_DEEPSPEED": "true"}, "pip install deepspeed"),
+], ids=["fsdp-on-cpu", "deepspeed-missing"])
+def test_a_launch_the_trainers_cannot_honour_here_is_refused(tiny_model_dir, tmp_path, capsys, monkeypatch, env,
+                                                             needle):
+    """accelerate would run an FSDP launch on CPUs as plain data parallel; say so and stop instead."""
+    if torch.cuda.is_available() or (needle == "pip install deepspeed" and _has("deepspeed")):
+        pytest.skip("this machine can honour the launch")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert cli.main(_args("sft", tiny_model_dir, tmp_path / "sft", 8)) == 2
+    assert needle in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _has(package: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None

@@ -64,6 +64,25 @@ def test_one_backbone_and_the_reference_is_the_sft_policy(tiny_model_dir, sft_lo
     assert torch.allclose(ref, expected, atol=1e-5 if not four_bit else 0.5)
     if four_bit:  # the 4-bit reference is the quantized SFT policy: close to it, not equal
         assert (ref - expected).abs().max() > 0
+    # the drift budget measures against the same weights with the adapters off: still one copy
+    budget = ppo._drift_budget(_recipe(tiny_model_dir, sft_lora_run, "eval.max_kl_task=0.5", "eval.budget_samples=4"),
+                               models.load_tokenizer(str(tiny_model_dir)), model)
+    assert {p.data_ptr() for p in budget.reference.parameters()} <= set(storages)
+    with torch.no_grad():
+        assert torch.equal(budget.reference(input_ids=ids).logits, ref)
+
+
+def test_values_come_from_the_final_normed_hidden_state(tiny_model_dir, sft_lora_run):
+    """values_of runs the causal LM's own forward (so a sharded model is gathered) and reads its
+    last hidden state, which must be the backbone's output after the final norm."""
+    model, head = ppo.build_policy(_recipe(tiny_model_dir, sft_lora_run))
+    torch.nn.init.normal_(head.weight)
+    ids, mask = torch.tensor([[5, 17, 42, 99, 7, 3, 8]]), torch.ones(1, 7, dtype=torch.long)
+    ppo.use(model, ppo.VALUE)
+    base = model.get_base_model()
+    with torch.no_grad():
+        direct = head(base.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, -4:-1]).squeeze(-1)
+        assert torch.allclose(ppo.values_of(model, head, ids, mask, 3), direct, atol=1e-6)
 
 
 def test_both_adapters_train_and_the_reference_does_not_move(tiny_model_dir, sft_lora_run):
@@ -248,14 +267,22 @@ def test_a_reward_that_fails_mid_run_stops_with_exit_3_and_names_the_checkpoint(
     assert not out.exists()
 
 
-@pytest.mark.parametrize("var", ["ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"])
-def test_a_sharded_launch_is_refused_not_silently_run_unsharded(tiny_model_dir, sft_lora_run, tmp_path, capsys,
-                                                                monkeypatch, var):
-    monkeypatch.setenv(var, "true")
+@pytest.mark.parametrize("env,needle", [
+    ({"ACCELERATE_USE_DEEPSPEED": "true"}, "recipes/accelerate/fsdp.yaml"),
+    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}, "fsdp_version: 2"),
+    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "quant": "true"}, "recipes/accelerate/ddp.yaml"),
+], ids=["deepspeed", "fsdp1", "fsdp-4bit"])
+def test_a_launch_ppo_cannot_honour_is_refused(tiny_model_dir, sft_lora_run, tmp_path, capsys, monkeypatch, env,
+                                               needle):
+    """rather than run unsharded while the user believes it sharded (FSDP 2 itself: test_distributed.py)"""
+    for k, v in env.items():
+        if k != "quant":
+            monkeypatch.setenv(k, v)
     before = tree(tmp_path)
-    assert cli.main(_args(tiny_model_dir, sft_lora_run, tmp_path / "ppo")) == 2
+    extra = ["quant.load_in_4bit=true"] if "quant" in env else []
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, tmp_path / "ppo", *extra)) == 2
     err = capsys.readouterr().err
-    assert var in err and "recipes/accelerate/ddp.yaml" in err
+    assert needle in err and "ppo" in err
     assert tree(tmp_path) == before
 
 

@@ -33,8 +33,10 @@ Deliberate deviations from TRL 1.12's PPOTrainer (shared/notes/ppo.md):
 6. The critic is a LoRA adapter + head on the shared backbone, not a full copy of the model;
    its head starts at zero (the N details) since a learned RM's head lives on another backbone.
 7. Every random stream is seeded and checkpointed (torch, python, numpy), so resume is exact.
-8. Data parallel by hand under `accelerate launch`: each process rolls out its own prompts and
-   whitens its own advantages; gradients are averaged before every step.
+8. Under `accelerate launch` each process rolls out its own prompts and whitens its own
+   advantages. With a DDP config every process holds the model and gradients are averaged by
+   hand before every step; with an FSDP 2 config the backbone and adapters are sharded across
+   the processes (rlft/distributed.py). DeepSpeed is refused.
 
 Recipe keys: the batch sizes and schedule are in `ppo:`; from `train:` PPO reads learning_rate,
 lr_scheduler, warmup_ratio, weight_decay, max_grad_norm, logging_steps, save_steps (in updates)
@@ -57,7 +59,7 @@ import numpy as np
 import torch
 
 import reward_models
-from rlft import data, faults, models, runs
+from rlft import data, distributed, faults, models, runs
 from rlft.config import PpoRecipe, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.generate import left_pad
@@ -71,7 +73,8 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         resume: bool = False) -> dict | None:
     cfg = recipe.ppo
     # --- inputs, all checked before anything is written ---
-    _refuse_sharding()
+    distributed.check_launch("ppo", recipe.quant.load_in_4bit)
+    fsdp = distributed.fsdp_settings()
     tok, tok_sha, parent_manifest = tokenizer_and_parent(recipe, "ppo")
     rows, ids = rl_prompts(recipe, tok, cfg.response_length, "ppo.response_length")
     chats = [r["prompt"] for r in rows]
@@ -81,7 +84,7 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     if not force and runs.up_to_date(out, inputs):  # before the model is built: nothing to do is instant
         print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
-    model, value_head = build_policy(recipe)
+    model, value_head = build_policy(recipe, fsdp)
     _probe_reward(reward, cfg.reward, model, tok, chats[:4], ids[:4])
     run_ = runs.start("ppo", out, inputs, force=force, resume=resume)
     if run_ is None:
@@ -92,8 +95,9 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     history, samples, kept = train(recipe, model, value_head, tok, chats, ids, reward, run_.work, resume, budget)
 
     # --- save: the policy adapter where every stage keeps it, the value function beside it ---
-    if runs.is_main_process():
-        model.save_pretrained(str(run_.work / "adapter"))  # default -> adapter/, value -> adapter/value/
+    adapters = {n: distributed.full(p) for n, p in model.named_parameters() if "lora_" in n}  # every process
+    if runs.is_main_process():  # default -> adapter/, value -> adapter/value/
+        model.save_pretrained(str(run_.work / "adapter"), state_dict=adapters)
         torch.save(value_head.state_dict(), run_.work / "adapter" / "value" / "value_head.pt")
         tok.save_pretrained(str(run_.work / "adapter"))
         runs.atomic_write_json(run_.work / "train_log.json", history)
@@ -101,7 +105,7 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     last = history[-1] if history else {}
     first = history[0] if history else {}
     metrics = {"updates": len(history), "episodes": last.get("episodes", 0),
-               "processes": int(os.environ.get("WORLD_SIZE", "1")),
+               "processes": distributed.world(), "weights_held_per_process": distributed.held_fraction(model),
                "trainable_parameters": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
                + sum(p.numel() for p in value_head.parameters()),
                "score_first": first.get("objective/scores"), "score_last": last.get("objective/scores"),
@@ -120,8 +124,9 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
 # --- the model: one frozen backbone, a policy adapter, a value adapter and head -----------------
 
 
-def build_policy(recipe: PpoRecipe) -> tuple[torch.nn.Module, torch.nn.Linear]:
-    """The parent's policy, frozen, with a policy LoRA ("default") and a value LoRA ("value") on it."""
+def build_policy(recipe: PpoRecipe, fsdp: dict | None = None) -> tuple[torch.nn.Module, torch.nn.Linear]:
+    """The parent's policy, frozen, with a policy LoRA ("default") and a value LoRA ("value") on it;
+    sharded across the processes with the FSDP settings `fsdp`. The value head stays whole."""
     from peft import get_peft_model
 
     torch.manual_seed(recipe.seed)  # the adapters' random A matrices
@@ -140,6 +145,8 @@ def build_policy(recipe: PpoRecipe) -> tuple[torch.nn.Module, torch.nn.Linear]:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.enable_input_require_grads()
     model.eval()
+    if fsdp is not None:
+        distributed.shard(base, fsdp)
     hidden = base.config.get_text_config().hidden_size
     device = next(base.parameters()).device
     value_head = torch.nn.Linear(hidden, 1, device=device, dtype=torch.float32)
@@ -170,12 +177,13 @@ def policy_logits(model, ids: torch.Tensor, mask: torch.Tensor, R: int, temperat
 
 
 def values_of(model, value_head, ids: torch.Tensor, mask: torch.Tensor, R: int) -> torch.Tensor:
-    """V(s_t) before each response token, from the value adapter's last hidden state: (B, R)."""
-    base = model.get_base_model()
-    backbone = getattr(base, base.base_model_prefix)  # the transformer without its LM head
+    """V(s_t) before each response token, from the value adapter's last hidden state: (B, R).
+    Through the causal LM's own forward (the LM head on one position only), so a sharded model is
+    gathered as for every other pass; its last hidden state is the final norm's output."""
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P+R)
-    hidden = backbone(input_ids=ids, attention_mask=mask, position_ids=position_ids).last_hidden_state
-    return value_head(hidden[:, -R - 1:-1].float()).squeeze(-1)  # (B, R)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, output_hidden_states=True,
+                logits_to_keep=1)
+    return value_head(out.hidden_states[-1][:, -R - 1:-1].float()).squeeze(-1)  # (B, R)
 
 
 # --- one update: rollout, score, advantages --------------------------------------------------
@@ -288,9 +296,9 @@ def ppo_epochs(model, value_head, optimizer, b: dict, cfg, max_grad_norm: float,
                 stats["val/clipfrac"].append((float(vf_stats["clipfrac"]), weight))
                 stats["loss/policy"].append((float(pg_loss.detach()), 1.0))
                 stats["val/loss"].append((float(vf_loss.detach()), 1.0))
-            _average_gradients(policy_params + value_params)
-            gn_policy = torch.nn.utils.clip_grad_norm_(policy_params, max_grad_norm)
-            gn_value = torch.nn.utils.clip_grad_norm_(value_params, max_grad_norm)
+            distributed.average_gradients(policy_params + value_params)
+            gn_policy = distributed.clip_grad_norm(policy_params, max_grad_norm)
+            gn_value = distributed.clip_grad_norm(value_params, max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             stats["grad_norm/policy"].append((float(gn_policy), 1.0))
@@ -362,9 +370,10 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
     np.random.seed(recipe.seed + rank)
     torch.manual_seed(recipe.seed + rank)
     value_lr = cfg.value_learning_rate or tr.learning_rate
-    optimizer = torch.optim.AdamW([
+    optimizer = torch.optim.AdamW([  # the head in a group of its own: it is never sharded, the adapters may be
         {"params": _params(model, POLICY), "lr": tr.learning_rate},
-        {"params": _params(model, VALUE) + list(value_head.parameters()), "lr": value_lr},
+        {"params": _params(model, VALUE), "lr": value_lr},
+        {"params": list(value_head.parameters()), "lr": value_lr},
     ], eps=1e-5, weight_decay=tr.weight_decay)
     scheduler = get_scheduler(tr.lr_scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * cfg.updates),
                               num_training_steps=cfg.updates)
@@ -392,7 +401,7 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
         train_stats = ppo_epochs(model, value_head, optimizer, b, cfg, tr.max_grad_norm, gen)
         scheduler.step()
         m = {"update": u + 1, "episodes": (u + 1) * cfg.rollout_batch_size * world,
-             **_mean_over_processes({**update_metrics(b, state["kl_coef"]), **train_stats}),
+             **distributed.mean_over_processes({**update_metrics(b, state["kl_coef"]), **train_stats}),
              "time/update_s": time.time() - t0, "lr": scheduler.get_last_lr()[0]}
         if not all(math.isfinite(v) for v in m.values() if isinstance(v, float)):
             last = runs.latest_checkpoint(work)
@@ -429,55 +438,8 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
         faults.kill_if_asked(u + 1)
     if writer is not None:
         writer.close()
-    _check_in_sync(_params(model, POLICY) + _params(model, VALUE) + list(value_head.parameters()))
+    distributed.check_in_sync(_params(model, POLICY) + _params(model, VALUE) + list(value_head.parameters()), "ppo")
     return state["history"], state["samples"], kept
-
-
-def _distributed() -> bool:
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _average_gradients(params: list[torch.nn.Parameter]) -> None:
-    """Data parallel by hand: every process rolled out its own prompts; the step uses the mean gradient."""
-    if not _distributed():
-        return
-    import torch.distributed as dist
-
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-        p.grad /= dist.get_world_size()
-
-
-def _check_in_sync(params: list[torch.nn.Parameter]) -> None:
-    """Under data parallelism every process must end with the same weights; say so loudly if not."""
-    if not _distributed():
-        return
-    import torch.distributed as dist
-
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    sums = torch.stack([p.detach().double().sum() for p in params]).to(device)  # (n_params,)
-    low, high = sums.clone(), sums.clone()
-    dist.all_reduce(low, op=dist.ReduceOp.MIN)
-    dist.all_reduce(high, op=dist.ReduceOp.MAX)
-    if not torch.equal(low, high):
-        raise TrainingFault("ppo: the processes ended with different adapter weights; gradients were not averaged")
-
-
-def _mean_over_processes(m: dict) -> dict:
-    """Each figure averaged over the processes (max and min are averaged too), so rank 0 logs them all."""
-    if not _distributed():
-        return m
-    import torch.distributed as dist
-
-    keys = [k for k, v in m.items() if isinstance(v, (int, float))]
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    values = torch.tensor([float(m[k]) for k in keys], dtype=torch.float64, device=device)
-    dist.all_reduce(values, op=dist.ReduceOp.SUM)
-    return {**m, **dict(zip(keys, (values / dist.get_world_size()).tolist()))}
 
 
 def _first_bad(m: dict) -> str:
@@ -501,9 +463,11 @@ def _save_checkpoint(work: Path, state: dict, model, value_head, optimizer, sche
            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
     torch.save(rng, tmp / f"rng-{rank}.pt")  # every process has its own random streams
     runs.wait_for_everyone()
+    # whole tensors, gathered by every process when sharded, so a checkpoint is one file whatever the launch
+    trainable = {n: distributed.full(p) for n, p in model.named_parameters() if "lora_" in n}
+    optimizer_state = distributed.full_optimizer_state(optimizer)
     if runs.is_main_process():
-        trainable = {n: p.detach().cpu() for n, p in model.named_parameters() if "lora_" in n}
-        torch.save({"adapters": trainable, "value_head": value_head.state_dict(), "optimizer": optimizer.state_dict(),
+        torch.save({"adapters": trainable, "value_head": value_head.state_dict(), "optimizer": optimizer_state,
                     "scheduler": scheduler.state_dict()}, tmp / "state.pt")
         runs.atomic_write_json(tmp / "trainer_state.json", state)
         os.replace(tmp, final)
@@ -517,9 +481,9 @@ def _load_checkpoint(ckpt: Path, model, value_head, optimizer, scheduler) -> dic
     params = dict(model.named_parameters())
     with torch.no_grad():
         for n, v in saved["adapters"].items():
-            params[n].copy_(v)
+            params[n].copy_(distributed.like(params[n], v))
     value_head.load_state_dict(saved["value_head"])
-    optimizer.load_state_dict(saved["optimizer"])
+    distributed.load_optimizer_state(optimizer, saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     rng = torch.load(ckpt / f"rng-{int(os.environ.get('RANK', '0'))}.pt", weights_only=True)
     torch.set_rng_state(rng["torch"])
@@ -532,18 +496,6 @@ def _load_checkpoint(ckpt: Path, model, value_head, optimizer, scheduler) -> dic
 
 
 # --- checks before the run -------------------------------------------------------------------
-
-
-def _refuse_sharding() -> None:
-    """rlft's PPO loop is data parallel: under an FSDP or DeepSpeed launch it would run unsharded
-    while the user believes it sharded. Refuse, and say what works."""
-    for var, engine in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
-        if os.environ.get(var, "false").lower() in ("1", "true"):
-            raise InputError(f"ppo: launched with {engine} ({var}), but rlft's PPO is data parallel only: every "
-                             f"process holds the one frozen (4-bit with quant.load_in_4bit) backbone and its two "
-                             f"small adapters, and gradients are all-reduced. Launch it with "
-                             f"recipes/accelerate/ddp.yaml (ACCELERATE_CONFIG=recipes/accelerate/ddp.yaml); "
-                             f"sft, dpo, rm and grpo run on TRL's trainers, which take these configs.")
 
 
 def _probe_reward(reward, spec, model, tok, chats: list[list[dict]], ids: list[list[int]]) -> None:
@@ -562,10 +514,25 @@ def _probe_reward(reward, spec, model, tok, chats: list[list[dict]], ids: list[l
 
 
 def _drift_budget(recipe: PpoRecipe, tok, model):
-    """The drift budget during training, measured against the reference (the adapters disabled)."""
+    """The drift budget during training, measured against the reference: the same weights with the
+    adapters disabled, so the budget adds no copy of the backbone."""
     from rlft.stages import sft
 
-    if recipe.eval.max_general_ppl_drift is None and recipe.eval.max_kl_task is None:
-        return None
-    with model.disable_adapter():
-        return sft.drift_budget(recipe, tok, model.get_base_model())
+    return sft.drift_budget(recipe, tok, model, reference=Reference(model))
+
+
+class Reference(torch.nn.Module):
+    """The reference policy as a model of its own (for code that takes a model): the policy with
+    every adapter disabled, which is the SFT policy, sharing the one backbone."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args, **kwargs):
+        with self.model.disable_adapter():
+            return self.model(*args, **kwargs)
+
+    def generate(self, *args, **kwargs):
+        with self.model.disable_adapter():
+            return self.model.generate(*args, **kwargs)

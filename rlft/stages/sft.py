@@ -156,8 +156,9 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     return manifest
 
 
-def drift_budget(recipe, tok, model):
-    """The drift-budget callback a recipe asks for, or None (rlft/eval/budget.py)."""
+def drift_budget(recipe, tok, model, reference=None):
+    """The drift-budget callback a recipe asks for, or None (rlft/eval/budget.py). The reference is a
+    frozen copy of `model` unless a `reference` that shares its weights is given (PPO's)."""
     ev = recipe.eval
     if ev.max_general_ppl_drift is None and ev.max_kl_task is None:
         return None
@@ -165,6 +166,6 @@ def drift_budget(recipe, tok, model):
     from rlft.eval.budget import DriftBudget, frozen_copy
 
     tasks = data.load(ev.tasks, "tasks", recipe.seed, ev.n_tasks)[:ev.budget_samples]
-    return DriftBudget(tok, frozen_copy(model), chitchat.chats("held_out")[-ev.budget_samples:],
+    return DriftBudget(tok, reference if reference is not None else frozen_copy(model), chitchat.chats("held_out")[-ev.budget_samples:],
                        [t["messages"] for t in tasks], ev.budget_every, ev.max_general_ppl_drift,
                        ev.max_kl_task, ev.budget_action)
