@@ -16,6 +16,10 @@ whose peak resident memory (ru_maxrss from os.wait4) is the figure:
   loads a separate value and reward model).
 - `load-only`: the process that only imports torch and transformers and loads the backbone once,
   the floor every layout pays.
+- `rlft-2-ddp`, `rlft-2-fsdp`: `rlft ppo` under `accelerate launch --num_processes 2`, data parallel
+  (recipes/accelerate/ddp.yaml) and sharded with FSDP 2 (recipes/accelerate/fsdp.yaml); the
+  figure is the larger of the two processes' peaks (wait4 reports the largest descendant), each
+  process rolling out its 16 prompts.
 
 Every layout uses the same prompts (16), response length (64), minibatches (2 x 8) and epochs (2).
 Medians of `--repeats` runs of each (3), interleaved.
@@ -145,17 +149,25 @@ def main() -> None:
                                              "eval.max_general_ppl_drift=null")
                                 for w in ("--set", s)]
         me = [py, str(Path(__file__).resolve()), "--model", str(folder), "--layout"]
-        every: dict[str, list[float]] = {"load-only": [], "rlft": [], "separate-lora": [], "separate-full": []}
+        accelerate = [str(Path(py).parent / "accelerate"), "launch", "--num_processes", "2", "--num_machines", "1",
+                      "--mixed_precision", "no", "--dynamo_backend", "no"]
+        two = {"rlft-2-ddp": accelerate + ["--multi_gpu"], "rlft-2-fsdp": accelerate + [
+            "--config_file", "recipes/accelerate/fsdp.yaml"]}
+        every: dict[str, list[float]] = {"load-only": [], "rlft": [], "separate-lora": [], "separate-full": [],
+                                         **{k: [] for k in two}}
         for _ in range(args.repeats):  # interleaved; peak RSS moves by a few hundred MiB from run to run
             every["load-only"].append(peak_mib(me + ["load-only"]))
             every["rlft"].append(peak_mib(ppo + ["--force"]))
             every["separate-lora"].append(peak_mib(me + ["separate-lora"]))
             every["separate-full"].append(peak_mib(me + ["separate-full"]))
+            for name, launch in two.items():
+                every[name].append(peak_mib(launch + ppo[1:] + ["--force"], {"OMP_NUM_THREADS": "1"}))
     peaks = {k: statistics.median(v) for k, v in every.items()}
     result = {"command": "python bench/ppo_memory.py", "machine": platform.machine(), "parameters": n,
               "backbone_mib_fp32": n * 4 / 2 ** 20, "peak_rss_mib": peaks, "runs": every,
               "ratio_separate_full_over_rlft": peaks["separate-full"] / peaks["rlft"],
-              "ratio_separate_lora_over_rlft": peaks["separate-lora"] / peaks["rlft"]}
+              "ratio_separate_lora_over_rlft": peaks["separate-lora"] / peaks["rlft"],
+              "ratio_fsdp_over_ddp_2_processes": peaks["rlft-2-fsdp"] / peaks["rlft-2-ddp"]}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
