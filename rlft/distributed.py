@@ -73,25 +73,28 @@ def check_launch(stage: str, quantized: bool) -> None:
         raise InputError(f"ppo: launched with FSDP version {os.environ.get('FSDP_VERSION', '1')}; rlft's PPO loop "
                          f"shards with FSDP 2 only. Set fsdp_version: 2 in the accelerate config "
                          f"(recipes/accelerate/fsdp.yaml).")
+    if kind == "fsdp" and stage == "ppo" and os.environ.get("FSDP_OFFLOAD_PARAMS", "false").lower() in _TRUE:
+        raise InputError("ppo: launched with fsdp_offload_params: true; rlft's PPO loop keeps its shards on the "
+                         "device it computes on. Set fsdp_offload_params: false (recipes/accelerate/fsdp.yaml).")
 
 
 def fsdp_settings() -> dict | None:
     """The FSDP 2 settings of this launch for rlft's own loop (checked by check_launch), or None."""
     if engine() != "fsdp":
         return None
-    return {"reshard_after_forward": os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() in _TRUE,
-            "offload_params": os.environ.get("FSDP_OFFLOAD_PARAMS", "false").lower() in _TRUE}
+    return {"reshard_after_forward": os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true").lower() in _TRUE}
 
 
 def shard(causal_lm: torch.nn.Module, settings: dict) -> int:
     """fully_shard each decoder layer, then the causal LM as the root unit; returns the layer count.
+    torch's default mesh spans every process on this machine's accelerator (the CPU without one), and
+    fully_shard moves each process's shard onto it.
 
     Every forward the loop makes (generate, policy, reference, values) enters through the causal
     LM's own forward, so the root unit is gathered whenever it runs."""
-    from torch.distributed.fsdp import CPUOffloadPolicy, OffloadPolicy, fully_shard
+    from torch.distributed.fsdp import fully_shard
 
-    kwargs = {"reshard_after_forward": settings["reshard_after_forward"],
-              "offload_policy": CPUOffloadPolicy() if settings["offload_params"] else OffloadPolicy()}
+    kwargs = {"reshard_after_forward": settings["reshard_after_forward"]}
     layer_classes = set(getattr(causal_lm, "_no_split_modules", None) or [])
     layers = [m for m in causal_lm.modules() if type(m).__name__ in layer_classes]
     if not layers:

@@ -271,7 +271,8 @@ def test_a_reward_that_fails_mid_run_stops_with_exit_3_and_names_the_checkpoint(
     ({"ACCELERATE_USE_DEEPSPEED": "true"}, "recipes/accelerate/fsdp.yaml"),
     ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}, "fsdp_version: 2"),
     ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "quant": "true"}, "recipes/accelerate/ddp.yaml"),
-], ids=["deepspeed", "fsdp1", "fsdp-4bit"])
+    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_OFFLOAD_PARAMS": "true"}, "fsdp_offload_params"),
+], ids=["deepspeed", "fsdp1", "fsdp-4bit", "fsdp-offload"])
 def test_a_launch_ppo_cannot_honour_is_refused(tiny_model_dir, sft_lora_run, tmp_path, capsys, monkeypatch, env,
                                                needle):
     """rather than run unsharded while the user believes it sharded (FSDP 2 itself: test_distributed.py)"""

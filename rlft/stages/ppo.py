@@ -132,8 +132,9 @@ def build_policy(recipe: PpoRecipe, fsdp: dict | None = None) -> tuple[torch.nn.
     torch.manual_seed(recipe.seed)  # the adapters' random A matrices
     base = models.policy_for_training(recipe, recipe.parent)
     base.requires_grad_(False)
-    if torch.cuda.is_available() and not models.is_quantized_4bit(base):  # 4-bit weights load onto their GPU
-        base.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+    if torch.cuda.is_available() and not models.is_quantized_4bit(base) and fsdp is None:
+        base.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")  # 4-bit weights load onto their GPU;
+        # sharded ones go there from fully_shard, each process's shard only
     model = get_peft_model(base, models.lora_config(recipe.lora), adapter_name=POLICY)
     model.add_adapter(VALUE, models.lora_config(recipe.lora))
     for name, p in model.named_parameters():
