@@ -7,8 +7,8 @@ is one unit, the rest of the causal LM (embeddings, final norm, LM head) the roo
 parameters are DTensors, whose gradients FSDP averages itself; the helpers here treat both kinds,
 so the loop that calls them reads the same under either launch.
 
-The TRL stages (sft, dpo, rm, grpo) do not use this module: TRL's trainers hand the model to
-accelerate, which reads the same launch configs.
+The TRL stages (sft, dpo, rm, grpo) use only `check_launch`, which every stage runs first: their
+trainers hand the model to accelerate, which reads the same launch configs.
 """
 
 from __future__ import annotations
