@@ -87,8 +87,8 @@ def fsdp_settings() -> dict | None:
 
 def shard(causal_lm: torch.nn.Module, settings: dict) -> int:
     """fully_shard each decoder layer, then the causal LM as the root unit; returns the layer count.
-    torch's default mesh spans every process on this machine's accelerator (the CPU without one), and
-    fully_shard moves each process's shard onto it.
+    torch's default mesh spans every process of the launch, on the accelerator (the CPU without
+    one), and fully_shard moves each process's shard onto it.
 
     Every forward the loop makes (generate, policy, reference, values) enters through the causal
     LM's own forward, so the root unit is gathered whenever it runs."""
