@@ -267,21 +267,22 @@ def test_a_reward_that_fails_mid_run_stops_with_exit_3_and_names_the_checkpoint(
     assert not out.exists()
 
 
-@pytest.mark.parametrize("env,needle", [
-    ({"ACCELERATE_USE_DEEPSPEED": "true"}, "recipes/accelerate/fsdp.yaml"),
-    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}, "fsdp_version: 2"),
-    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "quant": "true"}, "recipes/accelerate/ddp.yaml"),
-    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_OFFLOAD_PARAMS": "true"}, "fsdp_offload_params"),
+FSDP2 = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}
+
+
+@pytest.mark.parametrize("env,sets,needle", [
+    ({"ACCELERATE_USE_DEEPSPEED": "true"}, [], "recipes/accelerate/fsdp.yaml"),
+    ({**FSDP2, "FSDP_VERSION": "1"}, [], "fsdp_version: 2"),
+    (FSDP2, ["quant.load_in_4bit=true"], "recipes/accelerate/ddp.yaml"),
+    ({**FSDP2, "FSDP_OFFLOAD_PARAMS": "true"}, [], "fsdp_offload_params"),
 ], ids=["deepspeed", "fsdp1", "fsdp-4bit", "fsdp-offload"])
 def test_a_launch_ppo_cannot_honour_is_refused(tiny_model_dir, sft_lora_run, tmp_path, capsys, monkeypatch, env,
-                                               needle):
+                                               sets, needle):
     """rather than run unsharded while the user believes it sharded (FSDP 2 itself: test_distributed.py)"""
     for k, v in env.items():
-        if k != "quant":
-            monkeypatch.setenv(k, v)
+        monkeypatch.setenv(k, v)
     before = tree(tmp_path)
-    extra = ["quant.load_in_4bit=true"] if "quant" in env else []
-    assert cli.main(_args(tiny_model_dir, sft_lora_run, tmp_path / "ppo", *extra)) == 2
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, tmp_path / "ppo", *sets)) == 2
     err = capsys.readouterr().err
     assert needle in err and "ppo" in err
     assert tree(tmp_path) == before
