@@ -58,13 +58,19 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny_model_dir, tmp_
         assert two_ == pytest.approx(one, rel=1e-4), (stage, one, two_)
 
 
+@pytest.fixture(scope="module")
+def lora_sft(tiny_model_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist") / "sft"
+    assert cli.main(_args("sft", tiny_model_dir, out, 8, ["lora.enabled=true", "lora.r=4"])) == 0
+    return out
+
+
 @pytest.mark.slow
-def test_grpo_runs_under_two_processes(tiny_model_dir, tmp_path):
-    """GRPO is TRL's: one run written, with every process's completions counted."""
+def test_grpo_runs_under_two_processes(tiny_model_dir, lora_sft, tmp_path):
+    """GRPO is TRL's: one run written, by rank 0, under the data-parallel launch."""
     accelerate = Path(sys.executable).parent / "accelerate"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    assert cli.main(_args("sft", tiny_model_dir, tmp_path / "sft", 8, ["lora.enabled=true", "lora.r=4"])) == 0
-    extra = ["lora.enabled=true", "lora.r=4", f"parent={tmp_path / 'sft'}", "data.n_train=32",
+    extra = ["lora.enabled=true", "lora.r=4", f"parent={lora_sft}", "data.n_train=32",
              "grpo.num_generations=4", "grpo.max_completion_length=8", "grpo.reward=house_tone", "train.max_steps=2"]
     cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlft.cli",
@@ -92,21 +98,14 @@ def _launch_ppo(launch, model_dir, parent, out, kill=None, resume=False):
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.fixture(scope="module")
-def ppo_parent(tiny_model_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist") / "sft"
-    assert cli.main(_args("sft", tiny_model_dir, out, 8, ["lora.enabled=true", "lora.r=4"])) == 0
-    return out
-
-
 @pytest.mark.slow
-def test_ppo_sharded_with_fsdp_matches_data_parallel(tiny_model_dir, ppo_parent, tmp_path):
+def test_ppo_sharded_with_fsdp_matches_data_parallel(tiny_model_dir, lora_sft, tmp_path):
     """Under fsdp.yaml each process holds half the weights, and the run is the data-parallel one:
     the same per-update figures and, to float rounding, the same adapters."""
     from safetensors.torch import load_file
 
     for launch in LAUNCH:
-        run = _launch_ppo(launch, tiny_model_dir, ppo_parent, tmp_path / launch)
+        run = _launch_ppo(launch, tiny_model_dir, lora_sft, tmp_path / launch)
         assert run.returncode == 0, run.stderr[-3000:]
     manifests = {k: json.loads((tmp_path / k / "manifest.json").read_text()) for k in LAUNCH}
     assert manifests["ddp"]["launch"] == {"engine": "ddp", "processes": 2}
@@ -127,16 +126,16 @@ def test_ppo_sharded_with_fsdp_matches_data_parallel(tiny_model_dir, ppo_parent,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("launch", list(LAUNCH))
-def test_ppo_under_two_processes_resumes_exactly_after_a_kill(tiny_model_dir, ppo_parent, tmp_path, launch):
+def test_ppo_under_two_processes_resumes_exactly_after_a_kill(tiny_model_dir, lora_sft, tmp_path, launch):
     """Both processes are killed after the checkpoint of update 2; the resumed run ends with the
     adapters of the uninterrupted one (each process restores its own random streams; under FSDP
     the whole checkpoint is laid out again as the shards)."""
     from safetensors.torch import load_file
 
-    assert _launch_ppo(launch, tiny_model_dir, ppo_parent, tmp_path / "straight").returncode == 0
-    assert _launch_ppo(launch, tiny_model_dir, ppo_parent, tmp_path / "killed", kill=2).returncode != 0
+    assert _launch_ppo(launch, tiny_model_dir, lora_sft, tmp_path / "straight").returncode == 0
+    assert _launch_ppo(launch, tiny_model_dir, lora_sft, tmp_path / "killed", kill=2).returncode != 0
     assert (tmp_path / "killed.partial" / "checkpoint-2" / "rng-1.pt").is_file()
-    run = _launch_ppo(launch, tiny_model_dir, ppo_parent, tmp_path / "killed", resume=True)
+    run = _launch_ppo(launch, tiny_model_dir, lora_sft, tmp_path / "killed", resume=True)
     assert run.returncode == 0, run.stderr[-3000:]
     for part in ("adapter_model.safetensors", "value/adapter_model.safetensors"):
         a, b = (load_file(str(tmp_path / r / "adapter" / part)) for r in ("straight", "killed"))
