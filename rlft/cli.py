@@ -85,7 +85,7 @@ def stage_main(args) -> int:
 
     quant = getattr(recipe, "quant", None)
     distributed.check_launch(args.command, bool(quant and quant.load_in_4bit))
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if distributed.world() > 1:
         from accelerate import PartialState
 
         PartialState()  # under accelerate launch: join the process group before any run folder is touched

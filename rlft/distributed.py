@@ -33,7 +33,7 @@ def engine() -> str:
         return "deepspeed"
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in _TRUE:
         return "fsdp"
-    return "ddp" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "single"
+    return "ddp" if world() > 1 else "single"
 
 
 def check_launch(stage: str, quantized: bool) -> None:

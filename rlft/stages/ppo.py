@@ -73,8 +73,7 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         resume: bool = False) -> dict | None:
     cfg = recipe.ppo
     # --- inputs, all checked before anything is written ---
-    distributed.check_launch("ppo", recipe.quant.load_in_4bit)
-    fsdp = distributed.fsdp_settings()
+    fsdp = distributed.fsdp_settings()  # the launch itself was checked by the command line, for every stage
     tok, tok_sha, parent_manifest = tokenizer_and_parent(recipe, "ppo")
     rows, ids = rl_prompts(recipe, tok, cfg.response_length, "ppo.response_length")
     chats = [r["prompt"] for r in rows]
@@ -366,7 +365,7 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
     from transformers import get_scheduler
 
     cfg, tr = recipe.ppo, recipe.train
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    rank, world = int(os.environ.get("RANK", "0")), distributed.world()
     random.seed(recipe.seed + rank)  # each process samples its own responses
     np.random.seed(recipe.seed + rank)
     torch.manual_seed(recipe.seed + rank)
