@@ -84,3 +84,44 @@ def test_win_rate_counts_ties_as_half():
     good = "Thanks for asking! Returns within 30 days. Anything else?"
     rude = "Read the FAQ. 30 days."
     assert win_rate([task, task], [good, good], [rude, good]) == 0.75
+
+
+def test_win_tie_loss_counts_and_same_answers():
+    """A beats rude (win), A vs A (tie, same answer), rude vs A (loss) → 1 / 1 / 1, one same answer."""
+    from rlft.eval.harness import win_tie_loss
+
+    task = {"messages": [{"role": "user", "content": "Can I return it?"}], "required": ["30 days"], "forbidden": []}
+    good = "Thanks for asking! Returns within 30 days. Anything else?"
+    rude = "Read the FAQ. 30 days."
+    out = win_tie_loss([task] * 3, [good, good, rude], [rude, good, good], seed=0)
+    assert (out["wins"], out["ties"], out["losses"], out["same_answer"]) == (1, 1, 1, 1)
+    lo, hi = out["win_rate_ci"]
+    assert lo < 0.5 < hi
+
+
+def test_bootstrap_interval_of_a_mean():
+    """Constant values: the interval is the value itself. 50 zeros and 50 ones: mean 0.5, standard
+    error 0.5 / sqrt(100) = 0.05, so the 95% interval is about 0.5 -+ 1.96 * 0.05 = [0.40, 0.60]."""
+    from rlft.eval.metrics import bootstrap_interval
+
+    assert bootstrap_interval([0.5] * 20, seed=0) == (0.5, 0.5)
+    lo, hi = bootstrap_interval([0.0, 1.0] * 50, seed=0)
+    assert 0.38 <= lo <= 0.42 and 0.58 <= hi <= 0.62
+    assert bootstrap_interval([0.0, 1.0] * 50, seed=0) == (lo, hi)  # seeded
+
+
+def test_rl_headroom_tells_the_ties_apart():
+    """bench/rl_headroom.py: perfect vs perfect, wrong-intent vs wrong-intent, half vs half (the
+    same fact missing), and a win → one tie of each kind and one win."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rl_headroom", "bench/rl_headroom.py")
+    rl_headroom = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rl_headroom)
+    task = {"messages": [{"role": "user", "content": "Can I return it?"}], "required": ["30 days", "label"],
+            "forbidden": []}
+    perfect = "Thanks for asking! Returns within 30 days, with a prepaid label. Anything else?"
+    other = "Thanks for asking! Use the Forgot password link. Anything else?"
+    half = "Thanks for asking! Returns within 30 days. Anything else?"
+    out = rl_headroom.split([task] * 4, [perfect, other, half, perfect], [perfect, other, half, half])
+    assert out == {"wins": 1, "losses": 0, "ties_parent_perfect": 1, "ties_no_facts": 1, "ties_other": 1}

@@ -32,6 +32,9 @@ def test_sft_full_writes_a_complete_evaluated_run(tiny_model_dir, runs_dir):
     for key in ("task_accuracy", "tone_score", "kl_task", "general_ppl_drift", "win_rate_vs_parent"):
         assert key in ev
     assert ev["kl_task_base"] > 0  # trained weights differ from the base
+    wtl = ev["win_tie_loss_vs_parent"]
+    assert wtl["wins"] + wtl["ties"] + wtl["losses"] == ev["n_tasks"]
+    assert ev["win_rate_vs_parent"] == pytest.approx((wtl["wins"] + wtl["ties"] / 2) / ev["n_tasks"])
 
 
 @pytest.mark.parametrize("quant", [False, True])

@@ -45,18 +45,33 @@ def score_tasks(model, tok, tasks: list[dict], max_new_tokens: int, batch_size: 
     }
 
 
-def _judge(task: dict, response: str) -> float:
+def judge(task: dict, response: str) -> float:
     """The default win-rate judge: fact recall plus tone, from rules no stage trains on directly."""
     _, recall = metrics.check_task(response, task["required"], task["forbidden"])
     return recall + tone.tone_score(task["messages"][-1]["content"], response)
 
 
-def win_rate(tasks: list[dict], ours: list[str], theirs: list[str]) -> float:
-    wins = []
+def judgements(tasks: list[dict], ours: list[str], theirs: list[str]) -> list[float]:
+    """Per task: 1 when our answer scores higher, 0.5 on a tie, 0 when the other one does."""
+    out = []
     for task, a, b in zip(tasks, ours, theirs):
-        sa, sb = _judge(task, a), _judge(task, b)
-        wins.append(1.0 if sa > sb else 0.5 if sa == sb else 0.0)
+        sa, sb = judge(task, a), judge(task, b)
+        out.append(1.0 if sa > sb else 0.5 if sa == sb else 0.0)
+    return out
+
+
+def win_rate(tasks: list[dict], ours: list[str], theirs: list[str]) -> float:
+    wins = judgements(tasks, ours, theirs)
     return sum(wins) / len(wins)
+
+
+def win_tie_loss(tasks: list[dict], ours: list[str], theirs: list[str], seed: int) -> dict:
+    """What a win rate is made of: the counts, the answers left word for word as the parent's
+    (ties by construction), and a 95% bootstrap interval over the tasks."""
+    wins = judgements(tasks, ours, theirs)
+    return {"wins": wins.count(1.0), "ties": wins.count(0.5), "losses": wins.count(0.0),
+            "same_answer": sum(a.strip() == b.strip() for a, b in zip(ours, theirs)),
+            "win_rate_ci": list(metrics.bootstrap_interval(wins, seed))}
 
 
 @torch.no_grad()
@@ -131,6 +146,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "fact_recall": mine["fact_recall"], "tone_score": metrics.mean(tones),
         "impolite_rate": sum(rude) / len(rude), "reward_mean": _reward_mean(ev.get("reward"), tasks, gen.texts),
         "win_rate_vs_parent": win_rate(tasks, gen.texts, parent_texts),
+        "win_tie_loss_vs_parent": win_tie_loss(tasks, gen.texts, parent_texts, seed),
         "kl_task": kl_on_samples(policy, parent, tok, task_chats, max_new, seed),
         "kl_task_base": kl_on_samples(policy, base, tok, task_chats, max_new, seed),
         "kl_general": kl_on_samples(policy, base, tok, general_prompts, max_new, seed),

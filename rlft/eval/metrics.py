@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import re
 
 
@@ -15,6 +16,16 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def bootstrap_interval(values: list[float], seed: int, resamples: int = 2000) -> tuple[float, float]:
+    """95% percentile bootstrap interval of a mean, resampling the values (tasks) with replacement."""
+    if not values:
+        return (0.0, 1.0)
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(resamples))
+    return (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
 
 
 def check_task(response: str, required: list[str], forbidden: list[str]) -> tuple[bool, float]:
