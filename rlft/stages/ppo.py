@@ -421,6 +421,8 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
                   f"len {m['response/length_mean']:.1f}  eos {m['response/eos_rate']:.2f}  "
                   f"clipfrac {m['policy/clipfrac']:.3f}  ev {m['val/explained_variance']:.2f}  "
                   f"({m['time/rollout_s']:.1f}+{m['time/update_s']:.1f} s)", flush=True)
+        if u == 0 and m["response/eos_rate"] < 0.9 and runs.is_main_process():
+            _note_cut_answers(m["response/eos_rate"], cfg)
         if (u + 1) % cfg.sample_every == 0 or u == 0:
             state["samples"] += [{"update": u + 1, "prompt": chats[i][-1]["content"], "response": t,
                                   "score": float(s), "kl": float(k)}
@@ -440,6 +442,16 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
         writer.close()
     distributed.check_in_sync(_params(model, POLICY) + _params(model, VALUE) + list(value_head.parameters()), "ppo")
     return state["history"], state["samples"], kept
+
+
+def _note_cut_answers(eos_rate: float, cfg) -> None:
+    """Answers cut at response_length are scored cut (and penalised): PPO then learns to avoid
+    whatever answers are long, right ones included. Found on the Harbor Goods task (README)."""
+    cost = f" and lose ppo.missing_eos_penalty ({cfg.missing_eos_penalty})" if cfg.missing_eos_penalty else ""
+    print(f"ppo: note: {1 - eos_rate:.0%} of the first rollout's answers reached ppo.response_length "
+          f"({cfg.response_length} tokens) without stopping; they are scored as cut{cost}, so PPO learns to "
+          f"avoid long answers, right ones included. If the task's answers are longer, raise "
+          f"ppo.response_length.", flush=True)
 
 
 def _first_bad(m: dict) -> str:
