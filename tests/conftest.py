@@ -42,6 +42,16 @@ def tree(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def cli_args(stage: str, sets, out: Path | None = None) -> list[str]:
+    """`rlft <stage>` arguments for the shipped customer-support recipe: one --set per setting."""
+    args = [stage, "--recipe", f"recipes/customer_support/{stage}.yaml"]
+    if out is not None:
+        args += ["--output-dir", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    return args
+
+
 @pytest.fixture(scope="session")
 def sft_lora_run(tiny_model_dir, tmp_path_factory) -> Path:
     """A finished SFT run (LoRA r 4, 3 steps) of the tiny model: the parent the RL stages start from."""
@@ -50,8 +60,5 @@ def sft_lora_run(tiny_model_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("rl_parent") / "sft"
     sets = [f"model={tiny_model_dir}", "train.max_steps=3", "data.n_train=32", "data.n_val=8", "lora.r=4",
             "train.batch_size=8", "eval.enabled=false", "train.eval_steps=0"]
-    args = ["sft", "--recipe", "recipes/customer_support/sft.yaml", "--output-dir", str(out)]
-    for s in sets:
-        args += ["--set", s]
-    assert cli.main(args) == 0
+    assert cli.main(cli_args("sft", sets, out)) == 0
     return out

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from rlft import cli
+from tests.conftest import cli_args
 
 SETS = ["lora.enabled=false", "data.n_train=64", "data.n_val=8", "train.max_steps=8", "train.batch_size=8", "train.eval_steps=0",
         "train.save_steps=50", "train.logging_steps=1", "train.learning_rate=0.01", "eval.enabled=false",
@@ -15,11 +16,7 @@ SETS = ["lora.enabled=false", "data.n_train=64", "data.n_val=8", "train.max_step
 
 
 def _sft(model_dir, out, *extra):
-    args = ["sft", "--recipe", "recipes/customer_support/sft.yaml", "--set", f"model={model_dir}",
-            "--output-dir", str(out)]
-    for s in SETS + list(extra):
-        args += ["--set", s]
-    return cli.main(args)
+    return cli.main(cli_args("sft", [f"model={model_dir}", *SETS, *extra], out))
 
 
 def test_tripped_kl_budget_stops_and_keeps_the_last_weights_inside(tiny_model_dir, tmp_path):

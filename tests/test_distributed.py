@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from rlft import cli
+from tests.conftest import cli_args
 
 # Eight training rows and a global batch of eight: every step sees the same eight rows in both
 # runs whatever order each sampler draws, so the comparison tests the data-parallel maths.
@@ -25,11 +26,7 @@ SETS = ["lora.enabled=false", "data.n_train=8", "data.n_val=8", "train.max_steps
 
 
 def _args(stage, model_dir, out, batch, extra=()):
-    args = [stage, "--recipe", f"recipes/customer_support/{stage}.yaml", "--set", f"model={model_dir}",
-            "--output-dir", str(out), "--set", f"train.batch_size={batch}"]
-    for s in SETS + list(extra):
-        args += ["--set", s]
-    return args
+    return cli_args(stage, [f"model={model_dir}", f"train.batch_size={batch}", *SETS, *extra], out)
 
 
 def _losses(run_dir):

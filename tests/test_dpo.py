@@ -8,17 +8,14 @@ import math
 import pytest
 
 from rlft import cli
+from tests.conftest import cli_args
 
 FAST = ["data.n_train=32", "data.n_val=8", "train.batch_size=8", "train.logging_steps=1", "train.save_steps=50",
         "train.eval_steps=0", "eval.enabled=false"]
 
 
 def _run(stage, model_dir, runs_dir, out, *extra):
-    args = [stage, "--recipe", f"recipes/customer_support/{stage}.yaml", "--set", f"model={model_dir}",
-            "--output-dir", str(runs_dir / out)]
-    for s in FAST + list(extra):
-        args += ["--set", s]
-    return cli.main(args)
+    return cli.main(cli_args(stage, [f"model={model_dir}", *FAST, *extra], runs_dir / out))
 
 
 @pytest.fixture(scope="module")

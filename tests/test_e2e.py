@@ -8,6 +8,7 @@ import pytest
 
 from rlft import cli, models
 from rlft.eval.generate import generate
+from tests.conftest import cli_args
 
 
 def test_rlft_tiny_loads_offline_and_generates():
@@ -23,10 +24,7 @@ def test_sft_then_dpo_on_the_embedded_default(runs_dir):
     small = ["data.n_train=160", "data.n_val=32", "train.max_steps=10", "eval.n_tasks=22", "eval.n_general=8",
              "train.eval_steps=5", "train.save_steps=5"]
     for stage in ("sft", "dpo"):
-        args = [stage, "--recipe", f"recipes/customer_support/{stage}.yaml"]
-        for s in small:
-            args += ["--set", s]
-        assert cli.main(args) == 0
+        assert cli.main(cli_args(stage, small)) == 0
     sft, dpo = runs_dir / "customer_support" / "sft", runs_dir / "customer_support" / "dpo"
     manifest = json.loads((dpo / "manifest.json").read_text())
     assert manifest["parent"] == str(sft) and manifest["status"] == "complete"

@@ -9,7 +9,7 @@ import pytest
 
 import reward_models
 from rlft import cli, models
-from tests.conftest import tree
+from tests.conftest import cli_args, tree
 
 FAST = ["data.n_train=16", "train.batch_size=8", "grpo.num_generations=4", "grpo.max_completion_length=12",
         "train.max_steps=2", "train.logging_steps=1", "train.save_steps=50", "lora.r=4", "eval.enabled=false",
@@ -17,11 +17,7 @@ FAST = ["data.n_train=16", "train.batch_size=8", "grpo.num_generations=4", "grpo
 
 
 def _args(model_dir, parent, out, *extra):
-    args = ["grpo", "--recipe", "recipes/customer_support/grpo.yaml", "--set", f"model={model_dir}",
-            "--set", f"parent={parent}", "--output-dir", str(out)]
-    for s in FAST + list(extra):
-        args += ["--set", s]
-    return args
+    return cli_args("grpo", [f"model={model_dir}", f"parent={parent}", *FAST, *extra], out)
 
 
 @pytest.mark.parametrize("extra", [

@@ -17,7 +17,7 @@ from rlft import cli, models
 from rlft.config import load_recipe
 from rlft.eval.generate import prompt_ids
 from rlft.stages import ppo
-from tests.conftest import tree
+from tests.conftest import cli_args, tree
 
 FAST = ["data.n_train=64", "ppo.rollout_batch_size=8", "ppo.forward_batch_size=8", "ppo.micro_batch_size=4",
         "ppo.mini_batches=2", "ppo.ppo_epochs=2", "ppo.response_length=12", "ppo.updates=2", "train.logging_steps=1",
@@ -25,11 +25,7 @@ FAST = ["data.n_train=64", "ppo.rollout_batch_size=8", "ppo.forward_batch_size=8
 
 
 def _args(model_dir, parent, out, *extra):
-    args = ["ppo", "--recipe", "recipes/customer_support/ppo.yaml", "--set", f"model={model_dir}",
-            "--set", f"parent={parent}", "--output-dir", str(out)]
-    for s in FAST + list(extra):
-        args += ["--set", s]
-    return args
+    return cli_args("ppo", [f"model={model_dir}", f"parent={parent}", *FAST, *extra], out)
 
 
 def _recipe(model_dir, parent, *extra):

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from rlft import cli
+from tests.conftest import cli_args
 
 SETS = ["lora.enabled=false", "data.n_train=48", "data.n_val=8", "train.max_steps=6", "train.save_steps=3", "train.batch_size=8",
         "train.logging_steps=1", "train.eval_steps=0", "train.early_stopping_patience=0", "eval.enabled=false",
@@ -26,11 +27,8 @@ BASE_SETS = ["base.hidden_size=64", "base.intermediate_size=128", "base.num_laye
 
 
 def _args(stage, model_dir, out, extra=()):
-    args = [stage, "--recipe", f"recipes/customer_support/{stage}.yaml", "--output-dir", str(out)]
     sets = BASE_SETS if stage == "base" else [f"model={model_dir}"] + SETS
-    for s in sets + list(extra):
-        args += ["--set", s]
-    return args
+    return cli_args(stage, [*sets, *extra], out)
 
 
 def _losses(run_dir):

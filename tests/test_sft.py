@@ -7,6 +7,7 @@ import json
 import pytest
 
 from rlft import cli
+from tests.conftest import cli_args
 
 FAST = ["data.n_train=48", "data.n_val=16", "train.max_steps=4", "train.batch_size=8", "train.save_steps=2",
         "train.eval_steps=2", "train.logging_steps=1", "eval.n_tasks=11", "eval.max_new_tokens=12",
@@ -14,11 +15,7 @@ FAST = ["data.n_train=48", "data.n_val=16", "train.max_steps=4", "train.batch_si
 
 
 def _sft(model_dir, runs_dir, *extra: str) -> int:
-    args = ["sft", "--recipe", "recipes/customer_support/sft.yaml", "--set", f"model={model_dir}",
-            "--output-dir", str(runs_dir / "sft")]
-    for s in FAST + list(extra):
-        args += ["--set", s]
-    return cli.main(args)
+    return cli.main(cli_args("sft", [f"model={model_dir}", *FAST, *extra], runs_dir / "sft"))
 
 
 def test_sft_full_writes_a_complete_evaluated_run(tiny_model_dir, runs_dir):
