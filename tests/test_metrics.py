@@ -78,22 +78,24 @@ def test_metrics_load_as_offline_evaluate_modules(monkeypatch):
 
 def test_win_rate_counts_ties_as_half():
     """Task needs '30 days'. A: facts + tone beats B: rude; C vs C ties → (1 + 0.5) / 2 = 0.75."""
-    from rlft.eval.harness import win_rate
+    from rlft.eval.harness import judgements
 
     task = {"messages": [{"role": "user", "content": "Can I return it?"}], "required": ["30 days"], "forbidden": []}
     good = "Thanks for asking! Returns within 30 days. Anything else?"
     rude = "Read the FAQ. 30 days."
-    assert win_rate([task, task], [good, good], [rude, good]) == 0.75
+    judged = judgements([task, task], [good, good], [rude, good])
+    assert judged == [1.0, 0.5] and sum(judged) / len(judged) == 0.75
 
 
 def test_win_tie_loss_counts_and_same_answers():
     """A beats rude (win), A vs A (tie, same answer), rude vs A (loss) → 1 / 1 / 1, one same answer."""
-    from rlft.eval.harness import win_tie_loss
+    from rlft.eval.harness import judgements, win_tie_loss
 
     task = {"messages": [{"role": "user", "content": "Can I return it?"}], "required": ["30 days"], "forbidden": []}
     good = "Thanks for asking! Returns within 30 days. Anything else?"
     rude = "Read the FAQ. 30 days."
-    out = win_tie_loss([task] * 3, [good, good, rude], [rude, good, good], seed=0)
+    ours, theirs = [good, good, rude], [rude, good, good]
+    out = win_tie_loss(judgements([task] * 3, ours, theirs), ours, theirs, seed=0)
     assert (out["wins"], out["ties"], out["losses"], out["same_answer"]) == (1, 1, 1, 1)
     lo, hi = out["win_rate_ci"]
     assert lo < 0.5 < hi

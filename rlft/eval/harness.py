@@ -60,15 +60,9 @@ def judgements(tasks: list[dict], ours: list[str], theirs: list[str]) -> list[fl
     return out
 
 
-def win_rate(tasks: list[dict], ours: list[str], theirs: list[str]) -> float:
-    wins = judgements(tasks, ours, theirs)
-    return sum(wins) / len(wins)
-
-
-def win_tie_loss(tasks: list[dict], ours: list[str], theirs: list[str], seed: int) -> dict:
-    """What a win rate is made of: the counts, the answers left word for word as the parent's
-    (ties by construction), and a 95% bootstrap interval over the tasks."""
-    wins = judgements(tasks, ours, theirs)
+def win_tie_loss(wins: list[float], ours: list[str], theirs: list[str], seed: int) -> dict:
+    """What a win rate (the mean of `judgements`) is made of: the counts, the answers left word for
+    word as the parent's (ties by construction), and a 95% bootstrap interval over the tasks."""
     return {"wins": wins.count(1.0), "ties": wins.count(0.5), "losses": wins.count(0.0),
             "same_answer": sum(a.strip() == b.strip() for a, b in zip(ours, theirs)),
             "win_rate_ci": list(metrics.bootstrap_interval(wins, seed))}
@@ -128,6 +122,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     gen = mine.pop("generations")
     parent_texts = theirs.pop("generations").texts
     customer = [t["messages"][-1]["content"] for t in tasks]
+    judged = judgements(tasks, gen.texts, parent_texts)
     tones = [tone.tone_score(c, r) for c, r in zip(customer, gen.texts)]
     rude = [tone.impolite(c, r) for c, r in zip(customer, gen.texts)]
     for intent, row in mine["per_intent"].items():
@@ -145,8 +140,8 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "task_accuracy": mine["task_accuracy"], "task_accuracy_ci": list(mine["task_accuracy_ci"]),
         "fact_recall": mine["fact_recall"], "tone_score": metrics.mean(tones),
         "impolite_rate": sum(rude) / len(rude), "reward_mean": _reward_mean(ev.get("reward"), tasks, gen.texts),
-        "win_rate_vs_parent": win_rate(tasks, gen.texts, parent_texts),
-        "win_tie_loss_vs_parent": win_tie_loss(tasks, gen.texts, parent_texts, seed),
+        "win_rate_vs_parent": sum(judged) / len(judged),
+        "win_tie_loss_vs_parent": win_tie_loss(judged, gen.texts, parent_texts, seed),
         "kl_task": kl_on_samples(policy, parent, tok, task_chats, max_new, seed),
         "kl_task_base": kl_on_samples(policy, base, tok, task_chats, max_new, seed),
         "kl_general": kl_on_samples(policy, base, tok, general_prompts, max_new, seed),
