@@ -56,7 +56,7 @@ def matmul_tflops(n: int = 8192, reps: int = 10) -> float:
 def build(folder: Path, arch: dict) -> int:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from rlft.data import harbor
+    from rlft.tasks.harbor import generator as harbor
     from rlft.stages.base import train_tokenizer
 
     chats = [r["messages"] for r in harbor.sft_rows(0, 3000)]

@@ -33,7 +33,7 @@ def train(folder: Path) -> None:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from rlft import cli
-    from rlft.data import harbor
+    from rlft.tasks.harbor import generator as harbor
     from rlft.stages.base import train_tokenizer
 
     base = folder / "base"

@@ -8,7 +8,7 @@ answers 20 Harbor Goods training prompts per intent (the prompts RL trains on) g
 intent, apart for prompts with and without an order number: the greedy score, and the share of
 prompts where at least one sample scores above the greedy answer (where RL has something to
 reinforce). For a run with a parent it also splits the win rate over the parent on the held-out
-tasks (the harness's judge, greedy answers): wins, losses, and the ties where the parent's answer
+tasks (the held-out judge, rlft/tasks/harbor/judge.py, greedy answers): wins, losses, and the ties where the parent's answer
 is already perfect, where both state none of the facts, and the others. Writes
 bench/rl_headroom.json.
 """
@@ -20,11 +20,12 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from reward_models import rules
 from rlft import data, models, runs
-from rlft.data import harbor
-from rlft.eval import harness, metrics
+from rlft.eval import harness
 from rlft.eval.generate import generate
+from rlft.tasks.harbor import generator as harbor
+from rlft.tasks.harbor import judge
+from rlft.tasks.harbor import rewards as rules
 
 SAMPLES, TEMPERATURE, PER_INTENT, MAX_NEW_TOKENS = 8, 0.7, 20, 96
 
@@ -52,7 +53,7 @@ def headroom(run_dir: str) -> dict:
 
 
 def against_parent(manifest: dict, tok, policy) -> dict:
-    """The harness's win rate over the parent, task by task, with its ties told apart."""
+    """The judge's win rate over the parent, task by task, with its ties told apart."""
     ev = manifest["recipe"]["eval"]
     tasks = harness.load_tasks(ev["tasks"], manifest["seed"], ev["n_tasks"])
     chats = [t["messages"] for t in tasks]
@@ -64,12 +65,13 @@ def against_parent(manifest: dict, tok, policy) -> dict:
 def split(tasks: list[dict], ours: list[str], theirs: list[str]) -> dict:
     """Wins, losses, and the ties: the parent's answer already perfect, no facts in either, others."""
     out = dict.fromkeys(("wins", "losses", "ties_parent_perfect", "ties_no_facts", "ties_other"), 0)
-    for task, a, b, judged in zip(tasks, ours, theirs, harness.judgements(tasks, ours, theirs)):
+    for task, a, b in zip(tasks, ours, theirs):
+        judged, parent = judge.compare(task, a, b), judge.judge_task(task, b)
         if judged != 0.5:
             out["wins" if judged == 1.0 else "losses"] += 1
-        elif harness.judge(task, b) == 2.0:  # every fact and every tone rule: nothing left to win
+        elif parent.correct and parent.courtesy == 1.0:  # nothing left to win
             out["ties_parent_perfect"] += 1
-        elif max(metrics.check_task(x, task["required"], task["forbidden"])[1] for x in (a, b)) == 0.0:
+        elif max(judge.judge_task(task, x).coverage for x in (a, b)) == 0.0:
             out["ties_no_facts"] += 1
         else:
             out["ties_other"] += 1

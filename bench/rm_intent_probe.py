@@ -17,7 +17,7 @@ from rlft import data
 
 
 def probe(run_dir: str, n: int = 40) -> dict:
-    tasks = data.builtin("harbor_eval", 0, n)
+    tasks = data.builtin("harbor_dev", 0, n)
     chats = [t["messages"] for t in tasks]
     right = [t["reference"] for t in tasks]
     other = right[1:] + right[:1]

@@ -1,7 +1,8 @@
 """Rewards that PPO, GRPO and evaluation share: `reward(prompts, completions) -> list[float]`.
 
 prompts are chat message lists, completions are text; a reward may use its own tokenizer.
-Add a reward by writing such a function in a module here and listing it in `RULES`.
+The rule rewards are the built-in tasks' (`rlft/tasks/*/REWARDS`); add a reward of your own by
+writing such a function and listing it in `RULES`.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from reward_models.rules import harbor_facts, house_tone
+from rlft import tasks
 from rlft.errors import InputError
 
 Reward = Callable[[list[list[dict]], list[str]], list[float]]
-RULES: dict[str, Reward] = {"harbor_facts": harbor_facts, "house_tone": house_tone}
+RULES: dict[str, Reward] = {name: r for task in tasks.BUILTIN.values() for name, r in task.REWARDS.items()}
 
 
 def one(name: str) -> Reward:

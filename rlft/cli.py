@@ -106,7 +106,8 @@ def stage_main(args) -> int:
     if recipe.eval.enabled and args.command in POLICY_STAGES:
         from rlft import data
 
-        data.load(recipe.eval.tasks, "tasks", recipe.seed, recipe.eval.n_tasks)  # a bad tasks file stops us now
+        if recipe.eval.tasks not in data.BUILTIN:  # a bad tasks file stops us now; built-in sets are not read
+            data.load(recipe.eval.tasks, "tasks", recipe.seed, recipe.eval.n_tasks)  # before training
     from transformers import set_seed
 
     set_seed(recipe.seed)  # everything random before the trainer seeds itself (a new head, LoRA's A) follows the seed

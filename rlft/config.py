@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from rlft.data import TEST_SETS
 from rlft.errors import InputError
 
 
@@ -88,8 +89,12 @@ class TrainCfg:
 class EvalCfg:
     enabled: bool = True
     """Run the evaluation harness at the end of the stage."""
-    tasks: str = "harbor_eval"
-    """Tasks file (contract format) or a built-in name."""
+    tasks: str = "harbor_test"
+    """What the evaluation at the end of a stage reports: a tasks file (contract format) or a built-in
+    set (harbor_test, the split nobody tunes on; harbor_dev, the one recipes are tuned on)."""
+    dev_tasks: str = "harbor_dev"
+    """Task prompts that anything during training reads (drift budgets, GRPO's KL to the reference):
+    a tasks file or a built-in set, never the test split."""
     n_tasks: int = 110
     max_new_tokens: int = 96
     batch_size: int = 32
@@ -416,6 +421,12 @@ def load_recipe(stage: str, path: str | Path | None, overrides: list[str] = ()) 
 
 def _check_values(recipe: Recipe, where: str) -> None:
     """Ranges that types alone cannot say."""
+    read_in_training = {"data.train": recipe.data.train, "data.validation": recipe.data.validation,
+                        "eval.dev_tasks": recipe.eval.dev_tasks}
+    for key, value in read_in_training.items():
+        if value in TEST_SETS:
+            raise InputError(f"{where}: {key} is {value!r}, the test split: nothing that trains or tunes may read "
+                             f"it (it is what the README reports). Use harbor_dev for tuning and budgets.")
     positive = {
         "data.n_train": recipe.data.n_train, "data.max_length": recipe.data.max_length,
         "train.batch_size": recipe.train.batch_size, "train.grad_accum": recipe.train.grad_accum,

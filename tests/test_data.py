@@ -8,57 +8,91 @@ import re
 import pytest
 
 from rlft import data
-from rlft.data import chitchat, harbor, probes
+from rlft.data import chitchat, probes
 from rlft.eval import metrics
+from rlft.tasks.harbor import generator as harbor
+from rlft.tasks.harbor import tone
 
 
 def _bytes(rows) -> bytes:
     return json.dumps(rows, sort_keys=True).encode()
 
 
-@pytest.mark.parametrize("name", ["harbor_sft", "harbor_pairs", "harbor_prompts", "harbor_eval", "harbor_pretrain"])
+@pytest.mark.parametrize("name", ["harbor_sft", "harbor_pairs", "harbor_prompts", "harbor_dev", "harbor_test",
+                                  "harbor_pretrain"])
 def test_generators_are_deterministic_by_seed(name):
     assert _bytes(data.builtin(name, 3, 60)) == _bytes(data.builtin(name, 3, 60))
     assert _bytes(data.builtin(name, 3, 60)) != _bytes(data.builtin(name, 4, 60))
 
 
-def test_eval_split_is_disjoint_from_training_by_order_number_product_and_template():
-    train = [r["messages"][0]["content"] for r in harbor.sft_rows(0, 2000)]
-    train += [r["prompt"][0]["content"] for r in harbor.pair_rows(0, 1000)]
-    evals = harbor.eval_rows(0, 330)
-    train_text = "\n".join(train).lower()
-    for task in evals:
-        for number in re.findall(r"\d{5}", task["messages"][0]["content"]):
-            assert number not in train_text
-    for product in harbor.EVAL_PRODUCTS:
-        assert not re.search(rf"\b{product}\b", train_text)
+def _customers(split_rows) -> str:
+    return "\n".join(split_rows).lower()
+
+
+def _split_texts() -> dict[str, list[str]]:
+    """Every customer message each split hands out, through every built-in set that reads it."""
+    train = [r["messages"][0]["content"] for r in data.builtin("harbor_sft", 0, 2000)]
+    train += [r["prompt"][0]["content"] for r in data.builtin("harbor_pairs", 0, 1000)]
+    train += [r["prompt"][0]["content"] for r in data.builtin("harbor_prompts", 0, 1000)]
+    train += [r["messages"][0]["content"] for r in data.builtin("harbor_pretrain", 0, 2000)]
+    dev = [r["messages"][0]["content"] for r in data.builtin("harbor_dev", 0, 330)]
+    dev += [r["messages"][0]["content"] for r in data.builtin("harbor_sft_val", 0, 330)]
+    dev += [r["prompt"][0]["content"] for r in data.builtin("harbor_pairs_val", 0, 330)]
+    test = [r["messages"][0]["content"] for r in data.builtin("harbor_test", 0, 330)]
+    return {"train": train, "dev": dev, "test": test}
+
+
+@pytest.mark.parametrize("a,b", [("train", "dev"), ("train", "test"), ("dev", "test")])
+def test_the_splits_are_disjoint_by_order_number_product_and_template(a, b):
+    texts = _split_texts()
+    other = _customers(texts[b])
+    for message in texts[a]:
+        for number in re.findall(r"\d{5}", message):
+            assert number not in other, (a, b, number)
+    for product in harbor.PRODUCTS[a]:
+        assert not re.search(rf"\b{product}\b", other), (a, b, product)
     for intent, templates in harbor.CUSTOMER.items():
-        for held in templates[harbor.EVAL_TEMPLATES[intent]:]:
-            head = held.split("{")[0].strip().lower()
-            if len(head) > 12:  # a distinctive opening of a held-out template never trains
-                assert head not in train_text, (intent, head)
+        for template in templates[harbor.TEMPLATE_SPLITS[a]]:
+            head = template.split("{")[0].strip().lower()
+            if len(head) > 12:  # a distinctive opening of one split's template never appears in another
+                assert head not in other, (a, b, intent, head)
 
 
-def test_every_eval_task_accepts_its_reference_and_rejects_the_rejected_kinds():
-    for task in harbor.eval_rows(0, 330):
-        correct, recall = metrics.check_task(task["reference"], task["required"], task["forbidden"])
-        assert correct and recall == 1.0, task
+def test_validation_sets_come_from_dev_and_no_validation_prompt_is_trained_on():
+    texts = _split_texts()
+    train = set(texts["train"])
+    assert not train & {r["messages"][0]["content"] for r in data.builtin("harbor_sft_val", 0, 200)}
+    assert not train & {r["prompt"][0]["content"] for r in data.builtin("harbor_pairs_val", 0, 200)}
+
+
+def test_every_task_accepts_its_reference():
+    for split in ("dev", "test"):
+        for task in harbor.task_rows(0, 330, split):
+            correct, recall = metrics.check_task(task["reference"], task["required"], task["forbidden"])
+            assert correct and recall == 1.0, task
+
+
+def test_tasks_name_their_template_as_a_cluster_of_three_per_intent():
+    tasks = harbor.task_rows(0, 330, "test")
+    assert len({t["cluster"] for t in tasks}) == 33
+    assert all(t["cluster"].startswith(t["intent"] + "/") for t in tasks)
 
 
 def test_rejected_answers_fail_the_checker_or_the_tone_rules():
-    from rlft.eval import tone
-
-    for pair in harbor.pair_rows(0, 440):
+    for pair in harbor.pair_rows(0, 550):
         task_prompt = pair["prompt"][0]["content"]
         chosen, rejected = pair["chosen"][0]["content"], pair["rejected"][0]["content"]
-        assert tone.tone_score(task_prompt, chosen) > tone.tone_score(task_prompt, rejected) or pair["kind"] == "facts"
+        if pair["kind"] in ("facts", "other_intent"):  # the house tone: only the facts tell them apart
+            assert tone.tone_score(task_prompt, chosen) == tone.tone_score(task_prompt, rejected), pair
+        else:
+            assert tone.tone_score(task_prompt, chosen) > tone.tone_score(task_prompt, rejected), pair
         if pair["kind"] in ("facts", "both"):
             assert not re.search(r"\bwhatever\b", chosen)
 
 
 def test_all_eleven_intents_are_generated():
-    assert {r["intent"] for r in harbor.eval_rows(0, 110)} == set(harbor.INTENTS) and len(harbor.INTENTS) == 11
-    assert {p["kind"] for p in harbor.pair_rows(0, 88)} == set(harbor.REJECTION_KINDS)
+    assert {r["intent"] for r in harbor.task_rows(0, 110, "test")} == set(harbor.INTENTS) and len(harbor.INTENTS) == 11
+    assert {p["kind"] for p in harbor.pair_rows(0, 110)} == set(harbor.REJECTION_KINDS)
 
 
 def test_chitchat_held_out_part_is_at_least_five_percent_and_disjoint():

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from rlft.eval import metrics, tone
+from rlft.eval import metrics
+from rlft.tasks.harbor import tone
 from rlft.rl.core import exact_kl
 
 
@@ -76,29 +77,42 @@ def test_metrics_load_as_offline_evaluate_modules(monkeypatch):
     assert out["impolite_rate"] == 1.0
 
 
-def test_win_rate_counts_ties_as_half():
-    """Task needs '30 days'. A: facts + tone beats B: rude; C vs C ties → (1 + 0.5) / 2 = 0.75."""
-    from rlft.eval.harness import judgements
+def test_the_rule_judge_of_a_users_tasks_file_counts_ties_as_half():
+    """Task needs '30 days' and 'label'. A (both) beats B (one); A vs A ties → (1 + 0.5) / 2 = 0.75."""
+    from rlft.eval.harness import rule_judgements
 
-    task = {"messages": [{"role": "user", "content": "Can I return it?"}], "required": ["30 days"], "forbidden": []}
-    good = "Thanks for asking! Returns within 30 days. Anything else?"
-    rude = "Read the FAQ. 30 days."
-    judged = judgements([task, task], [good, good], [rude, good])
+    task = {"messages": [{"role": "user", "content": "Can I return it?"}], "required": ["30 days", "label"],
+            "forbidden": []}
+    both, one = "Returns within 30 days, with a label.", "Returns within 30 days."
+    judged = rule_judgements([task, task], [both, both], [one, both])
     assert judged == [1.0, 0.5] and sum(judged) / len(judged) == 0.75
 
 
 def test_win_tie_loss_counts_and_same_answers():
-    """A beats rude (win), A vs A (tie, same answer), rude vs A (loss) → 1 / 1 / 1, one same answer."""
-    from rlft.eval.harness import judgements, win_tie_loss
+    """win, tie on the same answer, loss → 1 / 1 / 1, one same answer, a third of ties."""
+    from rlft.eval.harness import win_tie_loss
 
-    task = {"messages": [{"role": "user", "content": "Can I return it?"}], "required": ["30 days"], "forbidden": []}
-    good = "Thanks for asking! Returns within 30 days. Anything else?"
-    rude = "Read the FAQ. 30 days."
-    ours, theirs = [good, good, rude], [rude, good, good]
-    out = win_tie_loss(judgements([task] * 3, ours, theirs), ours, theirs, seed=0)
+    ours, theirs = ["a", "b", "c"], ["x", "b", "y"]
+    out = win_tie_loss([1.0, 0.5, 0.0], ours, theirs, clusters=["t1", "t2", "t3"], seed=0)
     assert (out["wins"], out["ties"], out["losses"], out["same_answer"]) == (1, 1, 1, 1)
+    assert out["tie_share"] == pytest.approx(1 / 3)
     lo, hi = out["win_rate_ci"]
     assert lo < 0.5 < hi
+
+
+def test_cluster_bootstrap_resamples_templates_not_tasks():
+    """Two clusters: A holds ten 1s, B ten 0s. Resampling the two clusters gives means 1 (AA, p 1/4),
+    0.5 (AB or BA, p 1/2) or 0 (BB, p 1/4): the 95% interval is [0, 1]. Resampling the twenty tasks
+    as if independent would give about 0.5 -+ 1.96 * 0.5 / sqrt(20) = [0.28, 0.72]: far too narrow."""
+    from rlft.eval.metrics import bootstrap_interval, cluster_bootstrap_interval
+
+    values, clusters = [1.0] * 10 + [0.0] * 10, ["A"] * 10 + ["B"] * 10
+    assert cluster_bootstrap_interval(values, clusters, seed=0) == (0.0, 1.0)
+    lo, hi = bootstrap_interval(values, seed=0)
+    assert 0.25 <= lo <= 0.32 and 0.68 <= hi <= 0.75
+    # one task per cluster is the plain bootstrap (other draws, the same width)
+    lo, hi = cluster_bootstrap_interval(values, [str(i) for i in range(20)], seed=0)
+    assert 0.25 <= lo <= 0.32 and 0.68 <= hi <= 0.75
 
 
 def test_bootstrap_interval_of_a_mean():
@@ -120,10 +134,10 @@ def test_rl_headroom_tells_the_ties_apart():
     spec = importlib.util.spec_from_file_location("rl_headroom", "bench/rl_headroom.py")
     rl_headroom = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(rl_headroom)
-    task = {"messages": [{"role": "user", "content": "Can I return it?"}], "required": ["30 days", "label"],
-            "forbidden": []}
-    perfect = "Thanks for asking! Returns within 30 days, with a prepaid label. Anything else?"
+    task = {"intent": "return_refund", "messages": [{"role": "user", "content": "Can I return it?"}]}
+    perfect = ("Thanks for asking! Returns are accepted within 30 days. The refund goes to your original payment "
+               "method within 5-7 business days. We email you a prepaid return label. Anything else?")
     other = "Thanks for asking! Use the Forgot password link. Anything else?"
-    half = "Thanks for asking! Returns within 30 days. Anything else?"
+    half = "Thanks for asking! Returns are accepted within 30 days. Anything else?"
     out = rl_headroom.split([task] * 4, [perfect, other, half, perfect], [perfect, other, half, half])
     assert out == {"wins": 1, "losses": 0, "ties_parent_perfect": 1, "ties_no_facts": 1, "ties_other": 1}

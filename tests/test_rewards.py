@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 import reward_models
-from reward_models.rules import harbor_facts, house_tone, intent_of
-from rlft.data import harbor
 from rlft.errors import InputError
+from rlft.tasks.harbor import generator as harbor
+from rlft.tasks.harbor.rewards import harbor_facts, house_tone, intent_of
 
 
 def _p(text):
@@ -15,7 +15,7 @@ def _p(text):
 
 
 def test_intent_rules_read_the_generated_customer_messages():
-    rows = harbor.eval_rows(0, 330) + [{"intent": r["intent"], "messages": r["prompt"]} for r in harbor.pair_rows(0, 660)]
+    rows = harbor.task_rows(0, 330, "dev") + harbor.task_rows(0, 330, "test") + [{"intent": r["intent"], "messages": r["prompt"]} for r in harbor.pair_rows(0, 660)]
     right = sum(intent_of(r["messages"][0]["content"]) == r["intent"] for r in rows)
     assert right / len(rows) >= 0.95, right / len(rows)
 

@@ -4,7 +4,10 @@ A recipe sets `eval.max_general_ppl_drift` (perplexity on a fixed sample of held
 chitchat against the reference's, minus 1) and/or `eval.max_kl_task` (KL from the
 reference to the policy per response token, exact over the vocabulary, on the reference's
 greedy answers to a fixed sample of task prompts), measured every `eval.budget_every`
-steps. The reference is the model the stage started from (its parent policy).
+steps. The reference is the model the stage started from (its parent policy). The KL is logged
+as `kl_ref_greedy`: KL(reference || policy) on the reference's greedy answers, a different
+quantity from eval.json's `kl_task` (KL(policy || parent) on the policy's samples). The task
+prompts are the dev split's (`eval.dev_tasks`), never the test split the README reports.
 
 When a budget trips with `eval.budget_action: stop`, training stops and the weights are put
 back to the last measurement that was inside every budget, so what the stage saves is
@@ -54,12 +57,12 @@ class DriftBudget(TrainerCallback):
                         token_logits(self.reference, self.prompts, self.responses, self.tok.pad_token_id)):
                     s, n = exact_kl(lq, lp, mask)  # KL(reference || policy) on the reference's answers
                     total, count = total + s.item(), count + int(n.item())
-            out["kl_task"] = total / max(count, 1)
+            out["kl_ref_greedy"] = total / max(count, 1)
         model.train(was_training)
         return out
 
     def _over(self, values: dict) -> tuple[str, float, float] | None:
-        for name, limit in (("general_ppl_drift", self.max_ppl_drift), ("kl_task", self.max_kl_task)):
+        for name, limit in (("general_ppl_drift", self.max_ppl_drift), ("kl_ref_greedy", self.max_kl_task)):
             if limit is not None and values[name] > limit:
                 return name, values[name], limit
         return None
@@ -98,7 +101,7 @@ class DriftBudget(TrainerCallback):
             return values
         if self.tripped is None:
             name, value, limit = over
-            self.tripped = {"budget": f"max_{name}" if name == "kl_task" else "max_general_ppl_drift",
+            self.tripped = {"budget": "max_kl_task" if name == "kl_ref_greedy" else "max_general_ppl_drift",
                             "step": step, "value": value, "limit": limit, "action": self.action,
                             "kept_step": self.good_step if self.action == "stop" else None}
             print(f"drift budget: {name} = {value:.4f} > {limit} at step {step}; "

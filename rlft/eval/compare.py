@@ -14,7 +14,7 @@ from pathlib import Path
 from rlft import runs
 from rlft.errors import InputError
 
-METRICS = ("task_accuracy", "fact_recall", "tone_score", "impolite_rate", "win_rate_vs_parent", "kl_task",
+METRICS = ("judge_task_accuracy", "proxy_win_rate", "hacking_gap", "task_accuracy", "fact_recall", "tone_score", "impolite_rate", "win_rate_vs_parent", "kl_task",
            "kl_task_base", "kl_general", "general_ppl_drift", "mean_response_tokens", "truncation_rate", "distinct_2")
 
 
@@ -24,6 +24,10 @@ def load_run(run_dir: Path) -> dict:
     if not path.is_file():
         raise InputError(f"run {run_dir} has no eval.json; evaluate it first with `rlft eval --run {run_dir}`")
     ev = json.loads(path.read_text())
+    ev.setdefault("harness_revision", 1)  # eval.json written before revisions were recorded
+    ev["judge_task_accuracy"] = (ev.get("judge") or {}).get("task_accuracy")
+    ev["proxy_win_rate"] = (ev.get("proxy") or {}).get("win_rate_vs_parent")
+    ev["hacking_gap"] = (ev.get("proxy") or {}).get("hacking_gap")
     probes = ev.get("probe_accuracy") or {}
     ev["probes"] = sum(probes.values()) / len(probes) if probes else None
     log = json.loads((run_dir / "train_log.json").read_text()) if (run_dir / "train_log.json").is_file() else []
@@ -64,19 +68,26 @@ def report(run_dirs: list[Path], out: Path) -> dict:
             entry["delta_probes_vs_parent"] = (ev["probes"] - parent["eval"]["probes"]
                                                if ev["probes"] is not None and parent["eval"]["probes"] is not None else None)
         table.append(entry)
+    evaluated = sorted({(r["eval"].get("tasks_file"), r["eval"]["harness_revision"]) for r in rows}, key=str)
+    warning = None
+    if len(evaluated) > 1:  # figures from other splits or scorers look comparable and are not
+        warning = ("these runs were evaluated on different task sets or harness revisions and are not comparable "
+                   "side by side: " + "; ".join(f"{t} (revision {v})" for t, v in evaluated)
+                   + ". Evaluate them again with `rlft eval --run DIR`.")
+        print(f"warning: {warning}")
     out.mkdir(parents=True, exist_ok=True)
     plots = _plots(rows, out)
-    result = {"runs": table, "plots": plots}
+    result = {"runs": table, "plots": plots, "evaluated_on": [list(e) for e in evaluated], "warning": warning}
     runs.atomic_write_json(out / "report.json", result)
-    runs.atomic_write_text(out / "report.md", _markdown(table, plots))
+    runs.atomic_write_text(out / "report.md", _markdown(table, plots, warning))
     return result
 
 
-def _markdown(table: list[dict], plots: list[str]) -> str:
-    cols = ["run", "task_accuracy", "task_accuracy_ci", "fact_recall", "tone_score", "impolite_rate",
+def _markdown(table: list[dict], plots: list[str], warning: str | None = None) -> str:
+    cols = ["run", "judge_task_accuracy", "proxy_win_rate", "hacking_gap", "task_accuracy", "task_accuracy_ci", "fact_recall", "tone_score", "impolite_rate",
             "win_rate_vs_parent", "kl_task", "kl_task_base", "kl_general", "general_ppl_drift", "probes",
             "mean_response_tokens", "distinct_2", "delta_task_accuracy_vs_parent", "delta_tone_vs_parent"]
-    lines = ["# rlft comparison", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines = ["# rlft comparison", "", *([f"**Warning**: {warning}", ""] if warning else []), "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for e in table:
         cells = []
         for c in cols:

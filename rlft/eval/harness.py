@@ -1,4 +1,10 @@
-"""The evaluation harness: generate answers, score them, and write eval.json."""
+"""The evaluation harness: generate answers, score them, and write eval.json.
+
+On a built-in task (`harbor_test`, `harbor_dev`) the task's held-out judge decides the win rate
+and reports its own task accuracy (eval.json's `judge`); the training reward on the same answers is
+reported beside it (`proxy`), never used to judge. On a tasks file of the user's the file's
+required/forbidden rule is the only judge.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,15 @@ from pathlib import Path
 
 import torch
 
-from rlft import data, runs
+from rlft import data, runs, tasks
 from rlft.data import chitchat, probes
-from rlft.eval import metrics, tone
+from rlft.eval import metrics
 from rlft.eval.generate import generate, sequence_nll, token_logits
+from rlft.tasks.harbor import tone
+
+HARNESS_REVISION = 2
+"""Bumped whenever a scorer, a judge or a split changes: figures of different revisions are not comparable.
+1: the rule judge on harbor_eval. 2: train/dev/test splits, the held-out judge, the proxy, cluster intervals."""
 
 
 def probe_accuracy(model, tok, batch_size: int = 64) -> dict[str, float]:
@@ -45,27 +56,76 @@ def score_tasks(model, tok, tasks: list[dict], max_new_tokens: int, batch_size: 
     }
 
 
-def judge(task: dict, response: str) -> float:
-    """The default win-rate judge: fact recall plus tone, from rules no stage trains on directly."""
-    _, recall = metrics.check_task(response, task["required"], task["forbidden"])
-    return recall + tone.tone_score(task["messages"][-1]["content"], response)
-
-
-def judgements(tasks: list[dict], ours: list[str], theirs: list[str]) -> list[float]:
-    """Per task: 1 when our answer scores higher, 0.5 on a tie, 0 when the other one does."""
+def rule_judgements(tasks: list[dict], ours: list[str], theirs: list[str]) -> list[float]:
+    """The tasks-file rule as a pairwise judge, for a tasks file of the user's (no held-out judge):
+    by (correct, fact recall). 1 when our answer ranks higher, 0.5 on a tie, 0 when the other does."""
     out = []
     for task, a, b in zip(tasks, ours, theirs):
-        sa, sb = judge(task, a), judge(task, b)
-        out.append(1.0 if sa > sb else 0.5 if sa == sb else 0.0)
+        ra = metrics.check_task(a, task["required"], task["forbidden"])
+        rb = metrics.check_task(b, task["required"], task["forbidden"])
+        out.append(1.0 if ra > rb else 0.5 if ra == rb else 0.0)
     return out
 
 
-def win_tie_loss(wins: list[float], ours: list[str], theirs: list[str], seed: int) -> dict:
-    """What a win rate (the mean of `judgements`) is made of: the counts, the answers left word for
-    word as the parent's (ties by construction), and a 95% bootstrap interval over the tasks."""
+def win_tie_loss(wins: list[float], ours: list[str], theirs: list[str], clusters: list[str], seed: int) -> dict:
+    """What a win rate (the mean of pairwise judgements) is made of: the counts, the tie share, the
+    answers left word for word as the parent's (ties by construction), and a 95% interval that
+    resamples the customer templates (clusters), not the tasks."""
     return {"wins": wins.count(1.0), "ties": wins.count(0.5), "losses": wins.count(0.0),
+            "tie_share": wins.count(0.5) / len(wins),
             "same_answer": sum(a.strip() == b.strip() for a, b in zip(ours, theirs)),
-            "win_rate_ci": list(metrics.bootstrap_interval(wins, seed))}
+            "win_rate_ci": list(metrics.cluster_bootstrap_interval(wins, clusters, seed))}
+
+
+def judge_section(task_module, tasks: list[dict], ours: list[str], theirs: list[str],
+                  seed: int) -> tuple[dict, list[float]]:
+    """The held-out judge (a task's own, e.g. rlft/tasks/harbor/judge.py) on our answers and the parent's:
+    eval.json's `judge` section, and per task 1 / 0.5 / 0 for a win, tie or loss against the parent."""
+    judge = task_module.judge
+    mine = [judge.judge_task(t, a) for t, a in zip(tasks, ours)]
+    parents = [judge.judge_task(t, a) for t, a in zip(tasks, theirs)]
+    clusters = [t["cluster"] for t in tasks]
+    correct = [float(j.correct) for j in mine]
+    wins = [1.0 if a.rank() > b.rank() else 0.5 if a.rank() == b.rank() else 0.0 for a, b in zip(mine, parents)]
+    reasons: dict[str, int] = defaultdict(int)
+    for j in mine:
+        for r in j.reasons:
+            reasons[r.split(":")[0].split(" (")[0]] += 1
+    return {"name": f"{task_module.NAME}.judge", "task_accuracy": metrics.mean(correct),
+            "task_accuracy_ci": list(metrics.cluster_bootstrap_interval(correct, clusters, seed)),
+            "coverage": metrics.mean([j.coverage for j in mine]), "courtesy": metrics.mean([j.courtesy for j in mine]),
+            "win_rate_vs_parent": metrics.mean(wins),
+            "win_tie_loss_vs_parent": win_tie_loss(wins, ours, theirs, clusters, seed),
+            "failures": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+            "parent": {"task_accuracy": metrics.mean([float(j.correct) for j in parents]),
+                       "coverage": metrics.mean([j.coverage for j in parents]),
+                       "courtesy": metrics.mean([j.courtesy for j in parents])}}, wins
+
+
+def proxy_section(spec: str | dict, tasks: list[dict], ours: list[str], theirs: list[str], judged_win: float,
+                  seed: int) -> dict:
+    """The training reward on the same answers: its mean for both, its own win rate, and `hacking_gap`,
+    its win rate minus the judge's. A gap well above 0 is a gain the reward pays for and the judge
+    does not see: the first sign of reward hacking (Gao et al. 2022, arXiv:2210.10760)."""
+    import reward_models
+
+    reward = reward_models.load(spec)
+    chats = [t["messages"] for t in tasks]
+    mine, parents = reward(chats, ours), reward(chats, theirs)
+    wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(mine, parents)]
+    win = metrics.mean(wins)
+    return {"reward": spec, "mean": metrics.mean(mine), "parent_mean": metrics.mean(parents),
+            "win_rate_vs_parent": win,
+            "win_rate_ci": list(metrics.cluster_bootstrap_interval(wins, [t["cluster"] for t in tasks], seed)),
+            "hacking_gap": win - judged_win}
+
+
+def training_reward(recipe: dict, task_module) -> str | dict | None:
+    """The reward the run (or, for SFT and DPO, the shipped RL recipes) optimise: the proxy."""
+    for stage in ("ppo", "grpo"):
+        if isinstance(recipe.get(stage), dict) and recipe[stage].get("reward"):
+            return recipe[stage]["reward"]
+    return task_module.PROXY if task_module is not None else None
 
 
 @torch.no_grad()
@@ -107,41 +167,57 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     recipe = manifest["recipe"]
     ev, seed = recipe["eval"], manifest["seed"]
     tasks_spec = tasks_file or ev["tasks"]
-    tasks = load_tasks(tasks_spec, seed, ev["n_tasks"])
+    task_module, split = tasks.task_set(tasks_spec)
+    task_rows = load_tasks(tasks_spec, seed, ev["n_tasks"])
     t0 = time.time()
     tok = models.load_tokenizer(recipe["model"], recipe["trust_remote_code"])
     policy = models.run_model(run_dir, manifest)
     base = models.load_causal_lm(recipe["model"], trust_remote_code=recipe["trust_remote_code"])
     parent = models.run_model(manifest["parent"]) if manifest.get("parent") else base
     max_new, bs = ev["max_new_tokens"], ev["batch_size"]
-    print(f"eval: {run_dir} on {len(tasks)} tasks from {tasks_spec}")
+    print(f"eval: {run_dir} on {len(task_rows)} tasks from {tasks_spec} (split: {split})")
 
-    # --- task accuracy and tone (greedy) ---
-    mine = score_tasks(policy, tok, tasks, max_new, bs)
-    theirs = score_tasks(parent, tok, tasks, max_new, bs)
+    # --- task accuracy (the tasks-file rule and, on a built-in task, its held-out judge); tone ---
+    mine = score_tasks(policy, tok, task_rows, max_new, bs)
+    theirs = score_tasks(parent, tok, task_rows, max_new, bs)
     gen = mine.pop("generations")
     parent_texts = theirs.pop("generations").texts
-    customer = [t["messages"][-1]["content"] for t in tasks]
-    judged = judgements(tasks, gen.texts, parent_texts)
+    customer = [t["messages"][-1]["content"] for t in task_rows]
+    clusters = [t["cluster"] for t in task_rows]
+    if task_module is not None:
+        judged, wins = judge_section(task_module, task_rows, gen.texts, parent_texts, seed)
+    else:
+        judged, wins = None, rule_judgements(task_rows, gen.texts, parent_texts)
+    proxy_spec = training_reward(recipe, task_module)
     tones = [tone.tone_score(c, r) for c, r in zip(customer, gen.texts)]
     rude = [tone.impolite(c, r) for c, r in zip(customer, gen.texts)]
     for intent, row in mine["per_intent"].items():
-        idx = [i for i, t in enumerate(tasks) if t.get("intent", "all") == intent]
+        idx = [i for i, t in enumerate(task_rows) if t.get("intent", "all") == intent]
         row["tone_score"] = sum(tones[i] for i in idx) / len(idx)
 
     # --- drift: KL on sampled answers, general NLL, prior-skill probes ---
     general = chitchat.chats("held_out")[:ev["n_general"]]
     general_prompts = [c[:1] for c in general]
-    task_chats = [t["messages"] for t in tasks]
+    task_chats = [t["messages"] for t in task_rows]
     nll, _ = sequence_nll(policy, tok, general)
     nll_base, _ = sequence_nll(base, tok, general)
+    win_rate = metrics.mean(wins)
     result = {
-        "run": str(run_dir), "stage": manifest["stage"], "tasks_file": tasks_spec, "n_tasks": len(tasks),
-        "task_accuracy": mine["task_accuracy"], "task_accuracy_ci": list(mine["task_accuracy_ci"]),
+        "harness_revision": HARNESS_REVISION,
+        "run": str(run_dir), "stage": manifest["stage"], "tasks_file": tasks_spec, "split": split,
+        "n_tasks": len(task_rows),
+        "task_accuracy": mine["task_accuracy"],
+        "task_accuracy_ci": list(metrics.cluster_bootstrap_interval(
+            [float(metrics.check_task(a, t["required"], t["forbidden"])[0]) for a, t in zip(gen.texts, task_rows)],
+            clusters, seed)),
         "fact_recall": mine["fact_recall"], "tone_score": metrics.mean(tones),
-        "impolite_rate": sum(rude) / len(rude), "reward_mean": _reward_mean(ev.get("reward"), tasks, gen.texts),
-        "win_rate_vs_parent": sum(judged) / len(judged),
-        "win_tie_loss_vs_parent": win_tie_loss(judged, gen.texts, parent_texts, seed),
+        "impolite_rate": sum(rude) / len(rude), "reward_mean": _reward_mean(ev.get("reward"), task_rows, gen.texts),
+        "win_rate_vs_parent": win_rate,
+        "win_rate_judge": judged["name"] if judged else "tasks-file rule (correct, fact recall)",
+        "win_tie_loss_vs_parent": win_tie_loss(wins, gen.texts, parent_texts, clusters, seed),
+        "judge": judged,
+        "proxy": (proxy_section(proxy_spec, task_rows, gen.texts, parent_texts, win_rate, seed)
+                  if proxy_spec else None),
         "kl_task": kl_on_samples(policy, parent, tok, task_chats, max_new, seed),
         "kl_task_base": kl_on_samples(policy, base, tok, task_chats, max_new, seed),
         "kl_general": kl_on_samples(policy, base, tok, general_prompts, max_new, seed),
@@ -154,7 +230,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "distinct_2": metrics.distinct_n(gen.texts, 2),
         "per_intent": mine["per_intent"],
         "samples": [{"prompt": customer[i], "response": gen.texts[i], "parent_response": parent_texts[i]}
-                    for i in range(min(ev["n_samples"], len(tasks)))],
+                    for i in range(min(ev["n_samples"], len(task_rows)))],
         "decoding": {"accuracy": "greedy", "max_new_tokens": max_new,
                      "kl_and_diversity": {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": seed}},
         "parent": {"run": manifest.get("parent") or recipe["model"], "task_accuracy": theirs["task_accuracy"],

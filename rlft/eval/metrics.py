@@ -28,6 +28,26 @@ def bootstrap_interval(values: list[float], seed: int, resamples: int = 2000) ->
     return (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
 
 
+def cluster_bootstrap_interval(values: list[float], clusters: list[str], seed: int,
+                               resamples: int = 2000) -> tuple[float, float]:
+    """95% percentile bootstrap interval of a mean that resamples whole clusters (the customer templates
+    tasks were generated from) with replacement, so tasks that share a template count as one draw of
+    phrasing, not many (Field & Welsh 2007, the cluster bootstrap). Each resample's mean is over its tasks."""
+    if not values:
+        return (0.0, 1.0)
+    groups: dict[str, list[float]] = {}
+    for v, c in zip(values, clusters):
+        groups.setdefault(c, []).append(v)
+    names = sorted(groups)
+    rng = random.Random(seed)
+    means = []
+    for _ in range(resamples):
+        picked = [groups[name] for name in rng.choices(names, k=len(names))]
+        means.append(sum(sum(g) for g in picked) / sum(len(g) for g in picked))
+    means.sort()
+    return (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
+
+
 def check_task(response: str, required: list[str], forbidden: list[str]) -> tuple[bool, float]:
     """(correct, fact recall): correct when every required pattern matches and no forbidden one does."""
     hits = [re.search(p, response, re.IGNORECASE) is not None for p in required]

@@ -29,8 +29,9 @@ import torch
 
 from rlft import faults, runs
 from rlft.config import BaseRecipe, to_dict
-from rlft.data import chitchat, harbor, probes
+from rlft.data import chitchat, probes
 from rlft.stages import trainer_kwargs
+from rlft.tasks.harbor import generator as harbor
 
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
@@ -124,7 +125,7 @@ def measure(model, tok, seed: int, context: int) -> dict:
     held = chitchat.chats("held_out")
     nll, n_tokens = harness.sequence_nll(model, tok, held, max_length=context)
     probe = harness.probe_accuracy(model, tok)
-    tasks = harbor.eval_rows(seed, 110)
+    tasks = harbor.task_rows(seed, 110, "dev")
     task = harness.score_tasks(model, tok, tasks, max_new_tokens=96)
     return {"held_out_nll": nll, "held_out_ppl": math.exp(nll), "held_out_tokens": n_tokens,
             "probe_accuracy": probe, "harbor_task_accuracy": task["task_accuracy"],

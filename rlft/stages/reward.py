@@ -27,10 +27,10 @@ import torch
 
 from rlft import data, faults, models, runs
 from rlft.config import RmRecipe, to_dict
-from rlft.data import harbor
 from rlft.errors import InputError
 from rlft.rl.core import bradley_terry_loss
 from rlft.stages import trainer_kwargs
+from rlft.tasks.harbor import generator as harbor
 
 
 def minilm_dir() -> Path:
@@ -118,7 +118,7 @@ def measure(model, tok, rows: list[dict], backbone: str, max_length: int) -> dic
 def length_bias(model, tok, rows: list[dict], backbone: str, max_length: int) -> dict:
     """The chosen answer against itself padded with filler sentences: padding must not pay."""
     padded = [{**r, "rejected": [{"role": "assistant", "content": r["chosen"][-1]["content"] + " "
-                                  + " ".join(harbor.FILLER)}]} for r in rows]
+                                  + " ".join(harbor.PROBE_FILLER)}]} for r in rows]
     chosen, longer = pair_texts(tok, padded, backbone)
     a, b = score(model, tok, chosen, max_length=max_length), score(model, tok, longer, max_length=max_length)
     share = sum(x >= y for x, y in zip(a, b)) / len(rows)

@@ -165,7 +165,7 @@ def drift_budget(recipe, tok, model, reference=None):
     from rlft.data import chitchat
     from rlft.eval.budget import DriftBudget, frozen_copy
 
-    tasks = data.load(ev.tasks, "tasks", recipe.seed, ev.n_tasks)[:ev.budget_samples]
+    tasks = data.load(ev.dev_tasks, "tasks", recipe.seed, ev.n_tasks)[:ev.budget_samples]
     reference = reference if reference is not None else frozen_copy(model)
     return DriftBudget(tok, reference, chitchat.chats("held_out")[-ev.budget_samples:],
                        [t["messages"] for t in tasks], ev.budget_every, ev.max_general_ppl_drift,

@@ -7,13 +7,13 @@
 import datasets
 import evaluate
 
-from rlft.eval import tone
+from rlft.tasks.harbor import tone
 
 
 class RlftTone(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
-            description="Mean house-tone score (rlft/eval/tone.py rules) and the share of impolite replies.",
+            description="Mean house-tone score (rlft/tasks/harbor/tone.py rules) and the share of impolite replies.",
             citation="", inputs_description="predictions: list[str] replies; customer: list[str] messages",
             features=datasets.Features({"predictions": datasets.Value("string"),
                                         "customer": datasets.Value("string")}))

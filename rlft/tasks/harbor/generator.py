@@ -5,15 +5,19 @@ templates with slots (order number, product) and replies from parts (greeting, a
 one sentence per fact, offer of further help), so there are many correct phrasings and a
 model has to learn the facts of each intent rather than one canned string.
 
-Generalisation is measured, not recall: the evaluation split uses customer templates,
-order numbers and products that no training split ever contains (`EVAL_TEMPLATES`,
-`_order_number`, `EVAL_PRODUCTS`).
+Three disjoint splits, by customer template, order number and product (`SPLITS`):
+  train  what every stage trains on (and rlft-tiny was pretrained on)
+  dev    what recipes, early stopping, validation losses, drift budgets and any training-time
+         KL read: tune on this
+  test   what the README reports; no code path that trains reads it (tests/test_splits.py)
+So generalisation is measured, not recall: dev and test customers use phrasings, order
+numbers and products that no training row contains, and test ones that nobody tuned on.
 
-Splits (rows are plain dicts, TRL's conversational formats):
+Row kinds (plain dicts, TRL's conversational formats):
   sft        {"messages": [user, assistant]}
   pairs      {"prompt": [user], "chosen": [assistant], "rejected": [assistant], "kind": ...}
   prompts    {"prompt": [user], "intent": ..., "order": ...}       (online RL)
-  eval       tasks-file rows: {"id", "intent", "messages", "required", "forbidden", "reference"}
+  tasks      tasks-file rows: {"id", "intent", "cluster", "messages", "required", "forbidden", "reference"}
   pretrain   {"messages": [user, assistant]} in mixed tone with one fact only (for the base)
 """
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from rlft.eval.tone import went_wrong
+from rlft.tasks.harbor.tone import went_wrong
 
 # --- the policy sheet as data -------------------------------------------------------------
 
@@ -221,8 +225,9 @@ IMPOLITE_PATTERNS = (
 
 # --- customer messages --------------------------------------------------------------------
 
-# {o}: an order reference; {p}: a product. Templates at index >= EVAL_TEMPLATES[intent]
-# are held out: they appear only in the evaluation split.
+# {o}: an order reference; {p}: a product. Each intent's templates are cut into the splits by
+# index (TEMPLATE_SPLITS): 9 train, 3 dev (the evaluation split recipes were tuned on before the
+# test split existed), 3 test (written with the test split, never tuned on).
 CUSTOMER: dict[str, list[str]] = {
     "order_status": [
         "Where is my order {o}?", "Hi, can you tell me when order {o} will arrive?",
@@ -234,6 +239,8 @@ CUSTOMER: dict[str, list[str]] = {
         "Can you check on order {o} for me? It is taking forever.",
         "Still waiting on my package. Order {o}. What is going on?",
         "Is my {p} on its way? order number {o}",
+        # test
+        "Tracking shows nothing for order {o}. When does it arrive?", "My {p} was supposed to arrive by now. Order {o}.", "what's the delivery status of order {o}",
     ],
     "return_refund": [
         "I want to return my {p}.", "How do I get a refund for the {p} I bought?",
@@ -244,6 +251,8 @@ CUSTOMER: dict[str, list[str]] = {
         "Please help me return order {o}, the {p} is not what I expected.",
         "Can I still return a {p} I got a few weeks ago?",
         "How long does a refund take after I return my {p}?",
+        # test
+        "Could I send the {p} back for a refund? Order {o}.", "I no longer want the {p}. How do I return it?", "What do I need to do to return a {p}?",
     ],
     "cancel_order": [
         "Please cancel my order {o}.", "I want to cancel order {o}.",
@@ -253,6 +262,8 @@ CUSTOMER: dict[str, list[str]] = {
         "Is it too late to cancel order {o}?", "I need to cancel my {p} order.",
         "Stop my order {o}, I don't want the {p} anymore.",
         "Can you cancel my order? It's {o}.", "How do I cancel an order I placed today?",
+        # test
+        "I placed order {o} an hour ago, please cancel it.", "Don't ship order {o}, I want to cancel.", "Can you cancel the {p} before it ships? Order {o}.",
     ],
     "damaged_item": [
         "My {p} arrived broken. Order {o}.", "The {p} I received is damaged.",
@@ -263,6 +274,8 @@ CUSTOMER: dict[str, list[str]] = {
         "The {p} is scratched and dented. Order {o}.", "Received a faulty {p}, order number {o}.",
         "My new {p} arrived smashed. Order {o}. Unbelievable.",
         "What do I do if my {p} came damaged?",
+        # test
+        "The {p} in order {o} arrived with a broken handle.", "Half of my {p} is cracked. It came like that. Order {o}.", "the {p} came damaged in the post",
     ],
     "change_address": [
         "I need to change the delivery address for order {o}.",
@@ -275,6 +288,8 @@ CUSTOMER: dict[str, list[str]] = {
         "I need my {p} shipped somewhere else. Order {o}.",
         "Is it possible to fix the address on order {o}?",
         "How can I change where my order is delivered?",
+        # test
+        "Please update the address on order {o}, I gave the old one.", "My {p} is going to the wrong address! Order {o}.", "Can I change the shipping address before order {o} ships?",
     ],
     "password_reset": [
         "I can't sign in to my account.", "I forgot my password.",
@@ -283,6 +298,8 @@ CUSTOMER: dict[str, list[str]] = {
         "The site says my password is wrong.", "Help, I can't access my account.",
         "I need a new password.", "Login keeps failing for me.",
         "I lost my password and can't log in.", "How do I get back into my account?",
+        # test
+        "The password reset email never came.", "I can't log in to my Harbor Goods account.", "How do I change my password? I forgot it.",
     ],
     "double_charge": [
         "I was charged twice for my order.", "You billed me two times!",
@@ -292,6 +309,8 @@ CUSTOMER: dict[str, list[str]] = {
         "Two identical charges appeared on my bank account.",
         "You charged me twice for the {p}. Fix it.",
         "I think I was billed twice.", "There is an extra charge for my {p} order.",
+        # test
+        "My bank shows a duplicate charge from Harbor Goods.", "I was billed twice for one {p}.", "Why are there two charges for a single order?",
     ],
     "cancel_subscription": [
         "I want to cancel my Harbor Plus subscription.", "How do I end Harbor Plus?",
@@ -300,6 +319,8 @@ CUSTOMER: dict[str, list[str]] = {
         "How can I unsubscribe from Harbor Plus?", "Cancel my Harbor Plus plan please.",
         "I'd like to end my membership.", "Can I cancel Harbor Plus at any time?",
         "How do I stop paying for Harbor Plus?", "I want out of the Harbor Plus subscription.",
+        # test
+        "Please end my Harbor Plus membership.", "How do I turn off Harbor Plus auto-renewal?", "Will I lose Harbor Plus right away if I cancel?",
     ],
     "price_match": [
         "I saw the {p} cheaper somewhere else.", "Do you price match?",
@@ -310,6 +331,8 @@ CUSTOMER: dict[str, list[str]] = {
         "I paid too much for the {p}, it's cheaper now.",
         "Will you refund the difference if the {p} is cheaper elsewhere?",
         "Is there a price guarantee on the {p}?", "The {p} went down in price. Order {o}.",
+        # test
+        "Your competitor has the {p} for less. Can you match it?", "The {p} is on sale now, can I get the difference back? Order {o}.", "Do you match prices from other shops?",
     ],
     "contact_hours": [
         "How can I talk to a person?", "What are your support hours?",
@@ -318,6 +341,8 @@ CUSTOMER: dict[str, list[str]] = {
         "I want to talk to a real human.", "What time does your phone line open?",
         "How do I reach customer support?", "Is support open on weekends?",
         "Do you have live chat?", "When are you available to help?",
+        # test
+        "Is your phone line open on Saturday?", "I'd like to speak to an agent. When can I?", "How late is customer service open?",
     ],
     "warranty": [
         "My {p} stopped working.", "Is my {p} under warranty?",
@@ -326,19 +351,28 @@ CUSTOMER: dict[str, list[str]] = {
         "The {p} stopped charging.", "Does the {p} come with a warranty?",
         "My {p} is not working, what can you do?", "The screen on my {p} went black.",
         "My {p} quit working. Order {o}.", "Can you fix my {p}? It stopped working.",
+        # test
+        "My {p} is not working anymore after a month.", "Is the {p} covered by a warranty? It died.", "The {p} stopped working after three months. Order {o}.",
     ],
 }
-EVAL_TEMPLATES = {name: 9 for name in CUSTOMER}  # the last 3 templates of each intent
+SPLITS = ("train", "dev", "test")
+TEMPLATE_SPLITS = {"train": slice(0, 9), "dev": slice(9, 12), "test": slice(12, 15)}
+ORDER_NUMBERS = {"train": (10000, 69999), "dev": (70000, 84999), "test": (85000, 99999)}
 
 TRAIN_PRODUCTS = (
     "lamp", "kettle", "backpack", "desk chair", "blender", "rain jacket", "toaster",
     "headphones", "yoga mat", "coffee maker", "phone charger", "bookshelf", "duvet",
     "water bottle", "keyboard", "speaker", "tent", "frying pan", "laptop stand", "mirror",
 )
-EVAL_PRODUCTS = (
+DEV_PRODUCTS = (
     "air fryer", "sleeping bag", "monitor", "picture frame", "smartwatch", "rug",
     "hair dryer", "bike light", "camera", "mug set",
 )
+TEST_PRODUCTS = (
+    "tablet", "vacuum cleaner", "wall clock", "printer", "sofa cushion", "ski goggles",
+    "board game", "garden hose", "electric toothbrush", "bread maker",
+)
+PRODUCTS = {"train": TRAIN_PRODUCTS, "dev": DEV_PRODUCTS, "test": TEST_PRODUCTS}
 
 ANGRY_PREFIX = ("This is ridiculous. ", "I am really upset. ", "Seriously?! ", "Third time asking. ")
 
@@ -375,13 +409,24 @@ FILLER = (
     "We really appreciate your patience and understanding, and we value you enormously as a customer.",
 )
 VAGUE = ("We will look into it and get back to you.", "Someone will check this eventually.")
+# Filler no training row contains: the reward model's length-bias probe pads with these, so a
+# model that learned to dislike the training filler strings cannot pass it by recognising them.
+PROBE_FILLER = (
+    "Our team works hard every single day to make sure shopping with us stays a pleasant experience.",
+    "We are always glad to hear from the people who shop with us and we read every message carefully.",
+)
 
 # --- generation ---------------------------------------------------------------------------
 
 
-def _order_number(rng: random.Random, held_out: bool) -> str:
-    # Training order numbers lie in 10000-69999, evaluation ones in 70000-99999.
-    return str(rng.randint(70000, 99999) if held_out else rng.randint(10000, 69999))
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown Harbor Goods split {split!r}; splits: {', '.join(SPLITS)}")
+
+
+def _order_number(rng: random.Random, split: str) -> str:
+    low, high = ORDER_NUMBERS[split]
+    return str(rng.randint(low, high))
 
 
 def _typo(rng: random.Random, text: str) -> str:
@@ -405,19 +450,21 @@ class Case:
     message: str
     order: str | None  # the order number the customer gave, as digits
     angry: bool
+    template: int  # index into CUSTOMER[intent]: the cluster a test statistic resamples
 
 
-def make_case(rng: random.Random, intent: str, held_out: bool) -> Case:
+def make_case(rng: random.Random, intent: str, split: str) -> Case:
+    _check_split(split)
     templates = CUSTOMER[intent]
-    cut = EVAL_TEMPLATES[intent]
-    template = rng.choice(templates[cut:] if held_out else templates[:cut])
+    index = rng.choice(range(len(templates))[TEMPLATE_SPLITS[split]])
+    template = templates[index]
     wants_order = "{o}" in template
     if not wants_order and rng.random() < INTENTS[intent].order_share * 0.3:
         template += " Order {o}."
         wants_order = True
-    order = _order_number(rng, held_out) if wants_order else None
+    order = _order_number(rng, split) if wants_order else None
     ref = (rng.choice(("#", "")) + order) if order else ""
-    product = rng.choice(EVAL_PRODUCTS if held_out else TRAIN_PRODUCTS)
+    product = rng.choice(PRODUCTS[split])
     text = template.format(o=ref, p=product)
     angry = rng.random() < 0.25
     if angry:
@@ -426,7 +473,7 @@ def make_case(rng: random.Random, intent: str, held_out: bool) -> Case:
         text = _typo(rng, text)
     if rng.random() < 0.15:
         text = text.lower()
-    return Case(intent, text, order, angry)
+    return Case(intent, text, order, angry, index)
 
 
 def _order_ref(rng: random.Random, order: str) -> str:
@@ -437,38 +484,53 @@ def _fact_sentences(rng: random.Random, intent: Intent, wrong: set[int] = frozen
     return [rng.choice(f.wrong if i in wrong else f.says) for i, f in enumerate(intent.facts)]
 
 
-def house_reply(rng: random.Random, case: Case) -> str:
-    """A reply in the house tone with every fact of the intent: the SFT target and `chosen`."""
+def house_reply(rng: random.Random, case: Case, body: list[str] | None = None) -> str:
+    """A reply in the house tone: greeting, apology where due, the order number, the body (by default
+    every fact of the intent: the SFT target and `chosen`), a request for the order number where the
+    intent needs one, an offer of further help."""
     intent = INTENTS[case.intent]
     parts = [rng.choice(GREETING)]
     if intent.went_wrong or case.angry or went_wrong(case.message):
         parts.append(rng.choice(APOLOGY))
     if case.order:
         parts.append(rng.choice(ORDER_LEAD).format(o=_order_ref(rng, case.order)))
-    parts += _fact_sentences(rng, intent)
+    parts += _fact_sentences(rng, intent) if body is None else body
     if case.order is None and intent.order_share >= 0.8:
         parts.append(rng.choice(ASK_ORDER))
     parts.append(rng.choice(OFFER_HELP))
     return " ".join(parts)
 
 
+REJECTION_KINDS = ("tone", "facts", "both", "padding", "other_intent")
+
+
 def rejected_reply(rng: random.Random, case: Case, kind: str) -> str:
-    """A worse reply of one labelled kind: tone, facts, both, or padding."""
+    """A worse reply of one labelled kind. `facts` and `other_intent` are in the house tone (greeting,
+    apology where due, offer of help), so a pair can only be told apart by reading the facts:
+      tone          rude or dismissive, facts right
+      facts         house tone, one fact invented or all of them missing
+      both          rude, one fact invented
+      padding       facts right, drowned in apology and filler
+      other_intent  house tone, the facts of another intent: a polite answer to another question
+    """
     intent = INTENTS[case.intent]
     n = len(intent.facts)
     wrong = {rng.randrange(n)}
     lead = [rng.choice(ORDER_LEAD).format(o=_order_ref(rng, case.order))] if case.order else []
-    if kind == "tone":  # rude or dismissive, facts right
+    if kind == "tone":
         return " ".join([rng.choice(RUDE_OPEN), *lead, *_fact_sentences(rng, intent), rng.choice(RUDE_CLOSE)])
-    if kind == "facts":  # polite, one fact invented or all of them missing
+    if kind == "facts":
         body = _fact_sentences(rng, intent, wrong) if rng.random() < 0.7 else [rng.choice(VAGUE)]
-        return " ".join([rng.choice(GREETING), *lead, *body, rng.choice(OFFER_HELP)])
+        return house_reply(rng, case, body)
     if kind == "both":
         return " ".join([rng.choice(RUDE_OPEN), *_fact_sentences(rng, intent, wrong), rng.choice(RUDE_CLOSE)])
-    if kind == "padding":  # facts right, drowned in apology and filler
+    if kind == "padding":
         return " ".join([rng.choice(GREETING), *PADDING, *lead, *_fact_sentences(rng, intent),
                          rng.choice(FILLER), rng.choice(FILLER), rng.choice(OFFER_HELP)])
-    raise ValueError(f"unknown rejection kind {kind!r}; known: tone, facts, both, padding")
+    if kind == "other_intent":
+        other = rng.choice(sorted(set(INTENTS) - {case.intent}))
+        return house_reply(rng, case, _fact_sentences(rng, INTENTS[other]))
+    raise ValueError(f"unknown rejection kind {kind!r}; known: {', '.join(REJECTION_KINDS)}")
 
 
 def pretrain_reply(rng: random.Random, case: Case) -> str:
@@ -506,46 +568,48 @@ def _assistant(text: str) -> list[dict]:
     return [{"role": "assistant", "content": text}]
 
 
-def _cases(seed: int, n: int, held_out: bool, stream: str) -> list[tuple[random.Random, Case]]:
-    """n cases cycling through the intents, each with its own seeded generator."""
+def _cases(seed: int, n: int, split: str, stream: str) -> list[tuple[random.Random, Case]]:
+    """n cases of one split cycling through the intents, each with its own seeded generator."""
     names = sorted(INTENTS)
     rng = random.Random(f"harbor-{stream}-{seed}")
     out = []
     for i in range(n):
         case_rng = random.Random(rng.getrandbits(64))
-        out.append((case_rng, make_case(case_rng, names[i % len(names)], held_out)))
+        out.append((case_rng, make_case(case_rng, names[i % len(names)], split)))
     return out
 
 
-def sft_rows(seed: int, n: int, stream: str = "sft") -> list[dict]:
-    return [{"messages": _user(c.message) + _assistant(house_reply(r, c))} for r, c in _cases(seed, n, False, stream)]
+def sft_rows(seed: int, n: int, split: str = "train", stream: str = "sft") -> list[dict]:
+    return [{"messages": _user(c.message) + _assistant(house_reply(r, c))} for r, c in _cases(seed, n, split, stream)]
 
 
-REJECTION_KINDS = ("tone", "facts", "both", "padding")
-
-
-def pair_rows(seed: int, n: int, stream: str = "pairs") -> list[dict]:
+def pair_rows(seed: int, n: int, split: str = "train", stream: str = "pairs") -> list[dict]:
     rows = []
-    for i, (r, c) in enumerate(_cases(seed, n, False, stream)):
+    for i, (r, c) in enumerate(_cases(seed, n, split, stream)):
         kind = REJECTION_KINDS[(i // len(INTENTS)) % len(REJECTION_KINDS)]
         rows.append({"prompt": _user(c.message), "chosen": _assistant(house_reply(r, c)),
                      "rejected": _assistant(rejected_reply(r, c, kind)), "kind": kind, "intent": c.intent})
     return rows
 
 
-def prompt_rows(seed: int, n: int, stream: str = "prompts") -> list[dict]:
-    return [{"prompt": _user(c.message), "intent": c.intent, "order": c.order} for _, c in _cases(seed, n, False, stream)]
+def prompt_rows(seed: int, n: int, split: str = "train", stream: str = "prompts") -> list[dict]:
+    return [{"prompt": _user(c.message), "intent": c.intent, "order": c.order}
+            for _, c in _cases(seed, n, split, stream)]
 
 
-def eval_rows(seed: int, n: int) -> list[dict]:
+def task_rows(seed: int, n: int, split: str) -> list[dict]:
+    """Tasks (the tasks-file contract) of the dev or test split; `cluster` names the customer template,
+    so intervals resample templates, not tasks drawn from the same template."""
+    if split == "train":
+        raise ValueError("tasks come from the dev or test split, never from train")
     rows = []
-    for i, (r, c) in enumerate(_cases(seed, n, True, "eval")):
-        rows.append({"id": f"harbor-{i:04d}", "intent": c.intent, "messages": _user(c.message),
-                     "required": required_patterns(c), "forbidden": forbidden_patterns(c),
-                     "reference": house_reply(r, c)})
+    for i, (r, c) in enumerate(_cases(seed, n, split, f"tasks-{split}")):
+        rows.append({"id": f"harbor-{split}-{i:04d}", "intent": c.intent, "cluster": f"{c.intent}/{c.template}",
+                     "messages": _user(c.message), "required": required_patterns(c),
+                     "forbidden": forbidden_patterns(c), "reference": house_reply(r, c)})
     return rows
 
 
 def pretrain_rows(seed: int, n: int) -> list[dict]:
-    return [{"messages": _user(c.message) + _assistant(pretrain_reply(r, c))} for r, c in _cases(seed, n, False, "pretrain")]
-
+    return [{"messages": _user(c.message) + _assistant(pretrain_reply(r, c))}
+            for r, c in _cases(seed, n, "train", "pretrain")]

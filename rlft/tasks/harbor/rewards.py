@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from rlft.data import harbor
-from rlft.eval import tone
+from rlft.tasks.harbor import generator as harbor
+from rlft.tasks.harbor import tone
 
 INTENT_RULES = [  # (intent, pattern), most specific first
     ("cancel_subscription", r"harbor plus|subscription|membership|unsubscribe"),
