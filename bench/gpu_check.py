@@ -56,8 +56,8 @@ def matmul_tflops(n: int = 8192, reps: int = 10) -> float:
 def build(folder: Path, arch: dict) -> int:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from rlft.tasks.harbor import generator as harbor
     from rlft.stages.base import train_tokenizer
+    from rlft.tasks.harbor import generator as harbor
 
     chats = [r["messages"] for r in harbor.sft_rows(0, 3000)]
     tok = train_tokenizer(chats, 8000)

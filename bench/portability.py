@@ -33,8 +33,8 @@ def train(folder: Path) -> None:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     from rlft import cli
-    from rlft.tasks.harbor import generator as harbor
     from rlft.stages.base import train_tokenizer
+    from rlft.tasks.harbor import generator as harbor
 
     base = folder / "base"
     tok = train_tokenizer([r["messages"] for r in harbor.sft_rows(0, 500)], 1000)

@@ -1,6 +1,7 @@
 """`rlft <stage> --recipe FILE [--set key=value]... [--output-dir DIR] [--force] [--resume]`.
 
-Also `rlft eval --run DIR`, `rlft compare RUN... --out DIR` and `rlft data export NAME --out DIR`.
+Also `rlft eval --run DIR`, `rlft verdict --run DIR`, `rlft compare RUN... --out DIR` and
+`rlft data export NAME --out DIR`.
 Bad input of any kind ends with one paragraph on stderr and exit code 2.
 """
 
@@ -64,7 +65,25 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True)
     t = sub.add_parser("table", help="print the results table of finished runs")
     t.add_argument("runs", nargs="+")
+    v = sub.add_parser("verdict", help="ship or not against the parent, from eval.json (exit 0 ship, 1 not, 2 bad input)")
+    v.add_argument("--run", required=True)
+    v.add_argument("--out", help="also write the verdict as JSON here")
+    v.add_argument("--max-ppl-drift", type=float, help="budget on perplexity drift against the parent "
+                   "(default: the recipe's eval.max_general_ppl_drift, else 0.10)")
+    v.add_argument("--max-kl", type=float, help="budget on KL to the parent (default: the recipe's eval.max_kl_task)")
     return p
+
+
+def verdict_main(run: Path, out: str | None = None, max_ppl_drift: float | None = None,
+                 max_kl: float | None = None) -> int:
+    from rlft import runs
+    from rlft.eval import verdict
+
+    result = verdict.verdict(run, max_ppl_drift, max_kl)
+    print(verdict.screen(result))
+    if out and runs.is_main_process():
+        runs.atomic_write_json(Path(out), result)
+    return 0 if result["ship"] else 1
 
 
 def stage_main(args) -> int:
@@ -114,7 +133,9 @@ def stage_main(args) -> int:
     manifest = stage.run(recipe, out, recipe_path=args.recipe, force=args.force, resume=args.resume)
     if args.command == "base" and args.export and runs.is_main_process():
         stage.export(out, Path(args.export))
-    if manifest is not None and recipe.eval.enabled and args.command in POLICY_STAGES and runs.is_main_process():
+    # a finished run whose evaluation was killed is evaluated now: rerunning the command finishes the job
+    unevaluated = manifest is not None or ((out / "manifest.json").is_file() and not (out / "eval.json").is_file())
+    if unevaluated and recipe.eval.enabled and args.command in POLICY_STAGES and runs.is_main_process():
         from rlft.eval import harness
 
         harness.evaluate_run(out)
@@ -123,6 +144,8 @@ def stage_main(args) -> int:
 
         shown = [Path(recipe.parent), out] if recipe.parent and (Path(recipe.parent) / "eval.json").is_file() else [out]
         print(report.stage_table(shown))
+    if recipe.eval.gate and args.command in POLICY_STAGES and runs.is_main_process():
+        return verdict_main(out)  # the run stays on disk either way; the exit code says ship or not
     return 0
 
 
@@ -145,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             print((Path(args.out) / "report.md").read_text())
             print(f"wrote {args.out}/report.md, report.json and {len(result['plots'])} plots")
             return 0
+        if args.command == "verdict":
+            return verdict_main(Path(args.run), args.out, args.max_ppl_drift, args.max_kl)
         if args.command == "table":
             from rlft.eval import report
 

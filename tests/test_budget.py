@@ -35,7 +35,7 @@ def test_generous_budget_only_measures(tiny_model_dir, tmp_path):
     manifest = json.loads((tmp_path / "sft" / "manifest.json").read_text())
     assert manifest["budget"]["tripped"] is None and manifest["metrics"]["steps"] == 8
     assert [h["step"] for h in manifest["budget"]["history"]] == [2, 4, 6, 8]
-    assert all(h["kl_task"] > 0 for h in manifest["budget"]["history"])
+    assert all(h["kl_ref_greedy"] > 0 for h in manifest["budget"]["history"])
     assert list((tmp_path / "sft" / "logs" / "budget").glob("events.out.tfevents.*"))  # in TensorBoard too
 
 

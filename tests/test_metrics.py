@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from rlft.eval import metrics
-from rlft.tasks.harbor import tone
 from rlft.rl.core import exact_kl
+from rlft.tasks.harbor import tone
 
 
 def test_wilson_interval_hand_computed():

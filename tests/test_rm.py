@@ -32,9 +32,11 @@ def test_policy_backbone_trains_and_is_measured(tiny_model_dir, tmp_path):
     assert _rm("recipes/customer_support/rm.yaml", tmp_path / "rm", f"model={tiny_model_dir}",
                "train.learning_rate=0.01") == 0
     ev = json.loads((tmp_path / "rm" / "eval.json").read_text())
-    assert ev["pair_accuracy_by_kind"] and set(ev["pair_accuracy_by_kind"]) <= {"tone", "facts", "both", "padding"}
+    assert ev["pair_accuracy_by_kind"] and set(ev["pair_accuracy_by_kind"]) <= {"tone", "facts", "both", "padding",
+                                                                                "other_intent"}
     for key in ("pair_accuracy", "margin_mean", "length_bias_pass", "train_val_gap", "bt_loss"):
         assert key in ev
+    assert 0 <= ev["intent_probe_right_above_other"] <= 1
     trained = load_file(str(tmp_path / "rm" / "model" / "model.safetensors"))
     base = load_file(str(tiny_model_dir / "model.safetensors"))
     changed = [k for k in base if k in trained and not torch.equal(base[k], trained[k])]

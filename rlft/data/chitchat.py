@@ -4,7 +4,9 @@ Conversations become chats: the first speaker is the user, the other the assista
 speaker's consecutive messages are joined into one turn. The split into a pretraining part
 and a held-out part is by conversation and depends only on the conversation id, so it never
 changes with a seed: no stage trains on the held-out part, and evaluation measures
-general-language drift on it.
+general-language drift on it. Short turns ("hi", "how are you?") recur across conversations,
+so a held-out conversation with any turn that appears verbatim (ignoring case and spaces) in the
+training part is dropped: drift and KL are measured on text no stage has seen.
 """
 
 from __future__ import annotations
@@ -39,12 +41,25 @@ def _load() -> tuple[tuple[str, tuple[tuple[str, str], ...]], ...]:
     return tuple(convs)
 
 
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+@lru_cache(maxsize=2)
+def _part(part: str) -> tuple[tuple[tuple[str, str], ...], ...]:
+    train = tuple(turns for cid, turns in _load() if not _held_out(cid))
+    if part == "train":
+        return train
+    seen = {_norm(text) for turns in train for _, text in turns}
+    return tuple(turns for cid, turns in _load()
+                 if _held_out(cid) and not any(_norm(text) in seen for _, text in turns))
+
+
 def chats(part: str) -> list[list[dict]]:
     """Conversations of one part, `train` or `held_out`, as lists of chat messages."""
     if part not in ("train", "held_out"):
         raise ValueError(f"chitchat part must be 'train' or 'held_out', not {part!r}")
-    want = part == "held_out"
-    return [[{"role": r, "content": t} for r, t in turns] for cid, turns in _load() if _held_out(cid) == want]
+    return [[{"role": r, "content": t} for r, t in turns] for turns in _part(part)]
 
 
 def general_prompts(n: int) -> list[list[dict]]:

@@ -3,7 +3,8 @@
 Writes report.md (one row per run, every eval metric, deltas to its parent and to the
 base), report.json, and PNG plots: task accuracy against drift with the non-dominated
 front drawn, tone against KL to the base, each run's training loss, and, for PPO and GRPO
-runs, their training reward.
+runs, their training reward. Runs of one method over several seeds (folders of the same name,
+runs/x/seed1/sft, runs/x/seed2/sft) are also summarised together: mean, min and max per figure.
 """
 
 from __future__ import annotations
@@ -46,6 +47,30 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
+METHOD_METRICS = ("judge_task_accuracy", "judge_delta_vs_parent", "win_rate_vs_parent", "tie_share",
+                  "proxy_win_rate", "hacking_gap", "task_accuracy", "tone_score", "kl_task", "kl_task_base",
+                  "general_ppl_drift", "wall_seconds")
+
+
+def methods(table: list[dict]) -> dict:
+    """Runs of one method over several seeds, told apart by their folder's name (runs/x/seed1/sft and
+    runs/x/seed2/sft are two seeds of `sft`): per figure the mean, min and max over the seeds, and
+    every seed's value, so a reader sees the spread a single run hides."""
+    groups: dict[str, list[dict]] = {}
+    for entry in table:
+        groups.setdefault(Path(entry["run"]).name, []).append(entry)
+    out = {}
+    for name, entries in groups.items():
+        figures = {}
+        for key in METHOD_METRICS:
+            values = [e[key] for e in entries if e.get(key) is not None]
+            if values:
+                figures[key] = {"mean": sum(values) / len(values), "min": min(values), "max": max(values),
+                                "values": values}
+        out[name] = {"n_seeds": len(entries), "runs": [e["run"] for e in entries], "figures": figures}
+    return out
+
+
 def _fmt(v) -> str:
     if v is None:
         return "–"
@@ -64,6 +89,12 @@ def report(run_dirs: list[Path], out: Path) -> dict:
         entry["delta_task_accuracy_vs_parent"] = (ev["task_accuracy"] - ev["parent"]["task_accuracy"]
                                                   if ev.get("parent") else None)
         entry["delta_tone_vs_parent"] = (ev["tone_score"] - ev["parent"]["tone_score"] if ev.get("parent") else None)
+        wtl = (ev.get("judge") or {}).get("win_tie_loss_vs_parent") or ev.get("win_tie_loss_vs_parent") or {}
+        entry["wins_ties_losses"] = [wtl.get("wins"), wtl.get("ties"), wtl.get("losses")] if wtl else None
+        entry["tie_share"] = wtl.get("tie_share")
+        judged = ev.get("judge") or {}
+        entry["judge_delta_vs_parent"] = (judged["task_accuracy"] - judged["parent"]["task_accuracy"]
+                                          if judged else None)  # paired: the same tasks, both answered
         if parent is not None:
             entry["delta_probes_vs_parent"] = (ev["probes"] - parent["eval"]["probes"]
                                                if ev["probes"] is not None and parent["eval"]["probes"] is not None else None)
@@ -77,13 +108,38 @@ def report(run_dirs: list[Path], out: Path) -> dict:
         print(f"warning: {warning}")
     out.mkdir(parents=True, exist_ok=True)
     plots = _plots(rows, out)
-    result = {"runs": table, "plots": plots, "evaluated_on": [list(e) for e in evaluated], "warning": warning}
+    result = {"runs": table, "methods": methods(table), "plots": plots,
+              "evaluated_on": [list(e) for e in evaluated], "warning": warning}
     runs.atomic_write_json(out / "report.json", result)
-    runs.atomic_write_text(out / "report.md", _markdown(table, plots, warning))
+    runs.atomic_write_text(out / "report.md", _markdown(table, plots, warning, result["methods"]))
     return result
 
 
-def _markdown(table: list[dict], plots: list[str], warning: str | None = None) -> str:
+def spread(figure: dict | None) -> str:
+    """`mean [min, max]` of one figure over seeds (`mean` alone for one seed)."""
+    if not figure:
+        return "–"
+    if len(figure["values"]) == 1:
+        return f"{figure['mean']:.3f}"
+    return f"{figure['mean']:.3f} [{figure['min']:.3f}, {figure['max']:.3f}]"
+
+
+METHOD_COLUMNS = (("judge_task_accuracy", "judged accuracy"), ("judge_delta_vs_parent", "vs parent (paired)"),
+                  ("win_rate_vs_parent", "win rate vs parent"), ("tie_share", "ties"),
+                  ("proxy_win_rate", "proxy win rate"), ("hacking_gap", "proxy - judge"),
+                  ("tone_score", "tone"), ("kl_task", "KL parent"), ("general_ppl_drift", "ppl drift vs base"))
+
+
+def methods_markdown(methods_: dict) -> list[str]:
+    lines = ["| method | seeds | " + " | ".join(label for _, label in METHOD_COLUMNS) + " |",
+             "|" + "---|" * (len(METHOD_COLUMNS) + 2)]
+    for name, m in methods_.items():
+        lines.append(f"| {name} | {m['n_seeds']} | "
+                     + " | ".join(spread(m["figures"].get(k)) for k, _ in METHOD_COLUMNS) + " |")
+    return lines
+
+
+def _markdown(table: list[dict], plots: list[str], warning: str | None = None, methods_: dict | None = None) -> str:
     cols = ["run", "judge_task_accuracy", "proxy_win_rate", "hacking_gap", "task_accuracy", "task_accuracy_ci", "fact_recall", "tone_score", "impolite_rate",
             "win_rate_vs_parent", "kl_task", "kl_task_base", "kl_general", "general_ppl_drift", "probes",
             "mean_response_tokens", "distinct_2", "delta_task_accuracy_vs_parent", "delta_tone_vs_parent"]
@@ -94,6 +150,8 @@ def _markdown(table: list[dict], plots: list[str], warning: str | None = None) -
             v = e.get(c)
             cells.append(f"[{v[0]:.2f}, {v[1]:.2f}]" if c == "task_accuracy_ci" and v else _fmt(v))
         lines.append("| " + " | ".join(cells) + " |")
+    if methods_ and any(m["n_seeds"] > 1 for m in methods_.values()):
+        lines += ["", "## Methods over seeds (mean [min, max])", "", *methods_markdown(methods_)]
     lines += ["", "KL in nats per response token (exact over the vocabulary on the run's own samples); "
               "`general_ppl_drift` = held-out chitchat perplexity / base perplexity - 1; `probes` = mean exact "
               "match on the prior-skill probes (forgetting); deltas are to the run's parent.", ""]

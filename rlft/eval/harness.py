@@ -87,6 +87,8 @@ def judge_section(task_module, tasks: list[dict], ours: list[str], theirs: list[
     clusters = [t["cluster"] for t in tasks]
     correct = [float(j.correct) for j in mine]
     wins = [1.0 if a.rank() > b.rank() else 0.5 if a.rank() == b.rank() else 0.0 for a, b in zip(mine, parents)]
+    refusals = [judge.deflects(t["intent"], a) for t, a in zip(tasks, ours)]
+    parent_refusals = [judge.deflects(t["intent"], a) for t, a in zip(tasks, theirs)]
     reasons: dict[str, int] = defaultdict(int)
     for j in mine:
         for r in j.reasons:
@@ -96,8 +98,10 @@ def judge_section(task_module, tasks: list[dict], ours: list[str], theirs: list[
             "coverage": metrics.mean([j.coverage for j in mine]), "courtesy": metrics.mean([j.courtesy for j in mine]),
             "win_rate_vs_parent": metrics.mean(wins),
             "win_tie_loss_vs_parent": win_tie_loss(wins, ours, theirs, clusters, seed),
+            "refusal_rate": sum(refusals) / len(refusals),
             "failures": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
             "parent": {"task_accuracy": metrics.mean([float(j.correct) for j in parents]),
+                       "refusal_rate": sum(parent_refusals) / len(parent_refusals),
                        "coverage": metrics.mean([j.coverage for j in parents]),
                        "courtesy": metrics.mean([j.courtesy for j in parents])}}, wins
 
@@ -201,6 +205,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     task_chats = [t["messages"] for t in task_rows]
     nll, _ = sequence_nll(policy, tok, general)
     nll_base, _ = sequence_nll(base, tok, general)
+    nll_parent = sequence_nll(parent, tok, general)[0] if parent is not base else nll_base
     win_rate = metrics.mean(wins)
     result = {
         "harness_revision": HARNESS_REVISION,
@@ -223,6 +228,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "kl_general": kl_on_samples(policy, base, tok, general_prompts, max_new, seed),
         "general_nll": nll, "general_nll_base": nll_base,
         "general_ppl_drift": math.exp(nll - nll_base) - 1,
+        "general_nll_parent": nll_parent, "general_ppl_drift_parent": math.exp(nll - nll_parent) - 1,
         "probe_accuracy": probe_accuracy(policy, tok) if recipe["model"] == "rlft-tiny" else None,
         "train_val_gap": manifest.get("metrics", {}).get("train_val_gap"),
         "mean_response_tokens": sum(gen.n_tokens) / len(gen.n_tokens),

@@ -12,8 +12,9 @@ centring. Two backbones, chosen by `rm.backbone`:
 
 At the end the stage measures the model on held-out pairs (pairwise accuracy overall and by
 rejection kind, mean margin, the train/validation accuracy gap) and a length-bias probe (the
-chosen answer padded with filler must not score higher), writes them to eval.json and prints
-them. reward_models/learned.py scores text with the saved model, in its own format.
+chosen answer padded with filler no training row contains must not score higher) and an intent
+probe (the right answer against a polite answer to another question), writes them to eval.json and
+prints them. reward_models/learned.py scores text with the saved model, in its own format.
 """
 
 from __future__ import annotations
@@ -125,6 +126,19 @@ def length_bias(model, tok, rows: list[dict], backbone: str, max_length: int) ->
     return {"length_bias_pass": share >= 0.9, "length_bias_unpadded_wins": share}
 
 
+def intent_probe(model, tok, backbone: str, max_length: int, seed: int, n: int = 110) -> dict:
+    """Can the scorer tell the right answer from a polite, correct answer to another question? On the
+    dev tasks: each task's reference against the reference of a task of another intent (the same
+    house tone, the wrong facts): the failure the policies show most (bench/rm_intent_probe.py)."""
+    tasks = harbor.task_rows(seed, n, "dev")
+    other = tasks[1:] + tasks[:1]  # tasks cycle through the intents, so the next one is another intent
+    rows = [{"prompt": t["messages"], "chosen": [{"role": "assistant", "content": t["reference"]}],
+             "rejected": [{"role": "assistant", "content": o["reference"]}]} for t, o in zip(tasks, other)]
+    chosen, rejected = pair_texts(tok, rows, backbone)
+    a, b = score(model, tok, chosen, max_length=max_length), score(model, tok, rejected, max_length=max_length)
+    return {"intent_probe_right_above_other": sum(x > y for x, y in zip(a, b)) / len(rows)}
+
+
 def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool = False,
         resume: bool = False) -> dict | None:
     from datasets import Dataset
@@ -171,6 +185,7 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
     ev = measure(scorer, tok, held, cfg.backbone, recipe.data.max_length)
     train_ev = measure(scorer, tok, train_rows[:len(held)], cfg.backbone, recipe.data.max_length)
     ev.update(length_bias(scorer, tok, held, cfg.backbone, recipe.data.max_length))
+    ev.update(intent_probe(scorer, tok, cfg.backbone, recipe.data.max_length, recipe.seed))
     ev["train_pair_accuracy"] = train_ev["pair_accuracy"]
     ev["train_val_gap"] = train_ev["pair_accuracy"] - ev["pair_accuracy"]
     metrics = {"train_loss": result.training_loss, "steps": result.global_step, **ev,
@@ -187,5 +202,6 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
         kinds = ", ".join(f"{k} {v:.3f}" for k, v in ev["pair_accuracy_by_kind"].items())
         print(f"rm ({cfg.backbone}): held-out pair accuracy {ev['pair_accuracy']:.3f} ({kinds}); margin "
               f"{ev['margin_mean']:.3f}; train-val gap {ev['train_val_gap']:.3f}; length-bias probe "
-              f"{'passed' if ev['length_bias_pass'] else 'FAILED'} ({ev['length_bias_unpadded_wins']:.2f})")
+              f"{'passed' if ev['length_bias_pass'] else 'FAILED'} ({ev['length_bias_unpadded_wins']:.2f}); right answer "
+              f"above another intent's on {ev['intent_probe_right_above_other']:.0%} of dev tasks")
     return manifest

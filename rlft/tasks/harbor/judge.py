@@ -240,6 +240,19 @@ def judge(intent: str, customer: str, answer: str) -> Judgement:
     return Judgement(not reasons, coverage, polite, tuple(reasons))
 
 
+_DEFLECTS = (r"can'?t help|cannot help|(unable|not able) to (help|assist)|get back to you|look into (it|this)|"
+             r"someone will|(contact|call|email|reach out to) (us|our|customer|support)|check (our|the) (website|faq)|"
+             r"not (something|able)|i don'?t know")
+
+
+def deflects(intent: str, answer: str) -> bool:
+    """A refusal or deflection: states none of the intent's key facts and sends the customer elsewhere or
+    promises to come back. A tone gain bought this way is not a gain (`rlft verdict`)."""
+    said = sentences(answer)
+    stated = any(_key_status(k, said) == "stated" for k in KEYS[intent])
+    return not stated and _search(_DEFLECTS, answer) is not None
+
+
 def judge_task(task: dict, answer: str) -> Judgement:
     """`judge` on a row of the tasks file (its intent and last user message)."""
     return judge(task["intent"], task["messages"][-1]["content"], answer)
