@@ -31,7 +31,7 @@ endif
 NAME := $(notdir $(patsubst %/,%,$(RECIPE)))
 STAGE_DIRS = $(wildcard $(RUNS)/$(NAME)/sft $(RUNS)/$(NAME)/dpo $(RUNS)/$(NAME)/ppo $(RUNS)/$(NAME)/grpo $(RUNS)/$(NAME)/rloo)
 
-.PHONY: help setup base sft rm dpo ppo grpo rloo eval table compare bench bench-e2e test test-fast lint clean
+.PHONY: help setup base sft rm dpo ppo grpo rloo eval table compare seeds report bench bench-e2e test test-fast lint clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -89,6 +89,13 @@ compare: sft dpo ppo grpo  ## SFT, DPO, PPO, GRPO and SFT continued for DPO's bu
 	  --output-dir $(RUNS)/$(NAME)/sft_continued $(SETS)
 	$(PY) -m rlft.cli compare $(RUNS)/$(NAME)/sft $(RUNS)/$(NAME)/dpo $(RUNS)/$(NAME)/ppo $(RUNS)/$(NAME)/grpo \
 	  $(RUNS)/$(NAME)/sft_continued --out $(RUNS)/$(NAME)/compare
+
+SEEDS ?= 0 1 2
+seeds: $(STAMP)  ## every method over SEEDS (default 0 1 2) on the test split, into runs/<recipe>/seed<N>/ (~25 min a seed)
+	SEEDS="$(SEEDS)" RECIPE=$(RECIPE) RUNS=$(RUNS) PY=$(PY) bash bench/seeds.sh
+
+report: $(STAMP)  ## keep the seed runs' figures in bench/measured/ and write them into README.md
+	$(PY) bench/readme_figures.py --collect $(RUNS)/$(NAME) --recipe $(NAME)
 
 bench: $(STAMP)  ## speed and memory beside TRL, TRL 1.12's PPO and separate copies; bench/results.md (~20 min)
 	$(PY) bench/overhead.py --out bench/overhead.md

@@ -115,6 +115,9 @@ class EvalCfg:
     """stop (and keep the last weights inside the budget) or warn."""
     budget_samples: int = 16
     """Fixed held-out chats and task prompts the budgets are measured on."""
+    judge: str | None = None
+    """An optional model judge (a model name or folder, or a finished run): pairwise against the parent in
+    both orders, with a length-controlled win rate (eval.json's `model_judge`)."""
     gate: bool = False
     """After the evaluation, answer `rlft verdict` for the run: exit code 1 (do not ship) unless it beats
     its parent on the held-out judge inside the drift budgets without refusing more (the run is kept)."""

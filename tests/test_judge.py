@@ -149,3 +149,32 @@ def test_the_training_reward_pays_for_hedging_and_the_judge_does_not():
     proxy = [sum(r) for r in zip(*(REWARDS[name](prompts, [EVERYTHING, partial]) for name in REWARDS))]
     assert proxy[0] > proxy[1]
     assert judge.compare(task, EVERYTHING, partial) == 0.0
+
+
+# --- the optional model judge ----------------------------------------------------------------
+
+def test_length_control_removes_what_length_alone_explains():
+    """Equal lengths: the fit is theta = logit(mean), so 0.7 stays 0.7 (less a hair of ridge). Longer
+    answers always win and shorter always lose: at equal length that is a coin, 0.5."""
+    from rlft.eval.metrics import length_controlled_win_rate
+
+    assert length_controlled_win_rate([0.7] * 10, [0] * 10) == pytest.approx(0.7, abs=0.005)
+    assert length_controlled_win_rate([1.0, 0.0] * 10, [5, -5] * 10) == pytest.approx(0.5, abs=1e-6)
+    assert length_controlled_win_rate([1.0, 1.0] * 10, [5, -5] * 10) > 0.95  # wins at every length
+
+
+def test_the_model_judge_asks_both_orders_so_an_answer_ties_with_itself(tiny_model_dir):
+    from rlft.eval import model_judge
+
+    model, tok = model_judge.load_judge(str(tiny_model_dir))
+    customers = ["Where is my order #85123?", "I forgot my password."]
+    a = ["Thanks! Standard shipping takes 3-5 business days.", "Use the Forgot password link."]
+    b = ["Read the FAQ.", "Whatever."]
+    same = model_judge.judge_pairs(model, tok, customers, a, a)
+    assert same["win_rate_vs_parent"] == pytest.approx(0.5, abs=1e-6)
+    first = model_judge.prefer_first(model, tok, customers, a, b)
+    second = model_judge.prefer_first(model, tok, customers, b, a)
+    out = model_judge.judge_pairs(model, tok, customers, a, b)
+    expected = sum((p + 1 - q) / 2 for p, q in zip(first, second)) / 2
+    assert out["win_rate_vs_parent"] == pytest.approx(expected)
+    assert 0 <= out["length_controlled_win_rate"] <= 1

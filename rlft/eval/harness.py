@@ -244,6 +244,13 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
                    "tone_score": metrics.mean([tone.tone_score(c, r) for c, r in zip(customer, parent_texts)])},
         "eval_seconds": round(time.time() - t0, 1),
     }
+    if ev.get("judge"):
+        from rlft.eval import model_judge
+
+        judge_model, judge_tok = model_judge.load_judge(ev["judge"])
+        result["model_judge"] = {"model": ev["judge"],
+                                 **model_judge.judge_pairs(judge_model, judge_tok, customer, gen.texts, parent_texts)}
+        del judge_model
     target = Path(out) if out else run_dir / "eval.json"
     if runs.is_main_process():
         runs.atomic_write_json(target, result)

@@ -48,6 +48,37 @@ def cluster_bootstrap_interval(values: list[float], clusters: list[str], seed: i
     return (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
 
 
+def length_controlled_win_rate(wins: list[float], length_deltas: list[float], steps: int = 50,
+                               l2: float = 1e-3) -> float | None:
+    """Win rate with what answer length alone predicts removed (AlpacaEval 2's length control, Dubois et al.
+    2024, reduced to one feature): fit logit P(win_i) = theta + phi * tanh(d_i / sd(d)) to the (soft) wins by
+    Newton's method on the log-loss, then report sigmoid(theta), the win rate at equal length. A small
+    ridge on both weights keeps the fit finite when every delta is 0 (then phi = 0 and theta = logit(mean))
+    or the wins are all 0 or all 1."""
+    if not wins:
+        return None
+    n = len(wins)
+    mean_d = sum(length_deltas) / n
+    sd = math.sqrt(sum((d - mean_d) ** 2 for d in length_deltas) / n)
+    x = [math.tanh(d / sd) if sd > 0 else 0.0 for d in length_deltas]
+    theta = phi = 0.0
+    for _ in range(steps):
+        g_t = g_p = 0.0
+        h_tt = h_tp = h_pp = 0.0
+        for xi, yi in zip(x, wins):
+            p = 1 / (1 + math.exp(-(theta + phi * xi)))
+            g_t += p - yi
+            g_p += (p - yi) * xi
+            w = p * (1 - p)
+            h_tt, h_tp, h_pp = h_tt + w, h_tp + w * xi, h_pp + w * xi * xi
+        g_t, g_p = g_t / n + l2 * theta, g_p / n + l2 * phi
+        h_tt, h_tp, h_pp = h_tt / n + l2, h_tp / n, h_pp / n + l2
+        det = h_tt * h_pp - h_tp * h_tp
+        theta -= (h_pp * g_t - h_tp * g_p) / det
+        phi -= (h_tt * g_p - h_tp * g_t) / det
+    return 1 / (1 + math.exp(-theta))
+
+
 def check_task(response: str, required: list[str], forbidden: list[str]) -> tuple[bool, float]:
     """(correct, fact recall): correct when every required pattern matches and no forbidden one does."""
     hits = [re.search(p, response, re.IGNORECASE) is not None for p in required]

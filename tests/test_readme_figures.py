@@ -1,0 +1,59 @@
+"""The README's figures come from kept result files: bench/readme_figures.py rewrites them exactly."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+spec = importlib.util.spec_from_file_location("readme_figures", "bench/readme_figures.py")
+readme_figures = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(readme_figures)
+
+
+def _figure(values):
+    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values), "values": values}
+
+
+KEPT = {"methods": {"sft": {"n_seeds": 3, "figures": {"judge_task_accuracy": _figure([0.1, 0.2, 0.3]),
+                                                      "wall_seconds": _figure([120.0, 180.0, 240.0])}},
+                    "dpo": {"n_seeds": 1, "figures": {"judge_task_accuracy": _figure([0.25])}}},
+        "reward_models": {"rm": [{"pair_accuracy": 0.9, "pair_accuracy_by_kind": {"tone": 1.0},
+                                  "intent_probe_right_above_other": 0.6, "length_bias_unpadded_wins": 1.0}]}}
+
+
+def test_a_block_is_rewritten_from_the_figures_and_the_rest_is_left_alone():
+    readme = ("intro\n<!-- figures:methods start -->\nold\n<!-- figures:methods end -->\nmiddle\n"
+              "<!-- figures:reward_models start -->\n<!-- figures:reward_models end -->\n"
+              "<!-- figures:claims start -->\n<!-- figures:claims end -->\nend\n")
+    out = readme_figures.render(readme, KEPT)
+    assert out.startswith("intro\n<!-- figures:methods start -->\n| method |") and out.endswith("end\n")
+    assert "| sft | 3 | 0.200 [0.100, 0.300] |" in out and "| 3.0 [2.0, 4.0] |" in out  # minutes
+    assert "| dpo | 1 | 0.250 |" in out and "old" not in out
+    assert readme_figures.render(out, KEPT) == out  # rendering twice changes nothing
+
+
+def test_a_claim_holds_on_every_seed_only_when_every_seed_says_so():
+    kept = {"methods": {"ppo": {"figures": {"win_rate_vs_parent": _figure([0.55, 0.52, 0.49])}},
+                        "grpo": {"figures": {"win_rate_vs_parent": _figure([0.56, 0.57])}}},
+            "reward_models": {}}
+    table = readme_figures.claims_table(kept)
+    assert "| PPO beats SFT |" in table and "0.550, 0.520, 0.490 | 3 | on 2 of 3 |" in table
+    assert "0.560, 0.570 | 2 | on every seed |" in table
+    assert "DPO" not in table  # no figures, no row
+
+
+def test_a_readme_without_markers_is_refused():
+    with pytest.raises(SystemExit, match="markers"):
+        readme_figures.render("no markers here", KEPT)
+
+
+def test_the_readme_shows_exactly_the_kept_figures():
+    """What a reviewer reruns: the committed README equals its rendering from bench/measured/."""
+    kept = Path("bench/measured/customer_support.json")
+    if not kept.is_file():
+        pytest.fail("bench/measured/customer_support.json is missing: run `make seeds report`")
+    readme = Path("README.md").read_text()
+    assert readme_figures.render(readme, json.loads(kept.read_text())) == readme
