@@ -159,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             from rlft.eval import harness
 
             result = harness.evaluate_run(Path(args.run), tasks_file=args.tasks, out=args.out)
-            print(f"task accuracy {result['task_accuracy']:.3f}, tone {result['tone_score']:.3f}")
+            judged = f"judged accuracy {result['judge']['task_accuracy']:.3f}, " if result.get("judge") else ""
+            print(f"{result['split']} split: {judged}rule accuracy {result['task_accuracy']:.3f}, "
+                  f"win rate vs parent {result['win_rate_vs_parent']:.3f}, tone {result['tone_score']:.3f}")
             return 0
         if args.command == "compare":
             from rlft.eval import compare

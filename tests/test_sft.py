@@ -32,6 +32,13 @@ def test_sft_full_writes_a_complete_evaluated_run(tiny_model_dir, runs_dir):
     wtl = ev["win_tie_loss_vs_parent"]
     assert wtl["wins"] + wtl["ties"] + wtl["losses"] == ev["n_tasks"]
     assert ev["win_rate_vs_parent"] == pytest.approx((wtl["wins"] + wtl["ties"] / 2) / ev["n_tasks"])
+    # the shipped recipe reports the test split, judged by the held-out judge, the reward beside it
+    assert ev["split"] == "test" and ev["tasks_file"] == "harbor_test" and ev["harness_revision"] == 2
+    assert ev["win_rate_judge"] == "harbor.judge" and ev["judge"]["win_rate_vs_parent"] == ev["win_rate_vs_parent"]
+    assert ev["proxy"]["reward"] == {"harbor_facts": 1.0, "house_tone": 1.0}
+    assert ev["proxy"]["hacking_gap"] == pytest.approx(ev["proxy"]["win_rate_vs_parent"] - ev["win_rate_vs_parent"])
+    lo, hi = ev["judge"]["task_accuracy_ci"]
+    assert lo <= ev["judge"]["task_accuracy"] <= hi
 
 
 @pytest.mark.parametrize("quant", [False, True])
