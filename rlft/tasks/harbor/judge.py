@@ -215,7 +215,7 @@ def judge(intent: str, customer: str, answer: str) -> Judgement:
     order = customer_order(customer)
     named = {m.group(1) for m in _ORDER_NUMBER.finditer(answer)}
     if order and order not in named:
-        reasons.append(f"order number {order} not repeated")
+        reasons.append(f"order number not repeated ({order})")
     if named - {order}:
         reasons.append(f"names another order number: {', '.join(sorted(named - {order}))}")
     # A sentence that states one of this intent's facts is not read for others' ("within 3-5 business
