@@ -39,6 +39,11 @@ def test_sft_full_writes_a_complete_evaluated_run(tiny_model_dir, runs_dir):
     assert ev["proxy"]["hacking_gap"] == pytest.approx(ev["proxy"]["win_rate_vs_parent"] - ev["win_rate_vs_parent"])
     lo, hi = ev["judge"]["task_accuracy_ci"]
     assert lo <= ev["judge"]["task_accuracy"] <= hi
+    # an evaluation killed after the run finished: the same command again evaluates, nothing retrains
+    (run / "eval.json").unlink()
+    assert _sft(tiny_model_dir, runs_dir, "lora.enabled=false") == 0
+    assert json.loads((run / "manifest.json").read_text())["finished_at"] == manifest["finished_at"]
+    assert json.loads((run / "eval.json").read_text())["task_accuracy"] == ev["task_accuracy"]
 
 
 @pytest.mark.parametrize("quant", [False, True])

@@ -180,13 +180,15 @@ def _plots(rows: list[dict], out: Path) -> list[str]:
     files = []
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    pts = [(r["eval"]["task_accuracy"], r["eval"]["kl_task_base"] or 0.0) for r in rows]
+    # the held-out judge's accuracy where there is one (the built-in task), else the tasks-file rule's
+    pts = [(r["eval"]["judge_task_accuracy"] if r["eval"]["judge_task_accuracy"] is not None
+            else r["eval"]["task_accuracy"], r["eval"]["kl_task_base"] or 0.0) for r in rows]
     for (x, y), name in zip(pts, names):
         ax.scatter(x, y, s=40)
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5))
     front = pareto_front(pts)
     ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "k--", lw=1, label="non-dominated front")
-    ax.set_xlabel("task accuracy (held-out Harbor Goods tasks)")
+    ax.set_xlabel("task accuracy (judged, on the evaluated split)")
     ax.set_ylabel("drift: KL to the base, nats/token")
     files.append(_save(fig, ax, "Task accuracy against drift", out / "accuracy_vs_drift.png"))
 
