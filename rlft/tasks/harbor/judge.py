@@ -229,7 +229,7 @@ def judge(intent: str, customer: str, answer: str) -> Judgement:
     if polite == 0.0 and (_search(_RUDE, answer) or _SHOUT.search(answer)):
         reasons.append("impolite")
     apologies = len(re.findall(_APOLOGY, answer, re.IGNORECASE))
-    empty = [s for s in said if not any(_search(k.pattern, s) for k in KEYS[intent])
+    empty = [s for s in said if not any(_search(k.pattern, s) for keys in KEYS.values() for k in keys)
              and not _ORDER_NUMBER.search(s)
              and not any(_search(p, s) for p in (_GREETS, _APOLOGY, _OFFERS, _ASKS_ORDER))]
     repeated = len({s.lower() for s in said}) < len(said)
