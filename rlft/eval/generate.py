@@ -6,10 +6,13 @@ is the default (accuracy); sampling takes an explicit seed (KL and diversity).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from transformers import GenerationConfig
 
 
 @dataclass
@@ -36,6 +39,27 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
+@contextmanager
+def only_the_recipes_sampling(model) -> Iterator[None]:
+    """Generate with the settings the caller passes and nothing from the checkpoint.
+
+    transformers fills every generation field a call leaves unset from the checkpoint's own
+    `generation_config` (`GenerationMixin._prepare_generation_config`), so a Qwen2.5-Instruct
+    checkpoint would add its repetition_penalty, top_k and top_p to PPO's samples, whose old and
+    reference log-probs assume softmax(logits / T). Every generation_config in the model (a PEFT
+    wrapper holds the base model's) is blank for the call and put back after it.
+    """
+    held = [(m, m.generation_config) for m in model.modules()
+            if isinstance(getattr(m, "generation_config", None), GenerationConfig)]
+    try:
+        for m, _ in held:
+            m.generation_config = GenerationConfig()
+        yield
+    finally:
+        for m, config in held:
+            m.generation_config = config
+
+
 @torch.no_grad()
 def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, batch_size: int = 32,
              temperature: float = 0.0, seed: int | None = None) -> Generations:
@@ -55,10 +79,11 @@ def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, batch_siz
         ids, mask = ids.to(device), mask.to(device)
         if gen is not None:
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                             do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
-                             top_k=0 if temperature > 0 else None, top_p=1.0 if temperature > 0 else None,
-                             eos_token_id=eos, pad_token_id=tok.pad_token_id)
+        with only_the_recipes_sampling(model):
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
+                                 top_k=0 if temperature > 0 else None, top_p=1.0 if temperature > 0 else None,
+                                 eos_token_id=eos, pad_token_id=tok.pad_token_id)
         new = out[:, ids.shape[1]:].tolist()  # (B, new)
         for row in new:
             if eos in row:

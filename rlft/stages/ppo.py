@@ -62,7 +62,7 @@ import reward_models
 from rlft import data, distributed, faults, models, runs
 from rlft.config import PpoRecipe, to_dict
 from rlft.errors import InputError, TrainingFault
-from rlft.eval.generate import left_pad
+from rlft.eval.generate import left_pad, only_the_recipes_sampling
 from rlft.rl import core
 from rlft.stages import rl_prompts, tokenizer_and_parent
 
@@ -198,7 +198,6 @@ def rollout(model, value_head, tok, chats: list[list[dict]], ids: list[list[int]
     eos = tok.eos_token_id
     pad = tok.pad_token_id if tok.pad_token_id != eos else (eos + 1) % len(tok)  # any id but the stop
     R = cfg.response_length
-    # every field given, so a checkpoint's own generation defaults cannot leak in
     gen_config = GenerationConfig(max_new_tokens=R, do_sample=True, temperature=cfg.temperature, top_k=0,
                                   top_p=1.0, min_new_tokens=0, eos_token_id=eos, pad_token_id=pad)
     queries, qmask = left_pad(ids, pad)  # (B, P)
@@ -209,7 +208,8 @@ def rollout(model, value_head, tok, chats: list[list[dict]], ids: list[list[int]
     for s in range(0, len(ids), cfg.forward_batch_size):
         q, m = queries[s:s + cfg.forward_batch_size].to(device), qmask[s:s + cfg.forward_batch_size].to(device)
         use(model, POLICY)
-        out = model.generate(input_ids=q, attention_mask=m, generation_config=gen_config)  # (b, P+r)
+        with only_the_recipes_sampling(model):  # the checkpoint's generation_config stays out
+            out = model.generate(input_ids=q, attention_mask=m, generation_config=gen_config)  # (b, P+r)
         resp = torch.full((len(q), R), pad, dtype=torch.long, device=device)  # (b, R)
         resp[:, :out.shape[1] - P] = out[:, P:]
         resp, last, has_stop = core.truncate_after_stop(resp.cpu(), eos, pad)
