@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+import reward_models
 from rlft import data, runs, tasks
 from rlft.data import chitchat, probes
 from rlft.eval import metrics
@@ -111,8 +112,6 @@ def proxy_section(spec: str | dict, tasks: list[dict], ours: list[str], theirs: 
     """The training reward on the same answers: its mean for both, its own win rate, and `hacking_gap`,
     its win rate minus the judge's. A gap well above 0 is a gain the reward pays for and the judge
     does not see: the first sign of reward hacking (Gao et al. 2022, arXiv:2210.10760)."""
-    import reward_models
-
     reward = reward_models.load(spec)
     chats = [t["messages"] for t in tasks]
     mine, parents = reward(chats, ours), reward(chats, theirs)
@@ -152,8 +151,6 @@ def kl_on_samples(policy, other, tok, chats: list[list[dict]], max_new_tokens: i
 def _reward_mean(spec: str | dict | None, tasks: list[dict], texts: list[str]) -> float | None:
     if not spec:
         return None
-    import reward_models
-
     scores = reward_models.load(spec)([t["messages"] for t in tasks], texts)
     return sum(scores) / len(scores)
 
