@@ -31,7 +31,7 @@ endif
 NAME := $(notdir $(patsubst %/,%,$(RECIPE)))
 STAGE_DIRS = $(wildcard $(RUNS)/$(NAME)/sft $(RUNS)/$(NAME)/dpo $(RUNS)/$(NAME)/ppo $(RUNS)/$(NAME)/grpo $(RUNS)/$(NAME)/rloo)
 
-.PHONY: help setup base sft rm dpo ppo grpo rloo eval table compare seeds report bench bench-e2e test test-fast lint clean
+.PHONY: help setup base sft rm dpo ppo grpo rloo eval table compare seeds report bench bench-e2e test test-unit test-fast lint clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -112,6 +112,9 @@ bench-e2e: $(STAMP)  ## wall times of make sft dpo and make compare on a fresh c
 
 test: $(STAMP)  ## run the whole test suite (what CI runs)
 	$(PY) -m pytest -q
+
+test-unit: $(STAMP)  ## the unit tier: pure functions, configs, data; no model trained (under a minute)
+	$(PY) -m pytest -q -m unit
 
 test-fast: $(STAMP)  ## the test suite without the slow end-to-end tests
 	$(PY) -m pytest -q -m "not slow"

@@ -9,6 +9,8 @@ import pytest
 from rlft import cli, runs
 from rlft.eval import compare
 
+pytestmark = pytest.mark.unit  # pure functions, configs, data: no model is trained
+
 
 def test_pareto_front_hand_computed():
     """(acc, drift): (0.5, 0.1) and (0.9, 0.3) are on the front; (0.4, 0.2) is dominated by (0.5, 0.1);

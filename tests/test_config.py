@@ -9,6 +9,8 @@ import pytest
 from rlft import config
 from rlft.errors import InputError
 
+pytestmark = pytest.mark.unit  # pure functions, configs, data: no model is trained
+
 RECIPES = sorted(Path("recipes").rglob("*.yaml"))
 
 

@@ -13,6 +13,8 @@ from rlft.eval import metrics
 from rlft.tasks.harbor import generator as harbor
 from rlft.tasks.harbor import tone
 
+pytestmark = pytest.mark.unit  # pure functions, configs, data: no model is trained
+
 
 def _bytes(rows) -> bytes:
     return json.dumps(rows, sort_keys=True).encode()

@@ -1,7 +1,9 @@
-"""Generation samples what the caller asks for, and nothing a checkpoint's generation_config adds."""
+"""Generation samples what the caller asks for, and nothing a checkpoint's generation_config adds; the
+optional model judge asks in both orders."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rlft import models
@@ -36,3 +38,20 @@ def test_a_checkpoints_generation_config_does_not_leak_into_sampling(tiny_model_
         torch.manual_seed(0)
         guarded = model.generate(**kwargs)
     assert not torch.equal(leaked, guarded)
+
+
+def test_the_model_judge_asks_both_orders_so_an_answer_ties_with_itself(tiny_model_dir):
+    from rlft.eval import model_judge
+
+    model, tok = model_judge.load_judge(str(tiny_model_dir))
+    customers = ["Where is my order #85123?", "I forgot my password."]
+    a = ["Thanks! Standard shipping takes 3-5 business days.", "Use the Forgot password link."]
+    b = ["Read the FAQ.", "Whatever."]
+    same = model_judge.judge_pairs(model, tok, customers, a, a)
+    assert same["win_rate_vs_parent"] == pytest.approx(0.5, abs=1e-6)
+    first = model_judge.prefer_first(model, tok, customers, a, b)
+    second = model_judge.prefer_first(model, tok, customers, b, a)
+    out = model_judge.judge_pairs(model, tok, customers, a, b)
+    expected = sum((p + 1 - q) / 2 for p, q in zip(first, second)) / 2
+    assert out["win_rate_vs_parent"] == pytest.approx(expected)
+    assert 0 <= out["length_controlled_win_rate"] <= 1

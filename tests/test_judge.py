@@ -7,6 +7,8 @@ import pytest
 
 from rlft.tasks.harbor import REWARDS, generator, judge
 
+pytestmark = pytest.mark.unit  # pure functions, configs, data: no model is trained
+
 RETURN = "I want to return my tablet. Order #85123."
 GOOD_RETURN = ("Thank you for reaching out to Harbor Goods. I have looked up order #85123. Returns are accepted "
                "within 30 days of delivery. The refund goes back to your original payment method. It arrives "
@@ -161,20 +163,3 @@ def test_length_control_removes_what_length_alone_explains():
     assert length_controlled_win_rate([0.7] * 10, [0] * 10) == pytest.approx(0.7, abs=0.005)
     assert length_controlled_win_rate([1.0, 0.0] * 10, [5, -5] * 10) == pytest.approx(0.5, abs=1e-6)
     assert length_controlled_win_rate([1.0, 1.0] * 10, [5, -5] * 10) > 0.95  # wins at every length
-
-
-def test_the_model_judge_asks_both_orders_so_an_answer_ties_with_itself(tiny_model_dir):
-    from rlft.eval import model_judge
-
-    model, tok = model_judge.load_judge(str(tiny_model_dir))
-    customers = ["Where is my order #85123?", "I forgot my password."]
-    a = ["Thanks! Standard shipping takes 3-5 business days.", "Use the Forgot password link."]
-    b = ["Read the FAQ.", "Whatever."]
-    same = model_judge.judge_pairs(model, tok, customers, a, a)
-    assert same["win_rate_vs_parent"] == pytest.approx(0.5, abs=1e-6)
-    first = model_judge.prefer_first(model, tok, customers, a, b)
-    second = model_judge.prefer_first(model, tok, customers, b, a)
-    out = model_judge.judge_pairs(model, tok, customers, a, b)
-    expected = sum((p + 1 - q) / 2 for p, q in zip(first, second)) / 2
-    assert out["win_rate_vs_parent"] == pytest.approx(expected)
-    assert 0 <= out["length_controlled_win_rate"] <= 1

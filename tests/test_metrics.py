@@ -11,6 +11,8 @@ from rlft.eval import metrics
 from rlft.rl.core import exact_kl
 from rlft.tasks.harbor import tone
 
+pytestmark = pytest.mark.unit  # pure functions, configs, data: no model is trained
+
 
 def test_wilson_interval_hand_computed():
     """8/10, z² = 3.8415: denom = 1.38415; centre = (0.8 + 3.8415/20)/denom = 0.71677;

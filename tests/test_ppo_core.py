@@ -7,6 +7,8 @@ import torch
 
 from rlft.rl import core
 
+pytestmark = pytest.mark.unit  # pure functions, configs, data: no model is trained
+
 
 def t(*rows):
     return torch.tensor(rows, dtype=torch.float32)

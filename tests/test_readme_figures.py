@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.unit  # pure functions, configs, data: no model is trained
+
 spec = importlib.util.spec_from_file_location("readme_figures", "bench/readme_figures.py")
 readme_figures = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(readme_figures)

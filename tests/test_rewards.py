@@ -9,6 +9,8 @@ from rlft.errors import InputError
 from rlft.tasks.harbor import generator as harbor
 from rlft.tasks.harbor.rewards import harbor_facts, house_tone, intent_of
 
+pytestmark = pytest.mark.unit  # pure functions, configs, data: no model is trained
+
 
 def _p(text):
     return [{"role": "user", "content": text}]

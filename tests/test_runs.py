@@ -9,6 +9,8 @@ import pytest
 from rlft import runs
 from rlft.errors import InputError
 
+pytestmark = pytest.mark.unit  # pure functions, configs, data: no model is trained
+
 
 def test_finish_writes_manifest_last_and_moves_into_place(tmp_path):
     out = tmp_path / "sft"

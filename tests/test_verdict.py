@@ -9,6 +9,8 @@ import pytest
 
 from rlft import cli
 
+pytestmark = pytest.mark.unit  # pure functions, configs, data: no model is trained
+
 
 def _run(tmp_path, *, ci=(0.55, 0.70), drift=0.02, kl=0.05, refusals=(0.0, 0.0), tripped=None,
          budgets=None, judge=True):
