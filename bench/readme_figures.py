@@ -7,7 +7,8 @@
 `--collect` reads what `bench/seeds.sh` left (`runs/<recipe>/seeds/report.json` from `rlft compare`,
 and each seed's reward-model eval.json and manifest) and keeps the figures the README shows in
 `bench/measured/<recipe>.json`. The plain call renders them between the README's
-`<!-- figures:NAME start -->` and `<!-- figures:NAME end -->` markers; a reviewer reruns it and
+`<!-- figures:NAME start -->` and `<!-- figures:NAME end -->` markers (with
+`bench/measured/judge_vs_proxy.json` from `bench/judge_vs_proxy.py`); a reviewer reruns it and
 gets the README's figures digit for digit (tests/test_readme_figures.py does).
 """
 
@@ -139,12 +140,26 @@ def claims_table(kept: dict) -> str:
     return "\n".join(lines)
 
 
-def blocks(kept: dict) -> dict[str, str]:
-    return {"methods": methods_table(kept), "reward_models": rm_table(kept), "claims": claims_table(kept)}
+def judge_table(measured: dict) -> str:
+    """bench/judge_vs_proxy.py's figures: constructed answers scored by the judge and by the reward."""
+    lines = [f"Over {measured['pairs']:,} pairs of constructed answers to the same task ({measured['tasks']} test "
+             f"tasks) the judge and the training reward order the two answers the same way "
+             f"{measured['order_agreement']:.1%} of the time.", "",
+             "| answer | judged correct | training reward (of 2) |", "| --- | --- | --- |"]
+    for kind, r in measured["by_kind"].items():
+        lines.append(f"| {kind} | {r['judge_accuracy']:.3f} | {r['proxy_mean']:.3f} |")
+    return "\n".join(lines)
 
 
-def render(readme: str, kept: dict) -> str:
-    for name, body in blocks(kept).items():
+def blocks(kept: dict, measured: dict | None = None) -> dict[str, str]:
+    out = {"methods": methods_table(kept), "reward_models": rm_table(kept), "claims": claims_table(kept)}
+    if measured is not None:
+        out["judge_vs_proxy"] = judge_table(measured)
+    return out
+
+
+def render(readme: str, kept: dict, measured: dict | None = None) -> str:
+    for name, body in blocks(kept, measured).items():
         pattern = re.compile(rf"(<!-- figures:{name} start -->\n).*?(<!-- figures:{name} end -->)", re.DOTALL)
         if not pattern.search(readme):
             raise SystemExit(f"README.md has no <!-- figures:{name} start/end --> markers")
@@ -162,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.collect:
         print(f"kept {collect(Path(args.collect))}")
     kept = json.loads((MEASURED / f"{args.recipe}.json").read_text())
+    judged = MEASURED / "judge_vs_proxy.json"
     readme = Path(args.readme).read_text()
-    new = render(readme, kept)
+    new = render(readme, kept, json.loads(judged.read_text()) if judged.is_file() else None)
     if args.check:
         if new != readme:
             print("README.md's figures differ from bench/measured; run `python bench/readme_figures.py`",

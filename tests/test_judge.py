@@ -163,3 +163,28 @@ def test_length_control_removes_what_length_alone_explains():
     assert length_controlled_win_rate([0.7] * 10, [0] * 10) == pytest.approx(0.7, abs=0.005)
     assert length_controlled_win_rate([1.0, 0.0] * 10, [5, -5] * 10) == pytest.approx(0.5, abs=1e-6)
     assert length_controlled_win_rate([1.0, 1.0] * 10, [5, -5] * 10) > 0.95  # wins at every length
+
+
+@pytest.mark.parametrize("intent,customer,sentence", [
+    ("change_address", "Can I change the shipping address on order #85123?",
+     "The address cannot be changed before the order ships."),
+    ("contact_hours", "How late is customer service open?", "Live chat is not open 24/7."),
+    ("double_charge", "I was billed twice for one tablet.", "The duplicate charge will not be refunded."),
+])
+def test_a_negation_inside_the_facts_own_words_still_negates_it(intent, customer, sentence):
+    j = judge.judge(intent, customer, f"Thanks for your message. {sentence} Anything else?")
+    assert any(r.startswith("negated") for r in j.reasons), j.reasons
+
+
+def test_every_constructed_bad_answer_fails_where_the_proxy_pays_for_some():
+    """bench/judge_vs_proxy.py's answers on 33 test tasks: the judge passes only the references; the
+    training reward scores the reference with an invented fee as high as the reference itself."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("judge_vs_proxy", "bench/judge_vs_proxy.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    kinds = bench.measure(seed=0, n=33)["by_kind"]
+    assert kinds["reference"]["judge_accuracy"] == 1.0
+    assert all(r["judge_accuracy"] == 0.0 for k, r in kinds.items() if k != "reference"), kinds
+    assert kinds["invented"]["proxy_mean"] == pytest.approx(kinds["reference"]["proxy_mean"])

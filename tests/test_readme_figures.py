@@ -58,4 +58,5 @@ def test_the_readme_shows_exactly_the_kept_figures():
     if not kept.is_file():
         pytest.fail("bench/measured/customer_support.json is missing: run `make seeds report`")
     readme = Path("README.md").read_text()
-    assert readme_figures.render(readme, json.loads(kept.read_text())) == readme
+    judged = json.loads(Path("bench/measured/judge_vs_proxy.json").read_text())
+    assert readme_figures.render(readme, json.loads(kept.read_text()), judged) == readme

@@ -40,6 +40,7 @@ def _span(low: str, high: str) -> str:
 class Key:
     name: str
     pattern: str  # must match inside one sentence (case-insensitive)
+    negative: bool = False  # the fact itself is said with a negation ("no cancellation fee")
 
 
 KEYS: dict[str, tuple[Key, ...]] = {
@@ -77,7 +78,7 @@ KEYS: dict[str, tuple[Key, ...]] = {
     ),
     "cancel_subscription": (
         Key("cancel under Account > Subscriptions", r"account\s*>\s*subscriptions"),
-        Key("no cancellation fee", r"\bno (cancellation )?fee|free to cancel|without (a |any )?fee"),
+        Key("no cancellation fee", r"\bno (cancellation )?fee|free to cancel|without (a |any )?fee", negative=True),
         Key("benefits until the end of the billing period", r"end of (the |your )?(current )?billing (period|cycle)"),
     ),
     "price_match": (
@@ -157,13 +158,15 @@ def _search(pattern: str, text: str) -> re.Match | None:
 
 
 def _key_status(key: Key, said: list[str]) -> str:
-    """'stated', 'negated' (only in a sentence that negates it) or 'missing'."""
+    """'stated', 'negated' (only in a sentence that negates it) or 'missing'. A negation anywhere in the
+    sentence counts ("returns are not accepted within 30 days"), except the one a negative fact is
+    said with ("there is no cancellation fee")."""
     negated = False
     for sentence in said:
         match = _search(key.pattern, sentence)
         if match is None:
             continue
-        rest = sentence[:match.start()] + " " + sentence[match.end():]
+        rest = sentence[:match.start()] + " " + sentence[match.end():] if key.negative else sentence
         if _NEGATION.search(rest) is None:
             return "stated"
         negated = True
