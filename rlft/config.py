@@ -32,6 +32,9 @@ class DataCfg:
     """Rows generated for a built-in validation set (ignored for files)."""
     max_length: int = 256
     """Longest tokenized example; longer prompts are refused before training."""
+    system_prompt: str | None = None
+    """A system message put before every chat that has none, in training and evaluation alike ("" for an
+    empty one). Null: none is added, and rlft says so when the model's chat template adds its own."""
 
 
 @dataclass

@@ -206,16 +206,28 @@ def check_task(row: dict, path, no: int, seen_ids: dict) -> dict:
             **({"reference": row["reference"]} if isinstance(row.get("reference"), str) else {})}
 
 
-def load(spec: str, fmt: str, seed: int, n: int) -> list[dict]:
-    """Rows for a stage: a built-in name (generated), a user's file, or a `datasets` hub id (validated)."""
+def load(spec: str, fmt: str, seed: int, n: int, system_prompt: str | None = None) -> list[dict]:
+    """Rows for a stage: a built-in name (generated), a user's file, or a `datasets` hub id (validated),
+    with `system_prompt` (a recipe's `data.system_prompt`) put before every chat that has no system message."""
     if spec in BUILTIN:
         rows = builtin(spec, seed, n)
-        return rows if fmt != "tasks" else [check_task(r, spec, i + 1, {}) for i, r in enumerate(rows)]
-    if Path(spec).exists() or any(spec.lower().endswith(s) for s in (".jsonl", ".json", ".parquet", ".csv")):
-        return to_format(read_rows(spec), fmt, spec)
-    if re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.-]+)?", spec):
-        return to_format(_hub_rows(spec), fmt, spec)
-    return builtin(spec, seed, n)  # raises: names the built-in sets and the accepted files
+        rows = rows if fmt != "tasks" else [check_task(r, spec, i + 1, {}) for i, r in enumerate(rows)]
+    elif Path(spec).exists() or any(spec.lower().endswith(s) for s in (".jsonl", ".json", ".parquet", ".csv")):
+        rows = to_format(read_rows(spec), fmt, spec)
+    elif re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.-]+)?", spec):
+        rows = to_format(_hub_rows(spec), fmt, spec)
+    else:
+        rows = builtin(spec, seed, n)  # raises: names the built-in sets and the accepted files
+    return rows if system_prompt is None else [with_system(r, system_prompt) for r in rows]
+
+
+def with_system(row: dict, system_prompt: str) -> dict:
+    """The row with a system message first in its chat (`messages`, or the `prompt` of pairs and prompts)."""
+    field = "messages" if "messages" in row else "prompt"
+    chat = row[field]
+    if chat and chat[0]["role"] == "system":
+        return row
+    return {**row, field: [{"role": "system", "content": system_prompt}, *chat]}
 
 
 def _hub_rows(spec: str) -> list[tuple[int, dict]]:

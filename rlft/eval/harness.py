@@ -155,8 +155,8 @@ def _reward_mean(spec: str | dict | None, tasks: list[dict], texts: list[str]) -
     return sum(scores) / len(scores)
 
 
-def load_tasks(spec: str, seed: int, n: int) -> list[dict]:
-    return data.load(spec, "tasks", seed, n)
+def load_tasks(spec: str, seed: int, n: int, system_prompt: str | None = None) -> list[dict]:
+    return data.load(spec, "tasks", seed, n, system_prompt)
 
 
 def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | None = None) -> dict:
@@ -169,7 +169,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     ev, seed = recipe["eval"], manifest["seed"]
     tasks_spec = tasks_file or ev["tasks"]
     task_module, split = tasks.task_set(tasks_spec)
-    task_rows = load_tasks(tasks_spec, seed, ev["n_tasks"])
+    task_rows = load_tasks(tasks_spec, seed, ev["n_tasks"], recipe["data"].get("system_prompt"))
     t0 = time.time()
     tok = models.load_tokenizer(recipe["model"], recipe["trust_remote_code"])
     policy = models.run_model(run_dir, manifest)

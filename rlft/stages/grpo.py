@@ -133,7 +133,8 @@ def build_trainer(recipe: GrpoRecipe, tok, rows: list[dict], reward, work: Path)
 
     cfg = recipe.grpo
     model = models.policy_for_training(recipe, recipe.parent)
-    tasks = data.load(recipe.eval.dev_tasks, "tasks", recipe.seed, recipe.eval.n_tasks)[:recipe.eval.budget_samples]
+    tasks = data.load(recipe.eval.dev_tasks, "tasks", recipe.seed, recipe.eval.n_tasks,
+                      recipe.data.system_prompt)[:recipe.eval.budget_samples]
     ref_kl = ReferenceKL(tok, model, [t["messages"] for t in tasks], recipe.train.logging_steps)
     budget = sft.drift_budget(recipe, tok, model)
     guard = faults.NonFiniteGuard()

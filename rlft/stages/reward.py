@@ -147,8 +147,10 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
     cfg = recipe.rm
     if cfg.backbone not in ("policy", "minilm"):
         raise InputError(f"rm.backbone must be policy or minilm, got {cfg.backbone!r}")
-    train_rows = data.load(recipe.data.train, "preference", recipe.seed, recipe.data.n_train)
-    val_rows = (data.load(recipe.data.validation, "preference", recipe.seed, recipe.data.n_val)
+    train_rows = data.load(recipe.data.train, "preference", recipe.seed, recipe.data.n_train,
+                           recipe.data.system_prompt)
+    val_rows = (data.load(recipe.data.validation, "preference", recipe.seed, recipe.data.n_val,
+                          recipe.data.system_prompt)
                 if recipe.data.validation else [])
     data_sha = data.sha256_rows(train_rows + val_rows)
     run_ = runs.start("rm", out, {"stage": "rm", "recipe": to_dict(recipe), "data": data_sha}, force, resume)

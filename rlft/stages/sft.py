@@ -11,6 +11,10 @@ The harness evaluates the run at the end (rlft/eval/harness.py).
 Deliberate choices:
 1. Plain prompt/completion rows are turned into chats so one chat template serves all data.
 2. With early stopping the best checkpoint by validation loss is kept (load_best_model_at_end).
+3. Assistant-only loss works with any chat template (`loss_path`): TRL's assistant masks need
+   `{% generation %}` markers, which TRL adds to the templates it knows; any other template (ChatML,
+   as SmolLM2's) trains each assistant turn as a prompt/completion row with completion-only loss,
+   the same tokens (tests/test_templates.py).
 """
 
 from __future__ import annotations
@@ -57,6 +61,48 @@ def check_lengths(tok, rows: list[dict], max_length: int, source: str) -> None:
                              f"data.max_length={max_length}; raise data.max_length or shorten the row")
 
 
+def loss_path(tok, assistant_only: bool) -> str:
+    """How the loss is restricted to the replies: `assistant` (TRL's assistant masks: the template has
+    `{% generation %}` markers or TRL knows how to add them), `completion` (every other template: each
+    assistant turn becomes a prompt/completion row), or `all` (assistant_only_loss off)."""
+    from trl.chat_template_utils import get_training_chat_template
+
+    if not assistant_only:
+        return "all"
+    try:
+        get_training_chat_template(tok)
+    except ValueError:  # TRL: "patching is not supported for this template"
+        return "completion"
+    return "assistant"
+
+
+def as_completions(rows: list[dict]) -> list[dict]:
+    """Each assistant turn of each chat as a prompt/completion row: the prompt is everything before it,
+    so every reply token is trained once and no other token is (multi-turn chats give several rows)."""
+    return [{"prompt": row["messages"][:i], "completion": [m]}
+            for row in rows for i, m in enumerate(row["messages"]) if m["role"] == "assistant" and i > 0]
+
+
+def check_template(tok, rows: list[dict], model: str) -> None:
+    """Refuse a chat template that renders a prompt differently alone than inside the full chat: the
+    completion path could not tell where the reply starts."""
+    row = rows[0]
+    alone = tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
+    whole = tok.apply_chat_template(row["prompt"] + row["completion"], tokenize=True, return_dict=False)
+    if list(whole[:len(alone)]) != list(alone):
+        raise InputError(f"the chat template of {model} (its tokenizer_config.json or chat_template.jinja) renders a "
+                         f"prompt differently alone than inside the whole chat, so the reply's tokens cannot be "
+                         f"found for assistant-only loss; fix the template or set sft.assistant_only_loss=false")
+
+
+def template_system_prompt(tok) -> str | None:
+    """The system turn a chat template adds on its own to a chat that has none (SmolLM2's, Qwen2.5's), or None."""
+    marker = "rlft-probe-message"
+    text = tok.apply_chat_template([{"role": "user", "content": marker}], tokenize=False)
+    before = text.split(marker)[0]
+    return before.strip() if "system" in before.lower() else None
+
+
 def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: bool = False,
         resume: bool = False) -> dict | None:
     from transformers import EarlyStoppingCallback
@@ -67,10 +113,20 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
     tok_sha = models.tokenizer_sha256(tok)
     parent_manifest = runs.check_parent(recipe.parent, recipe.model, tok_sha, "sft") if recipe.parent else None
-    train_rows = data.load(recipe.data.train, "conversational", recipe.seed, recipe.data.n_train)
-    val_rows = (data.load(recipe.data.validation, "conversational", recipe.seed, recipe.data.n_val)
+    train_rows = data.load(recipe.data.train, "conversational", recipe.seed, recipe.data.n_train,
+                           recipe.data.system_prompt)
+    val_rows = (data.load(recipe.data.validation, "conversational", recipe.seed, recipe.data.n_val,
+                          recipe.data.system_prompt)
                 if recipe.data.validation else [])
     check_lengths(tok, train_rows, recipe.data.max_length, recipe.data.train)
+    path = loss_path(tok, cfg.assistant_only_loss)
+    if path == "completion":
+        train_rows, val_rows = as_completions(train_rows), as_completions(val_rows)
+        check_template(tok, train_rows, recipe.model)
+    injected = template_system_prompt(tok) if recipe.data.system_prompt is None else None
+    if injected:
+        print(f"sft: note: the chat template of {recipe.model} adds a system turn of its own to every chat "
+              f"({injected[:100]!r}); set data.system_prompt to choose it ('' for an empty one)")
     use_lora = recipe.lora.enabled or recipe.quant.load_in_4bit
     if use_lora and (cfg.freeze_layers or cfg.freeze_embeddings or cfg.freeze_modules):
         raise InputError("sft.freeze_* selects weights for full fine-tuning; with LoRA only the adapter trains")
@@ -103,7 +159,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     args = SFTConfig(
         **trainer_kwargs(recipe, run_.work, bool(val_rows)), save_total_limit=2 if not early else None,
         load_best_model_at_end=early, metric_for_best_model="eval_loss" if early else None,
-        max_length=recipe.data.max_length, packing=cfg.packing, assistant_only_loss=cfg.assistant_only_loss)
+        max_length=recipe.data.max_length, packing=cfg.packing, assistant_only_loss=path == "assistant")
     trainer = SFTTrainer(
         model=model, args=args, processing_class=tok, peft_config=peft_config,
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
@@ -116,7 +172,9 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
         budget.restore(trainer.model)
     metrics = {"train_loss": result.training_loss, "steps": result.global_step,
                "trainable_parameters": models.n_params(trainer.model, trainable_only=True),
-               "frozen_by_recipe": len(frozen)}
+               "frozen_by_recipe": len(frozen), "loss_on": {"assistant": "assistant tokens (TRL's masks)",
+                                                             "completion": "assistant tokens (completion rows)",
+                                                             "all": "every token"}[path]}
     if val_rows:
         metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
         train_eval = trainer.evaluate(Dataset.from_list(train_rows[:len(val_rows)]), metric_key_prefix="train")
@@ -165,7 +223,7 @@ def drift_budget(recipe, tok, model, reference=None):
     from rlft.data import chitchat
     from rlft.eval.budget import DriftBudget, frozen_copy
 
-    tasks = data.load(ev.dev_tasks, "tasks", recipe.seed, ev.n_tasks)[:ev.budget_samples]
+    tasks = data.load(ev.dev_tasks, "tasks", recipe.seed, ev.n_tasks, recipe.data.system_prompt)[:ev.budget_samples]
     reference = reference if reference is not None else frozen_copy(model)
     return DriftBudget(tok, reference, chitchat.chats("held_out")[-ev.budget_samples:],
                        [t["messages"] for t in tasks], ev.budget_every, ev.max_general_ppl_drift,
