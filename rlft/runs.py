@@ -123,9 +123,11 @@ class Run:
 
     def finish(self, manifest: dict) -> dict:
         """Write the manifest last, then move the finished work folder into place."""
-        from rlft import distributed
+        from rlft import distributed, models
 
-        manifest = {"stage": self.stage, "status": "complete", **manifest, "fingerprint": self.fingerprint,
+        source = models.model_source(manifest["model"]) if manifest.get("model") else None
+        manifest = {"stage": self.stage, "status": "complete", **manifest, **({"model_source": source} if source else {}),
+                    "fingerprint": self.fingerprint,
                     "versions": versions(), "launch": {"engine": distributed.engine(), "processes": distributed.world()},
                     "started_at": self.started_at,
                     "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
