@@ -8,6 +8,7 @@ checks. Nothing in rlft reads a recipe any other way: no `cfg.get(key, default)`
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import types
 import typing
@@ -370,7 +371,9 @@ def _build(cls: type, values: dict, where: str) -> typing.Any:
     kwargs = {}
     for key, value in values.items():
         if key not in known:
-            raise InputError(f"{where}: unknown key {key!r}. Accepted keys: {', '.join(known)}.")
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise InputError(f"{where}: unknown key {key!r}.{hint} Accepted keys: {', '.join(known)}.")
         kwargs[key] = _check(value, hints[key], f"{where}.{key}" if not where.endswith(":") else f"{where} {key}")
     return cls(**kwargs)
 

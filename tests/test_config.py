@@ -36,7 +36,8 @@ def test_defaults_live_in_the_dataclasses():
 
 
 @pytest.mark.parametrize("override,needle", [
-    ("train.learnin_rate=0.1", "unknown key 'learnin_rate'"),
+    ("train.learnin_rate=0.1", "unknown key 'learnin_rate'. Did you mean 'learning_rate'?"),
+    ("data.train=harbor_test", "data.train is 'harbor_test', the test split"),
     ("train.batch_size=many", "train.batch_size: expected int"),
     ("train.batch_size=0", "train.batch_size must be positive"),
     ("lora.enabled=3", "lora.enabled: expected bool"),
@@ -56,6 +57,7 @@ def test_unknown_key_in_file_names_file_and_accepted_keys(tmp_path):
     with pytest.raises(InputError) as e:
         config.load_recipe("sft", bad)
     assert str(bad) in str(e.value) and "trian" in str(e.value) and "Accepted keys" in str(e.value)
+    assert "Did you mean 'train'?" in str(e.value)
 
 
 def test_yaml_is_parsed_safely(tmp_path):
