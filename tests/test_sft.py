@@ -52,7 +52,12 @@ def test_sft_lora_and_qlora_train_only_the_adapter(tiny_model_dir, runs_dir, qua
                 "lora.r=4", "eval.enabled=false") == 0
     manifest = json.loads((runs_dir / "sft" / "manifest.json").read_text())
     assert manifest["artifacts"] == {"adapter": "adapter/"}
-    assert (runs_dir / "sft" / "adapter" / "adapter_model.safetensors").is_file()
+    from safetensors.torch import load_file
+
+    adapter = load_file(str(runs_dir / "sft" / "adapter" / "adapter_model.safetensors"))
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: training moved the adapter
+    assert not any("lora" not in k for k in adapter)  # and nothing but the adapter was saved
 
 
 def test_selective_freezing_leaves_frozen_weights_unchanged(tiny_model_dir, runs_dir):
