@@ -20,6 +20,8 @@ import re
 import sys
 from pathlib import Path
 
+from rlft.eval.compare import spread
+
 ROOT = Path(__file__).resolve().parent.parent
 MEASURED = ROOT / "bench" / "measured"
 METHODS = ("sft", "dpo", "sft_continued", "ppo", "grpo")
@@ -46,14 +48,6 @@ def collect(recipe_runs: Path) -> Path:
     return path
 
 
-def _spread(figure: dict | None, digits: int = 3) -> str:
-    if not figure:
-        return "–"
-    if len(figure["values"]) == 1:
-        return f"{figure['mean']:.{digits}f}"
-    return f"{figure['mean']:.{digits}f} [{figure['min']:.{digits}f}, {figure['max']:.{digits}f}]"
-
-
 def methods_table(kept: dict) -> str:
     cols = (("judge_task_accuracy", "judged accuracy (test)"), ("judge_delta_vs_parent", "vs parent, paired"),
             ("win_rate_vs_parent", "win rate vs parent"), ("tie_share", "ties"),
@@ -67,8 +61,8 @@ def methods_table(kept: dict) -> str:
             continue
         wall = m["figures"].get("wall_seconds")
         minutes = {k: (v / 60 if k != "values" else [x / 60 for x in v]) for k, v in wall.items()} if wall else None
-        lines.append(f"| {name} | {m['n_seeds']} | " + " | ".join(_spread(m["figures"].get(k)) for k, _ in cols)
-                     + f" | {_spread(minutes, 1)} |")
+        lines.append(f"| {name} | {m['n_seeds']} | " + " | ".join(spread(m["figures"].get(k)) for k, _ in cols)
+                     + f" | {spread(minutes, 1)} |")
     return "\n".join(lines)
 
 
@@ -82,7 +76,7 @@ def rm_table(kept: dict) -> str:
             continue
 
         def fig(values):
-            return _spread({"mean": sum(values) / len(values), "min": min(values), "max": max(values),
+            return spread({"mean": sum(values) / len(values), "min": min(values), "max": max(values),
                             "values": values})
 
         lines.append(f"| {label} | {len(rows)} | {fig([r['pair_accuracy'] for r in rows])} | "

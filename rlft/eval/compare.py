@@ -115,13 +115,13 @@ def report(run_dirs: list[Path], out: Path) -> dict:
     return result
 
 
-def spread(figure: dict | None) -> str:
+def spread(figure: dict | None, digits: int = 3) -> str:
     """`mean [min, max]` of one figure over seeds (`mean` alone for one seed)."""
     if not figure:
         return "–"
     if len(figure["values"]) == 1:
-        return f"{figure['mean']:.3f}"
-    return f"{figure['mean']:.3f} [{figure['min']:.3f}, {figure['max']:.3f}]"
+        return f"{figure['mean']:.{digits}f}"
+    return f"{figure['mean']:.{digits}f} [{figure['min']:.{digits}f}, {figure['max']:.{digits}f}]"
 
 
 METHOD_COLUMNS = (("judge_task_accuracy", "judged accuracy"), ("judge_delta_vs_parent", "vs parent (paired)"),

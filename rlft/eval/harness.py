@@ -50,6 +50,7 @@ def score_tasks(model, tok, tasks: list[dict], max_new_tokens: int, batch_size: 
     return {
         "task_accuracy": sum(correct) / len(tasks),
         "task_accuracy_ci": metrics.wilson_interval(sum(correct), len(tasks)),
+        "correct": [float(c) for c in correct],
         "fact_recall": sum(recall) / len(tasks),
         "per_intent": {k: {"n": len(v), "task_accuracy": sum(a for a, _ in v) / len(v),
                            "fact_recall": sum(r for _, r in v) / len(v)} for k, v in sorted(by_intent.items())},
@@ -209,9 +210,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "run": str(run_dir), "stage": manifest["stage"], "tasks_file": tasks_spec, "split": split,
         "n_tasks": len(task_rows),
         "task_accuracy": mine["task_accuracy"],
-        "task_accuracy_ci": list(metrics.cluster_bootstrap_interval(
-            [float(metrics.check_task(a, t["required"], t["forbidden"])[0]) for a, t in zip(gen.texts, task_rows)],
-            clusters, seed)),
+        "task_accuracy_ci": list(metrics.cluster_bootstrap_interval(mine.pop("correct"), clusters, seed)),
         "fact_recall": mine["fact_recall"], "tone_score": metrics.mean(tones),
         "impolite_rate": sum(rude) / len(rude), "reward_mean": _reward_mean(ev.get("reward"), task_rows, gen.texts),
         "win_rate_vs_parent": win_rate,
