@@ -69,7 +69,9 @@ class TrainCfg:
     learning_rate: float = 1e-3
     num_epochs: float = 1.0
     max_steps: int = -1
-    """Stop after this many optimizer steps; -1 for num_epochs."""
+    """Stop after this many optimizer steps; -1 for num_epochs. 0 (SFT with LoRA only) trains nothing: the
+    run is its starting model with an adapter of zeros, a baseline such as the model prompted with a policy
+    sheet (data.system_prompt) evaluated by the same harness as every trained run."""
     batch_size: int = 16
     grad_accum: int = 1
     warmup_ratio: float = 0.05
@@ -104,6 +106,9 @@ class EvalCfg:
     batch_size: int = 32
     n_general: int = 64
     """Held-out chitchat conversations for general NLL and KL."""
+    n_kl_tasks: int | None = None
+    """Task prompts sampled for kl_task and kl_task_base (default: every task); on a model that generates
+    slowly, the first N are enough for KL and leave accuracy measured on all."""
     n_samples: int = 4
     """Prompts shown side by side with the parent's answers."""
     reward: str | dict[str, float] | None = None
@@ -451,11 +456,12 @@ def _check_values(recipe: Recipe, where: str) -> None:
             raise InputError(f"{where}: {key} must be positive, got {value}")
     if recipe.train.learning_rate <= 0:
         raise InputError(f"{where}: train.learning_rate must be positive, got {recipe.train.learning_rate}")
-    if recipe.train.num_epochs <= 0 and recipe.train.max_steps <= 0:
+    if recipe.train.num_epochs <= 0 and recipe.train.max_steps < 0:
         raise InputError(f"{where}: set train.num_epochs > 0 or train.max_steps > 0")
-    if recipe.train.max_steps < -1 or recipe.train.max_steps == 0:
-        raise InputError(f"{where}: train.max_steps must be positive, or -1 to train for train.num_epochs; "
-                         f"got {recipe.train.max_steps}")
+    untrained = recipe.train.max_steps == 0 and isinstance(recipe, SftRecipe) and recipe.lora.enabled
+    if recipe.train.max_steps < -1 or (recipe.train.max_steps == 0 and not untrained):
+        raise InputError(f"{where}: train.max_steps must be positive, or -1 to train for train.num_epochs "
+                         f"(0, no training, is for an SFT recipe with LoRA: a baseline); got {recipe.train.max_steps}")
     fractions = {"train.warmup_ratio": recipe.train.warmup_ratio, "lora.dropout": recipe.lora.dropout}
     for key, value in fractions.items():
         if not 0 <= value < 1:

@@ -113,3 +113,32 @@ def test_the_system_prompt_reaches_every_kind_of_row():
         assert all(r[field][0] == {"role": "system", "content": "Be brief."} for r in rows), name
         assert all(r[field][1]["role"] == "user" for r in rows)
     assert data.load("harbor_sft", "conversational", 0, 4) == data.builtin("harbor_sft", 0, 4)
+
+
+def test_the_cpu_loss_equals_the_models_own_on_the_trained_tokens(tiny_model_dir):
+    """`reply_nll` projects only the trained positions onto the vocabulary; its mean must equal the
+    model's own cross-entropy over the full logits with the same labels, padding and prompt masked,
+    and its gradient must be the same."""
+    import torch
+
+    tok = _tok(tiny_model_dir)
+    model = models.load_causal_lm(str(tiny_model_dir))
+    chats = [r["messages"] for r in data.load("harbor_sft", "conversational", 0, 4)]
+    ids = [list(x) for x in tok.apply_chat_template(chats, tokenize=True, return_dict=False)]
+    width = max(map(len, ids))
+    input_ids = torch.full((4, width), tok.pad_token_id)
+    mask = torch.zeros_like(input_ids)
+    for i, row in enumerate(ids):
+        input_ids[i, :len(row)], mask[i, :len(row)] = torch.tensor(row), 1
+    labels = input_ids.masked_fill(mask == 0, -100)
+    labels[:, :12] = -100  # a prompt that does not train
+    expected = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+    expected.backward()
+    grad = model.lm_head.weight.grad.clone()
+    model.zero_grad()
+    nll, correct = sft.reply_nll(model, input_ids, mask, labels)
+    n = (labels[:, 1:] != -100).sum()
+    (nll / n).backward()
+    assert torch.allclose(nll / n, expected, atol=1e-5)
+    assert torch.allclose(model.lm_head.weight.grad, grad, atol=1e-6)
+    assert 0 <= int(correct) <= int(n)

@@ -16,7 +16,7 @@ from rlft import runs
 from rlft.errors import InputError
 
 METRICS = ("judge_task_accuracy", "proxy_win_rate", "hacking_gap", "task_accuracy", "fact_recall", "tone_score", "impolite_rate", "win_rate_vs_parent", "kl_task",
-           "kl_task_base", "kl_general", "general_ppl_drift", "mean_response_tokens", "truncation_rate", "distinct_2")
+           "kl_task_base", "kl_general", "general_ppl_drift", "retention", "mean_response_tokens", "truncation_rate", "distinct_2")
 
 
 def load_run(run_dir: Path) -> dict:
@@ -29,6 +29,7 @@ def load_run(run_dir: Path) -> dict:
     ev["judge_task_accuracy"] = (ev.get("judge") or {}).get("task_accuracy")
     ev["proxy_win_rate"] = (ev.get("proxy") or {}).get("win_rate_vs_parent")
     ev["hacking_gap"] = (ev.get("proxy") or {}).get("hacking_gap")
+    ev["retention"] = (ev.get("retention") or {}).get("retention")
     probes = ev.get("probe_accuracy") or {}
     ev["probes"] = sum(probes.values()) / len(probes) if probes else None
     log = json.loads((run_dir / "train_log.json").read_text()) if (run_dir / "train_log.json").is_file() else []
@@ -49,7 +50,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 METHOD_METRICS = ("judge_task_accuracy", "judge_delta_vs_parent", "win_rate_vs_parent", "tie_share",
                   "proxy_win_rate", "hacking_gap", "task_accuracy", "tone_score", "kl_task", "kl_task_base",
-                  "general_ppl_drift", "wall_seconds")
+                  "general_ppl_drift", "retention", "wall_seconds")
 
 
 def methods(table: list[dict]) -> dict:
@@ -141,7 +142,7 @@ def methods_markdown(methods_: dict) -> list[str]:
 
 def _markdown(table: list[dict], plots: list[str], warning: str | None = None, methods_: dict | None = None) -> str:
     cols = ["run", "judge_task_accuracy", "proxy_win_rate", "hacking_gap", "task_accuracy", "task_accuracy_ci", "fact_recall", "tone_score", "impolite_rate",
-            "win_rate_vs_parent", "kl_task", "kl_task_base", "kl_general", "general_ppl_drift", "probes",
+            "win_rate_vs_parent", "kl_task", "kl_task_base", "kl_general", "general_ppl_drift", "retention", "probes",
             "mean_response_tokens", "distinct_2", "delta_task_accuracy_vs_parent", "delta_tone_vs_parent"]
     lines = ["# rlft comparison", "", *([f"**Warning**: {warning}", ""] if warning else []), "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for e in table:
@@ -153,8 +154,9 @@ def _markdown(table: list[dict], plots: list[str], warning: str | None = None, m
     if methods_ and any(m["n_seeds"] > 1 for m in methods_.values()):
         lines += ["", "## Methods over seeds (mean [min, max])", "", *methods_markdown(methods_)]
     lines += ["", "KL in nats per response token (exact over the vocabulary on the run's own samples); "
-              "`general_ppl_drift` = held-out chitchat perplexity / base perplexity - 1; `probes` = mean exact "
-              "match on the prior-skill probes (forgetting); deltas are to the run's parent.", ""]
+              "`general_ppl_drift` = held-out chitchat perplexity / base perplexity - 1; `retention` = share of the "
+              "general-skill items the base answers right that the run still answers right; `probes` = mean exact "
+              "match on rlft-tiny's prior-skill probes (forgetting); deltas are to the run's parent.", ""]
     lines += [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 

@@ -101,7 +101,10 @@ def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, batch_siz
 
 def token_logits(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int,
                  batch_size: int = 32):
-    """Yield (logits over response positions (B, R, V), response ids (B, R), mask (B, R)) by batch."""
+    """Yield (logits over response positions (B, R, V), response ids (B, R), mask (B, R)) by batch.
+
+    Only the positions from the batch's shortest prompt on are projected onto the vocabulary
+    (transformers' `logits_to_keep`): a prompt's logits would be thrown away."""
     device = next(model.parameters()).device
     for start in range(0, len(prompts), batch_size):
         p, r = prompts[start:start + batch_size], responses[start:start + batch_size]
@@ -114,9 +117,11 @@ def token_logits(model, prompts: list[list[int]], responses: list[list[int]], pa
             ids[i, :len(a) + len(b)] = torch.tensor(a + b)
             attn[i, :len(a) + len(b)] = 1
             resp_mask[i, len(a):len(a) + len(b)] = True
-        logits = model(input_ids=ids.to(device), attention_mask=attn.to(device)).logits.float()  # (B, T, V)
-        # the logits at t predict token t+1
-        yield logits[:, :-1], ids[:, 1:].to(device), resp_mask[:, 1:].to(device)
+        first = max(min(len(a) for a in p) - 1, 0)  # the logits at t predict token t+1
+        keep = torch.arange(first, width - 1, device=device)  # (R,)
+        logits = model(input_ids=ids.to(device), attention_mask=attn.to(device),
+                       logits_to_keep=keep).logits.float()  # (B, R, V)
+        yield logits, ids[:, first + 1:].to(device), resp_mask[:, first + 1:].to(device)
 
 
 @torch.no_grad()
@@ -133,7 +138,7 @@ def sequence_nll(model, tok, chats: list[list[dict]], max_length: int = 256, bat
         windows += [ids[i:i + max_length] for i in range(0, len(ids), max_length) if len(ids[i:i + max_length]) > 1]
     total, count = 0.0, 0
     for logits, targets, mask in token_logits(model, [[]] * len(windows), windows, tok.pad_token_id, batch_size):
-        logp = F.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
-        total += -(logp * mask).sum().item()
+        nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")  # (B * (T-1),)
+        total += (nll * mask.flatten()).sum().item()
         count += int(mask.sum().item())
     return total / max(count, 1), count

@@ -8,6 +8,7 @@ required/forbidden rule is the only judge.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import defaultdict
@@ -17,7 +18,7 @@ import torch
 
 import reward_models
 from rlft import data, runs, tasks
-from rlft.data import chitchat, probes
+from rlft.data import chitchat, probes, skills
 from rlft.eval import metrics
 from rlft.eval.generate import generate, sequence_nll, token_logits
 from rlft.tasks.harbor import tone
@@ -37,12 +38,46 @@ def probe_accuracy(model, tok, batch_size: int = 64) -> dict[str, float]:
     return out
 
 
+def retention(policy, base, tok, parent_eval: dict | None, batch_size: int = 48) -> dict:
+    """General skills the base model has (rlft/data/skills.py) and the share of them the policy keeps.
+
+    Only items the base answers right count, so 1.0 means nothing forgotten. Which items those are is
+    read from the parent's eval.json when it holds the same pool (a run's parent shares its base), else
+    measured with one greedy pass of the base."""
+    pool = skills.items()
+    pool_sha = data.sha256_rows(pool)
+    before = (parent_eval or {}).get("retention") or {}
+    if before.get("pool_sha256") == pool_sha:
+        kept = before["kept"]
+    else:
+        answers = generate(base, tok, [it["messages"] for it in pool], skills.MAX_NEW_TOKENS, batch_size).texts
+        kept = [i for i, (it, a) in enumerate(zip(pool, answers)) if skills.correct(it, a)]
+    items = [pool[i] for i in kept]
+    answers = generate(policy, tok, [it["messages"] for it in items], skills.MAX_NEW_TOKENS, batch_size).texts if items else []
+    right = [skills.correct(it, a) for it, a in zip(items, answers)]
+    per_skill = {}
+    for skill in skills.SKILLS:
+        mine = [r for it, r in zip(items, right) if it["skill"] == skill]
+        per_skill[skill] = {"n": len(mine), "of": sum(it["skill"] == skill for it in pool),
+                            "retained": sum(mine) / len(mine) if mine else None}
+    return {"retention": sum(right) / len(right) if right else None,
+            "retention_ci": list(metrics.wilson_interval(sum(right), len(right))) if right else None,
+            "per_skill": per_skill, "pool_sha256": pool_sha, "kept": kept,
+            "failed": [{"question": it["messages"][-1]["content"], "answer": a}
+                       for it, a, r in zip(items, answers, right) if not r][:8]}
+
+
 def score_tasks(model, tok, tasks: list[dict], max_new_tokens: int, batch_size: int = 32) -> dict:
     """Greedy answers to tasks, scored by the tasks-file rule, overall and per intent."""
     gen = generate(model, tok, [t["messages"] for t in tasks], max_new_tokens, batch_size)
+    return {**score_texts(tasks, gen.texts), "generations": gen}
+
+
+def score_texts(tasks: list[dict], texts: list[str]) -> dict:
+    """Answers scored by the tasks-file rule (required and forbidden phrases), overall and per intent."""
     correct, recall = [], []
     by_intent: dict[str, list[tuple[bool, float]]] = defaultdict(list)
-    for text, task in zip(gen.texts, tasks):
+    for text, task in zip(texts, tasks):
         ok, rec = metrics.check_task(text, task["required"], task["forbidden"])
         correct.append(ok)
         recall.append(rec)
@@ -54,7 +89,6 @@ def score_tasks(model, tok, tasks: list[dict], max_new_tokens: int, batch_size: 
         "fact_recall": sum(recall) / len(tasks),
         "per_intent": {k: {"n": len(v), "task_accuracy": sum(a for a, _ in v) / len(v),
                            "fact_recall": sum(r for _, r in v) / len(v)} for k, v in sorted(by_intent.items())},
-        "generations": gen,
     }
 
 
@@ -133,20 +167,52 @@ def training_reward(recipe: dict, task_module) -> str | dict | None:
 
 
 @torch.no_grad()
-def kl_on_samples(policy, other, tok, chats: list[list[dict]], max_new_tokens: int, seed: int,
-                  batch_size: int = 16) -> float:
-    """KL(policy || other) per response token, exact over the vocabulary, on the policy's samples."""
+def kl_on_samples(policy, others: list, tok, chats: list[list[dict]], max_new_tokens: int, seed: int,
+                  batch_size: int = 16, generate_batch_size: int = 32) -> list[float]:
+    """KL(policy || other) per response token, exact over the vocabulary, on one set of the policy's
+    samples, for each model in `others` (the policy's own logits are computed once per batch)."""
     from rlft.rl.core import exact_kl
 
-    gen = generate(policy, tok, chats, max_new_tokens, batch_size, temperature=1.0, seed=seed)
-    total, count = 0.0, 0
-    for (lp, _, mask), (lq, _, _) in zip(
-            token_logits(policy, gen.prompt_ids, gen.response_ids, tok.pad_token_id, batch_size),
-            token_logits(other, gen.prompt_ids, gen.response_ids, tok.pad_token_id, batch_size)):
-        s, n = exact_kl(lp, lq, mask)
-        total += s.item()
-        count += int(n.item())
-    return total / max(count, 1)
+    gen = generate(policy, tok, chats, max_new_tokens, generate_batch_size, temperature=1.0, seed=seed)
+    total, count = [0.0] * len(others), 0
+    streams = [token_logits(m, gen.prompt_ids, gen.response_ids, tok.pad_token_id, batch_size) for m in others]
+    for lp, _, mask in token_logits(policy, gen.prompt_ids, gen.response_ids, tok.pad_token_id, batch_size):
+        for k, stream in enumerate(streams):
+            lq, _, _ = next(stream)
+            total[k] += exact_kl(lp, lq, mask)[0].item()
+        count += int(mask.sum().item())
+    return [t / max(count, 1) for t in total]
+
+
+def answers_key(run_fingerprint: str, prompt_ids: list[list[int]], max_new_tokens: int) -> str:
+    """What a run's greedy answers depend on: its weights (the manifest's fingerprint), the prompts, the length."""
+    return data.sha256_rows([{"run": run_fingerprint, "max_new_tokens": max_new_tokens, "revision": HARNESS_REVISION},
+                             {"prompts": prompt_ids}])
+
+
+def base_answers(name: str, base, tok, chats: list[list[dict]], prompt_ids: list[list[int]], max_new_tokens: int,
+                 batch_size: int) -> list[str]:
+    """The base model's greedy answers (the parent of an SFT run). For a model of known weights (one
+    converted from GGUF: its file's sha256) they are kept in the cache ($RLFT_CACHE/answers) and
+    computed once per machine; the key holds the weights, the prompts, the length and the revision."""
+    from rlft import models
+
+    source = models.model_source(name)
+    if source is None:
+        return generate(base, tok, chats, max_new_tokens, batch_size).texts
+    path = models.cache_dir() / "answers" / f"{answers_key(source['sha256'], prompt_ids, max_new_tokens)}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    texts = generate(base, tok, chats, max_new_tokens, batch_size).texts
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs.atomic_write_json(path, texts)
+    return texts
+
+
+def parent_answers(parent_eval: dict | None, key: str) -> list[str] | None:
+    """The parent's greedy answers to the same prompts, kept in its eval.json, or None."""
+    kept = (parent_eval or {}).get("answers") or {}
+    return kept.get("texts") if kept.get("key") == key else None
 
 
 def _reward_mean(spec: str | dict | None, tasks: list[dict], texts: list[str]) -> float | None:
@@ -158,6 +224,14 @@ def _reward_mean(spec: str | dict | None, tasks: list[dict], texts: list[str]) -
 
 def load_tasks(spec: str, seed: int, n: int, system_prompt: str | None = None) -> list[dict]:
     return data.load(spec, "tasks", seed, n, system_prompt)
+
+
+def read_eval(run_dir: str | Path) -> dict | None:
+    """A run's eval.json, or None when it has none (not evaluated) or one that does not parse."""
+    try:
+        return json.loads((Path(run_dir) / "eval.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | None = None) -> dict:
@@ -172,18 +246,36 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     task_module, split = tasks.task_set(tasks_spec)
     task_rows = load_tasks(tasks_spec, seed, ev["n_tasks"], recipe["data"].get("system_prompt"))
     t0 = time.time()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:  # seconds since the last lap, per part (eval.json's eval_timings)
+        timings[name] = round(time.time() - t0 - sum(timings.values()), 1)
+
     tok = models.load_tokenizer(recipe["model"], recipe["trust_remote_code"])
     policy = models.run_model(run_dir, manifest)
     base = models.load_causal_lm(recipe["model"], trust_remote_code=recipe["trust_remote_code"])
-    parent = models.run_model(manifest["parent"]) if manifest.get("parent") else base
+    parent_dir = manifest.get("parent")
+    parent = models.run_model(parent_dir) if parent_dir else base
+    parent_eval = read_eval(parent_dir) if parent_dir else None
     max_new, bs = ev["max_new_tokens"], ev["batch_size"]
     print(f"eval: {run_dir} on {len(task_rows)} tasks from {tasks_spec} (split: {split})")
+    lap("load")
 
     # --- task accuracy (the tasks-file rule and, on a built-in task, its held-out judge); tone ---
     mine = score_tasks(policy, tok, task_rows, max_new, bs)
-    theirs = score_tasks(parent, tok, task_rows, max_new, bs)
     gen = mine.pop("generations")
-    parent_texts = theirs.pop("generations").texts
+    lap("answers")
+    # the parent's greedy answers come from its own eval.json when they answer the same prompts
+    parent_fingerprint = runs.read_manifest(parent_dir)["fingerprint"] if parent_dir else None
+    parent_texts = parent_answers(parent_eval, answers_key(parent_fingerprint, gen.prompt_ids, max_new)) \
+        if parent_dir else None
+    if parent_texts is None and parent is base:
+        parent_texts = base_answers(recipe["model"], base, tok, [t["messages"] for t in task_rows], gen.prompt_ids,
+                                    max_new, bs)
+    elif parent_texts is None:
+        parent_texts = generate(parent, tok, [t["messages"] for t in task_rows], max_new, bs).texts
+    theirs = score_texts(task_rows, parent_texts)
+    lap("parent_answers")
     customer = [t["messages"][-1]["content"] for t in task_rows]
     clusters = [t["cluster"] for t in task_rows]
     if task_module is not None:
@@ -196,14 +288,25 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     for intent, row in mine["per_intent"].items():
         idx = [i for i, t in enumerate(task_rows) if t.get("intent", "all") == intent]
         row["tone_score"] = sum(tones[i] for i in idx) / len(idx)
+    lap("judge")
 
-    # --- drift: KL on sampled answers, general NLL, prior-skill probes ---
+    # --- drift: KL on sampled answers, general NLL, general skills (retention), prior-skill probes ---
     general = chitchat.chats("held_out")[:ev["n_general"]]
     general_prompts = [c[:1] for c in general]
     task_chats = [t["messages"] for t in task_rows]
+    kl_chats = task_chats[:ev["n_kl_tasks"]] if ev.get("n_kl_tasks") else task_chats
+    others = [parent, base] if parent is not base else [base]
+    # one set of samples for both task KLs; when the parent is the base, one KL serves as both
+    kl_task, kl_task_base = (kl_on_samples(policy, others, tok, kl_chats, max_new, seed, generate_batch_size=bs) * 2)[:2]
+    kl_general = kl_on_samples(policy, [base], tok, general_prompts, max_new, seed, generate_batch_size=bs)[0]
+    lap("kl")
     nll, _ = sequence_nll(policy, tok, general)
     nll_base, _ = sequence_nll(base, tok, general)
     nll_parent = sequence_nll(parent, tok, general)[0] if parent is not base else nll_base
+    lap("general_nll")
+    kept = retention(policy, base, tok, parent_eval)
+    probe = probe_accuracy(policy, tok) if recipe["model"] == "rlft-tiny" else None
+    lap("retention")
     win_rate = metrics.mean(wins)
     result = {
         "harness_revision": HARNESS_REVISION,
@@ -219,13 +322,12 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "judge": judged,
         "proxy": (proxy_section(proxy_spec, task_rows, gen.texts, parent_texts, win_rate, seed)
                   if proxy_spec else None),
-        "kl_task": kl_on_samples(policy, parent, tok, task_chats, max_new, seed),
-        "kl_task_base": kl_on_samples(policy, base, tok, task_chats, max_new, seed),
-        "kl_general": kl_on_samples(policy, base, tok, general_prompts, max_new, seed),
+        "kl_task": kl_task, "kl_task_base": kl_task_base, "kl_general": kl_general,
         "general_nll": nll, "general_nll_base": nll_base,
         "general_ppl_drift": math.exp(nll - nll_base) - 1,
         "general_nll_parent": nll_parent, "general_ppl_drift_parent": math.exp(nll - nll_parent) - 1,
-        "probe_accuracy": probe_accuracy(policy, tok) if recipe["model"] == "rlft-tiny" else None,
+        "probe_accuracy": probe,
+        "retention": kept,
         "train_val_gap": manifest.get("metrics", {}).get("train_val_gap"),
         "mean_response_tokens": sum(gen.n_tokens) / len(gen.n_tokens),
         "truncation_rate": sum(gen.truncated) / len(gen.truncated),
@@ -234,10 +336,13 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "samples": [{"prompt": customer[i], "response": gen.texts[i], "parent_response": parent_texts[i]}
                     for i in range(min(ev["n_samples"], len(task_rows)))],
         "decoding": {"accuracy": "greedy", "max_new_tokens": max_new,
-                     "kl_and_diversity": {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": seed}},
+                     "kl_and_diversity": {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": seed,
+                                             "task_prompts": len(kl_chats), "general_prompts": len(general_prompts)}},
         "parent": {"run": manifest.get("parent") or recipe["model"], "task_accuracy": theirs["task_accuracy"],
                    "fact_recall": theirs["fact_recall"],
-                   "tone_score": metrics.mean([tone.tone_score(c, r) for c, r in zip(customer, parent_texts)])},
+                   "tone_score": metrics.mean([tone.tone_score(c, r) for c, r in zip(customer, parent_texts)]),
+                   "retention": (parent_eval or {}).get("retention", {}).get("retention") if parent_dir else 1.0},
+        "answers": {"key": answers_key(manifest["fingerprint"], gen.prompt_ids, max_new), "texts": gen.texts},
         "eval_seconds": round(time.time() - t0, 1),
     }
     if ev.get("judge"):
@@ -247,6 +352,9 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         result["model_judge"] = {"model": ev["judge"],
                                  **model_judge.judge_pairs(judge_model, judge_tok, customer, gen.texts, parent_texts)}
         del judge_model
+        lap("model_judge")
+    result["eval_timings"] = timings
+    result["eval_seconds"] = round(time.time() - t0, 1)
     target = Path(out) if out else run_dir / "eval.json"
     if runs.is_main_process():
         runs.atomic_write_json(target, result)

@@ -8,7 +8,8 @@ from pathlib import Path
 COLUMNS = (("judge.task_accuracy", "judged acc"), ("task_accuracy", "rule acc"), ("fact_recall", "facts"),
            ("tone_score", "tone"), ("impolite_rate", "impolite"), ("win_rate_vs_parent", "win vs parent"),
            ("proxy.hacking_gap", "proxy-judge gap"), ("kl_task", "KL parent"),
-           ("kl_task_base", "KL base"), ("general_ppl_drift", "ppl drift"), ("probes", "probes"),
+           ("kl_task_base", "KL base"), ("general_ppl_drift", "ppl drift"), ("retention.retention", "retention"),
+           ("probes", "probes"),
            ("mean_response_tokens", "tokens"))
 
 
