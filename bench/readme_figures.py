@@ -145,15 +145,85 @@ def judge_table(measured: dict) -> str:
     return "\n".join(lines)
 
 
-def blocks(kept: dict, measured: dict | None = None) -> dict[str, str]:
+STAGES = ("prompted", "sft", "dpo", "ppo", "grpo")  # a single-seed recipe's runs, in the README's order
+
+
+def collect_runs(recipe_runs: Path) -> Path:
+    """Keep the figures of one recipe's runs, one seed each (runs/smollm2/{prompted,sft,dpo,...}), from
+    their eval.json (the test split) and manifests, in bench/measured/<recipe>.json."""
+    kept = {}
+    for stage in STAGES:
+        run = recipe_runs / stage
+        if not (run / "eval.json").is_file():
+            continue
+        ev, manifest = json.loads((run / "eval.json").read_text()), json.loads((run / "manifest.json").read_text())
+        kept[stage] = {
+            "split": ev["split"], "harness_revision": ev["harness_revision"], "n_tasks": ev["n_tasks"],
+            "judge_task_accuracy": ev["judge"]["task_accuracy"], "judge_task_accuracy_ci": ev["judge"]["task_accuracy_ci"],
+            "task_accuracy": ev["task_accuracy"], "win_rate_vs_parent": ev["win_rate_vs_parent"],
+            "tie_share": ev["win_tie_loss_vs_parent"]["tie_share"], "tone_score": ev["tone_score"],
+            "hacking_gap": (ev.get("proxy") or {}).get("hacking_gap"), "kl_task_base": ev["kl_task_base"],
+            "general_ppl_drift": ev["general_ppl_drift"], "retention": (ev.get("retention") or {}).get("retention"),
+            "retention_items": len((ev.get("retention") or {}).get("kept", [])),
+            "mean_response_tokens": ev["mean_response_tokens"], "eval_seconds": ev["eval_seconds"],
+            "train_minutes": manifest["metrics"].get("train_minutes"), "wall_seconds": manifest["wall_seconds"],
+            "n_train": manifest["data"]["n_train"], "parent": Path(manifest["parent"]).name if manifest.get("parent") else None}
+    MEASURED.mkdir(exist_ok=True)
+    path = MEASURED / f"{recipe_runs.name}.json"
+    path.write_text(json.dumps({"recipe": recipe_runs.name, "runs": kept}, indent=1, sort_keys=True) + "\n")
+    return path
+
+
+def _ci(v: list[float]) -> str:
+    return f"[{v[0]:.2f}, {v[1]:.2f}]"
+
+
+def runs_table(kept: dict) -> str:
+    """One row per run of a single-seed recipe (bench/measured/smollm2.json)."""
+    cols = (("judge_task_accuracy", "judged accuracy (test)"), ("win_rate_vs_parent", "win rate vs parent"),
+            ("tone_score", "tone"), ("retention", "retention"), ("general_ppl_drift", "ppl drift vs base"),
+            ("kl_task_base", "KL to base"), ("mean_response_tokens", "tokens"))
+    lines = ["| run | parent | " + " | ".join(label for _, label in cols) + " | train minutes | eval seconds |",
+             "|" + " --- |" * (len(cols) + 4)]
+    for stage, r in kept["runs"].items():
+        cells = [f"{r['judge_task_accuracy']:.3f} {_ci(r['judge_task_accuracy_ci'])}"]
+        cells += [("–" if r[k] is None else f"{r[k]:.3f}") for k, _ in cols[1:]]
+        lines.append(f"| {stage} | {r['parent'] or 'base'} | " + " | ".join(cells)
+                     + f" | {r['train_minutes'] or 0:.1f} | {r['eval_seconds']:.0f} |")
+    return "\n".join(lines + ["", *targets(kept["runs"])])
+
+
+def targets(runs: dict) -> list[str]:
+    """The issue's targets for a real model on 2 CPU cores, each against what the kept runs measured."""
+    def verdict(ok: bool, by: float, unit: str = "") -> str:
+        return "met" if ok else f"missed by {abs(by):.3f}{unit}"
+
+    lines = ["| target | measured | verdict |", "| --- | --- | --- |"]
+    sft, dpo = runs.get("sft"), runs.get("dpo")
+    if sft:
+        acc = sft["judge_task_accuracy"]
+        lines.append(f"| SFT judged accuracy at least 0.8 | {acc:.3f} | {verdict(acc >= 0.8, acc - 0.8)} |")
+    if sft and dpo:
+        win, drop = dpo["win_rate_vs_parent"], dpo["judge_task_accuracy"] - sft["judge_task_accuracy"]
+        lines.append(f"| DPO win rate over SFT above 0.6 | {win:.3f} | {verdict(win > 0.6, win - 0.6)} |")
+        lines.append(f"| DPO judged accuracy at least SFT's - 0.02 | {drop:+.3f} | {verdict(drop >= -0.02, drop + 0.02)} |")
+        minutes = sum(r["wall_seconds"] + r["eval_seconds"] for r in (sft, dpo)) / 60
+        lines.append(f"| sft then dpo, training and evaluation, at most 25 minutes | {minutes:.1f} minutes "
+                     f"| {verdict(minutes <= 25, minutes - 25, ' minutes')} |")
+    return lines
+
+
+def blocks(kept: dict, measured: dict | None = None, single: dict | None = None) -> dict[str, str]:
     out = {"methods": methods_table(kept), "reward_models": rm_table(kept), "claims": claims_table(kept)}
     if measured is not None:
         out["judge_vs_proxy"] = judge_table(measured)
+    if single is not None:
+        out[single["recipe"]] = runs_table(single)
     return out
 
 
-def render(readme: str, kept: dict, measured: dict | None = None) -> str:
-    for name, body in blocks(kept, measured).items():
+def render(readme: str, kept: dict, measured: dict | None = None, single: dict | None = None) -> str:
+    for name, body in blocks(kept, measured, single).items():
         pattern = re.compile(rf"(<!-- figures:{name} start -->\n).*?(<!-- figures:{name} end -->)", re.DOTALL)
         if not pattern.search(readme):
             raise SystemExit(f"README.md has no <!-- figures:{name} start/end --> markers")
@@ -165,15 +235,21 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--collect", metavar="RUNS_DIR", help="keep the figures of runs/<recipe> first")
     p.add_argument("--check", action="store_true", help="exit 1 if README.md is not what the kept figures give")
+    p.add_argument("--collect-runs", metavar="RUNS_DIR", help="keep the figures of runs/<recipe> (one seed) first")
     p.add_argument("--recipe", default="customer_support")
+    p.add_argument("--runs-recipe", default="smollm2", help="the single-seed recipe whose table the README shows")
     p.add_argument("--readme", default=str(ROOT / "README.md"))
     args = p.parse_args(argv)
     if args.collect:
         print(f"kept {collect(Path(args.collect))}")
+    if args.collect_runs:
+        print(f"kept {collect_runs(Path(args.collect_runs))}")
+    single_path = MEASURED / f"{args.runs_recipe}.json"
+    single = json.loads(single_path.read_text()) if single_path.is_file() else None
     kept = json.loads((MEASURED / f"{args.recipe}.json").read_text())
     judged = MEASURED / "judge_vs_proxy.json"
     readme = Path(args.readme).read_text()
-    new = render(readme, kept, json.loads(judged.read_text()) if judged.is_file() else None)
+    new = render(readme, kept, json.loads(judged.read_text()) if judged.is_file() else None, single)
     if args.check:
         if new != readme:
             print("README.md's figures differ from bench/measured; run `python bench/readme_figures.py`",

@@ -60,3 +60,18 @@ def test_the_readme_shows_exactly_the_kept_figures():
     readme = Path("README.md").read_text()
     judged = json.loads(Path("bench/measured/judge_vs_proxy.json").read_text())
     assert readme_figures.render(readme, json.loads(kept.read_text()), judged) == readme
+
+
+def test_a_single_seed_recipe_table_says_which_targets_were_missed_and_by_how_much():
+    run = {"judge_task_accuracy": 0.85, "judge_task_accuracy_ci": [0.7, 0.95], "win_rate_vs_parent": 1.0,
+           "tone_score": 1.0, "retention": 0.65, "general_ppl_drift": 1.6, "kl_task_base": 2.5,
+           "mean_response_tokens": 60.0, "train_minutes": 13.0, "eval_seconds": 120.0, "wall_seconds": 780.0,
+           "parent": None}
+    single = {"recipe": "smollm2", "runs": {"sft": run, "dpo": {**run, "judge_task_accuracy": 0.80,
+                                                               "win_rate_vs_parent": 0.55, "parent": "sft"}}}
+    table = readme_figures.runs_table(single)
+    assert "| sft | base | 0.850 [0.70, 0.95] |" in table and "| dpo | sft | 0.800 [0.70, 0.95] |" in table
+    assert "| SFT judged accuracy at least 0.8 | 0.850 | met |" in table
+    assert "| DPO win rate over SFT above 0.6 | 0.550 | missed by 0.050 |" in table
+    assert "| DPO judged accuracy at least SFT's - 0.02 | -0.050 | missed by 0.030 |" in table
+    assert "| 30.0 minutes | missed by 5.000 minutes |" in table  # (780 + 120) * 2 / 60

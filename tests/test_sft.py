@@ -110,3 +110,21 @@ def test_packed_sequences_do_not_see_each_other(tiny_model_dir):
         leaked = model(input_ids=packed, use_cache=False).logits[:, 9:]  # one long sequence: b attends to a
     assert torch.allclose(together, alone, atol=1e-5)
     assert not torch.allclose(leaked, alone, atol=1e-3)
+
+
+def test_max_steps_zero_is_the_starting_model_as_a_run(tiny_model_dir, runs_dir):
+    """A baseline (train.max_steps 0, LoRA): nothing trains, the adapter is zeros, and the run's policy
+    gives the base model's logits exactly, so the harness evaluates the untrained model as a run."""
+    import torch
+
+    from rlft import models
+
+    assert _sft(tiny_model_dir, runs_dir, "train.max_steps=0", "lora.enabled=true", "eval.enabled=false") == 0
+    run = runs_dir / "sft"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["metrics"]["steps"] == 0 and manifest["metrics"]["train_loss"] is None
+    ids = torch.tensor([[1, 5, 9, 14, 3]])
+    with torch.no_grad():
+        ours = models.run_model(run)(input_ids=ids).logits
+        base = models.load_causal_lm(str(tiny_model_dir))(input_ids=ids).logits
+    assert torch.equal(ours, base)
