@@ -76,7 +76,7 @@ def test_shipped_recipes_report_the_test_split_and_tune_on_dev():
     for path in sorted(Path("recipes").rglob("*.yaml")):
         if path.parent.name == "accelerate" or path.stem == "base":
             continue
-        stage = {"rm_minilm": "rm"}.get(path.stem, path.stem)
+        stage = path.stem.split("_")[0]  # rm_minilm.yaml is an rm recipe, sft_prompted.yaml an sft one
         recipe = load_recipe(stage, path)
         if stage != "rm":
             assert recipe.eval.tasks == "harbor_test" and recipe.eval.dev_tasks == "harbor_dev", path
