@@ -59,7 +59,10 @@ class ReplyLossSFTTrainer(SFTTrainer):
         n = (inputs["labels"][:, 1:] != -100).sum()
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["mean_token_accuracy"].append((correct / n.clamp(min=1)).item())
-        return nll / torch.as_tensor(num_items_in_batch if num_items_in_batch is not None else n).clamp(min=1)
+        loss = nll / torch.as_tensor(num_items_in_batch if num_items_in_batch is not None else n).clamp(min=1)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * self.accelerator.num_processes  # the count is global and DDP averages: as TRL's own loss
+        return loss
 
 
 def freeze(model, recipe: SftRecipe) -> list[str]:
