@@ -295,9 +295,12 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     general_prompts = [c[:1] for c in general]
     task_chats = [t["messages"] for t in task_rows]
     kl_chats = task_chats[:ev["n_kl_tasks"]] if ev.get("n_kl_tasks") else task_chats
-    others = [parent, base] if parent is not base else [base]
-    # one set of samples for both task KLs; when the parent is the base, one KL serves as both
-    kl_task, kl_task_base = (kl_on_samples(policy, others, tok, kl_chats, max_new, seed, generate_batch_size=bs) * 2)[:2]
+    # one set of samples for both task KLs; when the parent is the base, one KL is both
+    if parent is base:
+        kl_task = kl_task_base = kl_on_samples(policy, [base], tok, kl_chats, max_new, seed, generate_batch_size=bs)[0]
+    else:
+        kl_task, kl_task_base = kl_on_samples(policy, [parent, base], tok, kl_chats, max_new, seed,
+                                              generate_batch_size=bs)
     kl_general = kl_on_samples(policy, [base], tok, general_prompts, max_new, seed, generate_batch_size=bs)[0]
     lap("kl")
     nll, _ = sequence_nll(policy, tok, general)

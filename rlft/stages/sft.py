@@ -16,8 +16,9 @@ Deliberate choices:
    as SmolLM2's) trains each assistant turn as a prompt/completion row with completion-only loss,
    the same tokens (tests/test_templates.py).
 4. On CPU the loss projects only the hidden states of trained tokens onto the vocabulary
-   (`ReplyLossSFTTrainer`): TRL's tiled fused head, made to save GPU memory, ran a step of SmolLM2
-   at half the speed or less on 2 cores (3.4 s against 7-10 s a step of 8 chats). GPUs keep TRL's loss.
+   (`ReplyLossSFTTrainer`): TRL's fused head (trl/trainer/utils.py, `add_fused_lm_head`) selects the
+   trained positions only where its Triton kernel runs, so on CPU it projects prompt and padding too,
+   in tiles, and recomputes them in the backward. GPUs keep TRL's loss.
 """
 
 from __future__ import annotations
