@@ -31,7 +31,7 @@ endif
 NAME := $(notdir $(patsubst %/,%,$(RECIPE)))
 STAGE_DIRS = $(wildcard $(RUNS)/$(NAME)/sft $(RUNS)/$(NAME)/dpo $(RUNS)/$(NAME)/ppo $(RUNS)/$(NAME)/grpo $(RUNS)/$(NAME)/rloo)
 
-.PHONY: help setup base sft rm dpo ppo grpo rloo eval table compare seeds report bench bench-e2e test test-unit test-fast lint clean
+.PHONY: help setup base sft rm dpo ppo grpo rloo eval table compare sweep seeds report bench bench-e2e test test-unit test-fast lint clean
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
@@ -92,6 +92,10 @@ compare: sft dpo ppo grpo  ## SFT, DPO, PPO, GRPO and SFT continued for DPO's bu
 	  --output-dir $(RUNS)/$(NAME)/sft_continued $(SETS)
 	$(PY) -m rlft.cli compare $(RUNS)/$(NAME)/sft $(RUNS)/$(NAME)/dpo $(RUNS)/$(NAME)/ppo $(RUNS)/$(NAME)/grpo \
 	  $(RUNS)/$(NAME)/sft_continued --out $(RUNS)/$(NAME)/compare
+
+SWEEP ?= $(RECIPE)/sweeps/sft.yaml
+sweep: $(STAMP)  ## hyperparameter search on the dev split under a drift budget (SWEEP=file; run it on several machines with ARGS="--storage URL")
+	$(PY) -m rlft.cli sweep --sweep $(SWEEP) $(ARGS)
 
 SEEDS ?= 0 1 2
 seeds: $(STAMP)  ## every method over SEEDS (default 0 1 2) on the test split, into runs/<recipe>/seed<N>/ (~25 min a seed)

@@ -1,7 +1,7 @@
 """`rlft <stage> --recipe FILE [--set key=value]... [--output-dir DIR] [--force] [--resume]`.
 
-Also `rlft eval --run DIR`, `rlft verdict --run DIR`, `rlft compare RUN... --out DIR` and
-`rlft data export NAME --out DIR`.
+Also `rlft eval --run DIR`, `rlft verdict --run DIR`, `rlft compare RUN... --out DIR`,
+`rlft sweep --sweep FILE` and `rlft data export NAME --out DIR`.
 Bad input of any kind ends with one paragraph on stderr and exit code 2.
 """
 
@@ -60,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="folder to write NAME.jsonl into")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("-n", type=int, default=2000, help="rows for generated sets")
+    w = sub.add_parser("sweep", help="hyperparameter search (Optuna) on the dev split under drift constraints")
+    w.add_argument("--sweep", required=True, help="sweep file (e.g. recipes/customer_support/sweeps/sft.yaml)")
+    w.add_argument("--trials", type=int, help="total trials of the study, shared by every worker (default: the file's)")
+    w.add_argument("--output-dir", help="sweep folder (default runs/<recipe name>/sweep_<sweep file name>)")
+    w.add_argument("--storage", help="Optuna storage URL shared by workers on several machines, e.g. "
+                                     "postgresql://user:pass@host/db (default: SQLite in the sweep folder)")
     c = sub.add_parser("compare", help="report, JSON and plots comparing finished, evaluated runs")
     c.add_argument("runs", nargs="+")
     c.add_argument("--out", required=True)
@@ -162,6 +168,17 @@ def main(argv: list[str] | None = None) -> int:
             judged = f"judged accuracy {result['judge']['task_accuracy']:.3f}, " if result.get("judge") else ""
             print(f"{result['split']} split: {judged}rule accuracy {result['task_accuracy']:.3f}, "
                   f"win rate vs parent {result['win_rate_vs_parent']:.3f}, tone {result['tone_score']:.3f}")
+            return 0
+        if args.command == "sweep":
+            from rlft import config, sweep
+
+            spec = sweep.load(args.sweep, args.trials, args.storage)
+            out = Path(args.output_dir or Path(os.environ.get("RLFT_RUNS", "runs")) / config.recipe_name(spec.recipe)
+                       / f"sweep_{spec.path.stem}")
+            summary = sweep.run(spec, out)
+            print((out / "trials.md").read_text())
+            print(f"wrote {out}/trials.md, trials.json" + (", best_recipe.yaml" if summary["best"] else "")
+                  + (", front.png" if summary["front"] else ""))
             return 0
         if args.command == "compare":
             from rlft.eval import compare

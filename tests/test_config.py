@@ -26,6 +26,11 @@ def test_every_shipped_recipe_loads(path):
         launch = yaml.safe_load(path.read_text())
         assert launch["distributed_type"] in ("MULTI_GPU", "FSDP", "DEEPSPEED") and launch["num_processes"] >= 1
         return
+    if "sweeps" in path.parts:  # sweep files: every corner of the space is loaded as a recipe
+        from rlft import sweep
+
+        assert sweep.load(path).space
+        return
     recipe = config.load_recipe(path.stem.split("_")[0], path)  # rm_minilm.yaml is an rm recipe
     assert recipe.seed >= 0
 

@@ -78,7 +78,25 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def report(run_dirs: list[Path], out: Path) -> dict:
+def expand(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(run folders, sweep folders): a sweep folder (`rlft sweep`, with trials.json) stands for its finished,
+    evaluated trials, and its front of objective against drift is drawn too."""
+    run_dirs, sweeps = [], []
+    for path in paths:
+        if (path / "trials.json").is_file():
+            sweeps.append(path)
+            summary = json.loads((path / "trials.json").read_text())
+            run_dirs += [Path(t["folder"]) for t in summary["trials"]
+                         if t["state"] == "complete" and (Path(t["folder"]) / "eval.json").is_file()]
+        else:
+            run_dirs.append(path)
+    return run_dirs, sweeps
+
+
+def report(paths: list[Path], out: Path) -> dict:
+    run_dirs, sweeps = expand([Path(p) for p in paths])
+    if not run_dirs:
+        raise InputError(f"nothing to compare: no finished, evaluated run in {', '.join(map(str, paths))}")
     rows = [load_run(Path(r)) for r in run_dirs]
     by_path = {r["run"]: r for r in rows}
     table = []
@@ -109,6 +127,9 @@ def report(run_dirs: list[Path], out: Path) -> dict:
         print(f"warning: {warning}")
     out.mkdir(parents=True, exist_ok=True)
     plots = _plots(rows, out)
+    for sweep in sweeps:
+        summary = json.loads((sweep / "trials.json").read_text())
+        plots.append(front_plot(summary, out / f"front_{sweep.name}.png"))
     result = {"runs": table, "methods": methods(table), "plots": plots,
               "evaluated_on": [list(e) for e in evaluated], "warning": warning}
     runs.atomic_write_json(out / "report.json", result)
@@ -219,3 +240,32 @@ def _plots(rows: list[dict], out: Path) -> list[str]:
         ax.set_ylabel("mean training reward of the sampled answers")
         files.append(_save(fig, ax, "Training reward", out / "reward_curves.png"))
     return files
+
+
+def front_plot(summary: dict, path: Path) -> str:
+    """A sweep's completed trials: objective against the drift figure of its budget, the front drawn,
+    the budget as a line, the best feasible trial marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trials = [t for t in summary["trials"] if t["state"] == "complete" and t["figures"].get(summary["front_key"]) is not None]
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for feasible, marker, label in ((True, "o", "within the constraints"), (False, "x", "outside")):
+        mine = [t for t in trials if bool(t["feasible"]) == feasible]
+        ax.scatter([t["objective"] for t in mine], [t["figures"][summary["front_key"]] for t in mine], marker=marker,
+                   s=40, label=label)
+    for t in trials:
+        ax.annotate(str(t["number"]), (t["objective"], t["figures"][summary["front_key"]]),
+                    textcoords="offset points", xytext=(4, 4), fontsize=8)
+    front = sorted((t for t in trials if t["number"] in summary["front"]), key=lambda t: t["objective"])
+    ax.plot([t["objective"] for t in front], [t["figures"][summary["front_key"]] for t in front], "k--", lw=1,
+            label="non-dominated front")
+    for c in summary["constraints"]:
+        key, op, bound = c.split()
+        if key == summary["front_key"]:
+            ax.axhline(float(bound), color="red", lw=1, label=f"budget {key} {op} {bound}")
+    ax.set_xlabel(f"{summary['objective']} on {summary['split']}")
+    ax.set_ylabel(summary["front_key"])
+    return _save(fig, ax, f"Sweep {Path(summary['sweep']).stem}: {summary['n_trials']} trials", path)
