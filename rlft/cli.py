@@ -175,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
             spec = sweep.load(args.sweep, args.trials, args.storage)
             out = Path(args.output_dir or Path(os.environ.get("RLFT_RUNS", "runs")) / config.recipe_name(spec.recipe)
                        / f"sweep_{spec.path.stem}")
-            summary = sweep.run(spec, out)
+            try:
+                summary = sweep.run(spec, out)
+            except KeyboardInterrupt:
+                print(f"rlft: sweep interrupted; run the same command again to continue it ({out})", file=sys.stderr)
+                return 130
             print((out / "trials.md").read_text())
             print(f"wrote {out}/trials.md, trials.json" + (", best_recipe.yaml" if summary["best"] else "")
                   + (", front.png" if summary["front"] else ""))

@@ -13,8 +13,8 @@ Deliberate choices:
 1. Trials run as child processes (`python -m rlft.cli STAGE ...`), not in-process: memory is returned
    after each, a pruned trial is stopped by a signal, and a trial is exactly what a user would run.
 2. A killed sweep resumes: trials record heartbeats, a trial whose worker died is failed once its
-   heartbeat is stale and retried with the same values in the same folder with `--resume`, so the
-   checkpoints it wrote are not lost (Optuna's RetryFailedTrialCallback).
+   heartbeat is stale (an interrupted one at once) and queued again with the same values for the same
+   folder, where the stage continues with `--resume`, so the checkpoints it wrote are not lost.
 3. The number of trials is a total for the study, shared by every worker: a worker stops starting
    trials once finished plus running ones reach it, and waits for the running ones to end.
 """
@@ -52,7 +52,8 @@ RM_KEYS = ("pair_accuracy", "margin_mean")
 # What each stage already logs during training that a pruner can read: (TensorBoard tag, direction).
 PRUNE_DEFAULTS = {"sft": ("eval/loss", "minimize"), "dpo": ("eval/loss", "minimize"), "rm": ("eval/loss", "minimize"),
                   "ppo": ("objective/scores", "maximize"), "grpo": ("train/reward", "maximize")}
-HEARTBEAT_S, GRACE_S = 5, 20
+HEARTBEAT_S, GRACE_S = 5, 20  # a trial whose worker has been silent for GRACE_S seconds is taken as dead
+MAX_RETRY = 3
 
 
 @dataclass
@@ -341,8 +342,7 @@ def _storage(sweep: Sweep, out: Path):
     try:
         return optuna.storages.RDBStorage(
             url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
-            heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=3))
+            heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
     except Exception as e:  # noqa: BLE001 - SQLAlchemy and driver errors have no common base worth naming
         raise InputError(f"{sweep.path}: storage {url!r} cannot be opened: {type(e).__name__}: {e}") from None
 
@@ -377,6 +377,29 @@ def _finished(trial) -> bool:
         trial.state == TrialState.FAIL and "error" in trial.user_attrs)
 
 
+def _slot(trial) -> int:
+    """The trial's folder number: its own, or that of the interrupted trial it continues."""
+    return trial.user_attrs.get("slot", trial.number)
+
+
+def retry_interrupted(study_) -> int:
+    """Queue once more, with the same values and folder, every trial whose worker died (a stale heartbeat)
+    or was interrupted (Ctrl-C) and that nothing else continues; the stage resumes from its checkpoint."""
+    from optuna.trial import TrialState
+
+    trials = study_.get_trials(deepcopy=False)
+    alive = {_slot(t) for t in trials if t.state != TrialState.FAIL or "error" in t.user_attrs}
+    queued = 0
+    for t in trials:
+        slot = _slot(t)
+        attempts = sum(_slot(u) == slot for u in trials)
+        if t.state == TrialState.FAIL and "error" not in t.user_attrs and slot not in alive and attempts <= MAX_RETRY:
+            study_.enqueue_trial(t.params, user_attrs={"slot": slot})
+            alive.add(slot)
+            queued += 1
+    return queued
+
+
 Runner = Callable[[Sweep, Path, dict, Callable[[int, float], bool]], dict]
 
 
@@ -387,9 +410,8 @@ def objective_fn(sweep: Sweep, out: Path, runner: Runner):
 
     def objective(trial) -> float:
         params = {dim.key: dim.suggest(trial) for dim in sweep.space}
-        frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
-        first = optuna.storages.RetryFailedTrialCallback.retried_trial_number(frozen)
-        slot = trial.number if first is None else first  # a retried trial continues in the first one's folder
+        slot = trial.user_attrs.get("slot", trial.number)  # a retried trial continues in the first one's folder
+        trial.set_user_attr("slot", slot)
         folder = out / f"trial_{slot:03d}"
         trial.set_user_attr("folder", str(folder))
 
@@ -437,8 +459,10 @@ def run(sweep: Sweep, out: Path, runner: Runner = run_trial) -> dict:
                                                 "direction": sweep.direction, "front_key": sweep.front_key})
     objective = objective_fn(sweep, out, runner)
     while True:
+        optuna.storages.fail_stale_trials(study_)
+        retry_interrupted(study_)
         trials = study_.get_trials(deepcopy=False)
-        done = sum(_finished(t) for t in trials)
+        done = len({_slot(t) for t in trials if _finished(t)})
         if done >= sweep.trials:
             break
         running = sum(t.state == TrialState.RUNNING for t in trials)
@@ -448,7 +472,6 @@ def run(sweep: Sweep, out: Path, runner: Runner = run_trial) -> dict:
             print(progress(study_, sweep), flush=True)
         else:  # the last trials run elsewhere (or their worker died: heartbeats tell after GRACE_S)
             time.sleep(HEARTBEAT_S)
-            optuna.storages.fail_stale_trials(study_)
     return summarise(sweep, study_, out)
 
 

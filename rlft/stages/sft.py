@@ -203,6 +203,8 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
         callbacks=[EarlyStoppingCallback(tr.early_stopping_patience)] * early + [budget] * bool(budget)
         + [guard] + faults.callbacks())
     ckpt = run_.resume_from() if resume else None
+    if ckpt:
+        print(f"sft: resuming from {ckpt}")
     untrained = tr.max_steps == 0  # a baseline: the starting model as a run (TrainCfg.max_steps)
     result = None if untrained else trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     faults.raise_if_faulted(guard, "sft", run_.work)
