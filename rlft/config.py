@@ -89,6 +89,8 @@ class TrainCfg:
     gradient_checkpointing: bool = False
     optim: str = "adamw_torch"
     """Optimizer name as transformers knows it (e.g. paged_adamw_8bit on GPUs)."""
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    """Where training curves go: any of tensorboard, wandb, mlflow ([] for none); every stage, PPO included."""
 
 
 @dataclass
@@ -481,6 +483,9 @@ def _check_values(recipe: Recipe, where: str) -> None:
 
     _check_choice(recipe.train.lr_scheduler, "train.lr_scheduler", SchedulerType, where)
     _check_choice(recipe.train.optim, "train.optim", OptimizerNames, where)
+    from rlft import tracking
+
+    tracking.check(recipe.train.report_to, where)
     if isinstance(recipe, DpoRecipe) and recipe.dpo.beta <= 0:
         raise InputError(f"{where}: dpo.beta must be positive, got {recipe.dpo.beta}")
     if recipe.dtype not in ("float32", "bfloat16", "float16"):

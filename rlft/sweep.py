@@ -106,6 +106,7 @@ class Sweep:
     seed: int
     storage: str | None
     dev_tasks: str
+    report_to: list[str] = field(default_factory=list)
 
     @property
     def front_key(self) -> str:
@@ -250,7 +251,7 @@ def load(path: str | Path, trials: int | None = None, storage: str | None = None
                  direction=direction, constraints=constraints, sets=sets,
                  prune_metric=prune.get("metric", metric), prune_direction=prune.get("direction", metric_direction),
                  pruner=pruner, startup_trials=startup, seed=seed, storage=storage or raw.get("storage"),
-                 dev_tasks=recipe.eval.dev_tasks)
+                 dev_tasks=recipe.eval.dev_tasks, report_to=recipe.train.report_to)
 
 
 def lookup(result: dict, key: str) -> float | None:
@@ -271,7 +272,10 @@ class TrialFailed(Exception):
 
 
 def trial_overrides(sweep: Sweep, params: dict) -> list[str]:
-    return [*sweep.sets, *(f"{k}={v}" for k, v in params.items()), f"eval.tasks={sweep.dev_tasks}", "eval.gate=false"]
+    """The trial's settings; evaluation on the dev split, and TensorBoard on, since the pruner reads its logs."""
+    trackers = sweep.report_to + ["tensorboard"] * ("tensorboard" not in sweep.report_to)
+    return [*sweep.sets, *(f"{k}={v}" for k, v in params.items()), f"eval.tasks={sweep.dev_tasks}", "eval.gate=false",
+            f"train.report_to={','.join(trackers)}"]
 
 
 def _die_with_parent() -> None:

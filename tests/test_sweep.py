@@ -231,4 +231,4 @@ def test_two_workers_share_one_study_without_losing_or_repeating_a_trial(tmp_pat
     folders = [Path(t["folder"]).name for t in summary["trials"]]
     assert sorted(folders) == [f"trial_{i:03d}" for i in range(4)]  # four trials, each once
     assert all(t["state"] == "complete" for t in summary["trials"])
-    assert all(f"sweep sweep: trial" in o for o in outputs)  # both workers ran trials
+    assert all("sweep sweep: trial" in o for o in outputs)  # both workers ran trials

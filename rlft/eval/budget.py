@@ -67,14 +67,17 @@ class DriftBudget(TrainerCallback):
                 return name, values[name], limit
         return None
 
-    def begin(self, model, log_dir: str, is_main: bool) -> None:
+    def begin(self, model, log_dir: str, is_main: bool, tensorboard: bool = True) -> None:
+        """Keep the starting weights; the budget's own curves go to TensorBoard (logs/budget) when it is in
+        train.report_to, and always to the trainer's log history and the manifest."""
         from torch.utils.tensorboard import SummaryWriter
 
         self.good_state = _trainable_state(model)
-        self.writer = SummaryWriter(log_dir=log_dir) if is_main else None
+        self.writer = SummaryWriter(log_dir=log_dir) if is_main and tensorboard else None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.begin(model, f"{args.output_dir}/logs/budget", state.is_world_process_zero)
+        self.begin(model, f"{args.output_dir}/logs/budget", state.is_world_process_zero,
+                   "tensorboard" in (args.report_to or []))
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.writer is not None:

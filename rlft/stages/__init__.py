@@ -18,7 +18,7 @@ def trainer_kwargs(recipe, work: Path, has_validation: bool) -> dict:
         weight_decay=tr.weight_decay, max_grad_norm=tr.max_grad_norm, logging_steps=tr.logging_steps,
         optim=tr.optim, eval_strategy="steps" if evaluate else "no", eval_steps=tr.eval_steps if evaluate else None,
         save_steps=tr.save_steps, seed=recipe.seed, data_seed=recipe.seed, bf16=tr.bf16,
-        gradient_checkpointing=tr.gradient_checkpointing, report_to=["tensorboard"],
+        gradient_checkpointing=tr.gradient_checkpointing, report_to=tr.report_to or "none",
         use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
         logging_nan_inf_filter=False)  # a NaN must reach the log, where faults.NonFiniteGuard sees it
 

@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 import reward_models
-from rlft import data, distributed, faults, models, runs
+from rlft import data, distributed, faults, models, runs, tracking
 from rlft.config import PpoRecipe, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.generate import left_pad, only_the_recipes_sampling
@@ -361,7 +361,6 @@ def prompt_batch(n_prompts: int, batch: int, update: int, seed: int) -> list[int
 
 def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: Path, resume: bool,
           budget=None) -> tuple[list[dict], list[dict], int | None]:
-    from torch.utils.tensorboard import SummaryWriter
     from transformers import get_scheduler
 
     cfg, tr = recipe.ppo, recipe.train
@@ -382,9 +381,10 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
     if ckpt is not None:
         state = _load_checkpoint(ckpt, model, value_head, optimizer, scheduler)
         print(f"ppo: resuming from {ckpt.name} (update {state['update']} of {cfg.updates})")
-    writer = SummaryWriter(log_dir=str(work / "logs")) if runs.is_main_process() else None
+    tracker = tracking.Tracker(tr.report_to, str(work / "logs"), work.name.removesuffix(".partial"),
+                               to_dict(recipe), enabled=runs.is_main_process())
     if budget is not None:
-        budget.begin(model, str(work / "logs" / "budget"), runs.is_main_process())
+        budget.begin(model, str(work / "logs" / "budget"), runs.is_main_process(), "tensorboard" in tr.report_to)
     kept = None
     for u in range(state["update"], cfg.updates):
         batch = prompt_batch(len(chats), cfg.rollout_batch_size, u * world + rank, recipe.seed)
@@ -413,9 +413,7 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
             state["kl_coef"] = core.adaptive_kl_coef(state["kl_coef"], m["objective/kl"], cfg.kl_target,
                                                      cfg.kl_horizon, cfg.rollout_batch_size)
         state["history"].append(m)
-        if writer is not None:
-            for k, v in m.items():
-                writer.add_scalar(k, v, u + 1)
+        tracker.log(m, u + 1)
         if (u + 1) % tr.logging_steps == 0 or u == 0:
             print(f"ppo update {u + 1}/{cfg.updates}: score {m['objective/scores']:.3f}  kl {m['objective/kl']:.3f}  "
                   f"len {m['response/length_mean']:.1f}  eos {m['response/eos_rate']:.2f}  "
@@ -438,8 +436,7 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
             faults.tear_save_if_asked(u + 1)
             _save_checkpoint(work, state, model, value_head, optimizer, scheduler)
         faults.kill_if_asked(u + 1)
-    if writer is not None:
-        writer.close()
+    tracker.close()
     distributed.check_in_sync(_params(model, POLICY) + _params(model, VALUE) + list(value_head.parameters()), "ppo")
     return state["history"], state["samples"], kept
 
