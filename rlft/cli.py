@@ -1,7 +1,8 @@
 """`rlft <stage> --recipe FILE [--set key=value]... [--output-dir DIR] [--force] [--resume]`.
 
 Also `rlft eval --run DIR`, `rlft verdict --run DIR`, `rlft compare RUN... --out DIR`,
-`rlft sweep --sweep FILE` and `rlft data export NAME --out DIR`.
+`rlft sweep --sweep FILE`, `rlft interpolate --run DIR`, `rlft soup RUN... --out DIR` and
+`rlft data export NAME --out DIR`.
 Bad input of any kind ends with one paragraph on stderr and exit code 2.
 """
 
@@ -66,6 +67,18 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--output-dir", help="sweep folder (default runs/<recipe name>/sweep_<sweep file name>)")
     w.add_argument("--storage", help="Optuna storage URL shared by workers on several machines, e.g. "
                                      "postgresql://user:pass@host/db (default: SQLite in the sweep folder)")
+    i = sub.add_parser("interpolate", help="mixes of a run with its parent (WiSE-FT), each evaluated")
+    i.add_argument("--run", required=True)
+    i.add_argument("--alphas", default="0,0.25,0.5,0.75,1", help="weights of the run's change (0: the parent, 1: the run)")
+    i.add_argument("--out", help="folder of the mixes (default: <run>_interpolate beside the run)")
+    i.add_argument("--tasks", help="what to evaluate on (default: the recipe's eval.dev_tasks, since choosing alpha "
+                                   "is tuning; pass the test split only to report the alpha you chose)")
+    i.add_argument("--force", action="store_true", help="replace mixes made from another version of the run")
+    o = sub.add_parser("soup", help="the uniform average of several runs of one parent (seeds), evaluated")
+    o.add_argument("runs", nargs="+")
+    o.add_argument("--out", required=True)
+    o.add_argument("--force", action="store_true")
+    o.add_argument("--no-eval", action="store_true")
     c = sub.add_parser("compare", help="report, JSON and plots comparing finished, evaluated runs")
     c.add_argument("runs", nargs="+")
     c.add_argument("--out", required=True)
@@ -155,6 +168,38 @@ def stage_main(args) -> int:
     return 0
 
 
+def interpolate_main(args) -> int:
+    from rlft import mix, runs
+    from rlft.eval import harness
+
+    try:
+        alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
+    except ValueError:
+        raise InputError(f"--alphas {args.alphas!r}: expected numbers separated by commas, e.g. 0,0.5,1") from None
+    if not alphas:
+        raise InputError("--alphas: give at least one weight, e.g. 0,0.5,1")
+    run = Path(args.run.rstrip("/"))
+    manifest = runs.read_manifest(run)
+    tasks = args.tasks or manifest["recipe"]["eval"]["dev_tasks"]
+    out = Path(args.out or run.with_name(run.name + "_interpolate"))
+    folders = mix.interpolate(run, alphas, out, force=args.force)
+    curve = []
+    for alpha, folder in zip(alphas, folders):
+        ev = harness.evaluate_run(folder, tasks_file=tasks)
+        curve.append({"alpha": alpha, "run": str(folder), "split": ev["split"],
+                      "judge_task_accuracy": (ev.get("judge") or {}).get("task_accuracy"),
+                      "task_accuracy": ev["task_accuracy"], "general_ppl_drift": ev["general_ppl_drift"],
+                      "retention": (ev.get("retention") or {}).get("retention"), "kl_task_base": ev["kl_task_base"]})
+    summary = json.loads((out / "interpolation.json").read_text())
+    runs.atomic_write_json(out / "interpolation.json", {**summary, "tasks": tasks, "curve": curve})
+    print(f"{'alpha':>6} {'judged acc':>10} {'rule acc':>9} {'ppl drift':>9} {'retention':>9}   on {tasks}")
+    for c in curve:
+        cells = [c["judge_task_accuracy"], c["task_accuracy"], c["general_ppl_drift"], c["retention"]]
+        print(f"{c['alpha']:>6.2f} " + " ".join(f"{v:>9.3f}" if v is not None else f"{'–':>9}" for v in cells))
+    print(f"wrote {len(folders)} mixes and interpolation.json to {out}; `rlft compare {out} --out DIR` draws the curve")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     _quiet()
     args = _parser().parse_args(argv)
@@ -183,6 +228,18 @@ def main(argv: list[str] | None = None) -> int:
             print((out / "trials.md").read_text())
             print(f"wrote {out}/trials.md, trials.json" + (", best_recipe.yaml" if summary["best"] else "")
                   + (", front.png" if summary["front"] else ""))
+            return 0
+        if args.command == "interpolate":
+            return interpolate_main(args)
+        if args.command == "soup":
+            from rlft import mix
+            from rlft.eval import harness, report
+
+            out = mix.soup([Path(r) for r in args.runs], Path(args.out), force=args.force)
+            if not args.no_eval:
+                harness.evaluate_run(out)
+                print(report.stage_table([Path(r) for r in args.runs] + [out]))
+            print(f"wrote the soup of {len(args.runs)} runs to {out}")
             return 0
         if args.command == "compare":
             from rlft.eval import compare

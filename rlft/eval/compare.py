@@ -83,7 +83,11 @@ def expand(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     evaluated trials, and its front of objective against drift is drawn too."""
     run_dirs, sweeps = [], []
     for path in paths:
-        if (path / "trials.json").is_file():
+        if (path / "interpolation.json").is_file():  # `rlft interpolate`: its mixes, in alpha order
+            summary = json.loads((path / "interpolation.json").read_text())
+            run_dirs += [Path(f) for f in summary["folders"] if (Path(f) / "eval.json").is_file()]
+            sweeps.append(path)
+        elif (path / "trials.json").is_file():
             sweeps.append(path)
             summary = json.loads((path / "trials.json").read_text())
             run_dirs += [Path(t["folder"]) for t in summary["trials"]
@@ -128,8 +132,11 @@ def report(paths: list[Path], out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     plots = _plots(rows, out)
     for sweep in sweeps:
-        summary = json.loads((sweep / "trials.json").read_text())
-        plots.append(front_plot(summary, out / f"front_{sweep.name}.png"))
+        if (sweep / "interpolation.json").is_file():
+            plots.append(interpolation_plot(json.loads((sweep / "interpolation.json").read_text()),
+                                            out / f"interpolation_{sweep.name}.png"))
+        else:
+            plots.append(front_plot(json.loads((sweep / "trials.json").read_text()), out / f"front_{sweep.name}.png"))
     result = {"runs": table, "methods": methods(table), "plots": plots,
               "evaluated_on": [list(e) for e in evaluated], "warning": warning}
     runs.atomic_write_json(out / "report.json", result)
@@ -269,3 +276,22 @@ def front_plot(summary: dict, path: Path) -> str:
     ax.set_xlabel(f"{summary['objective']} on {summary['split']}")
     ax.set_ylabel(summary["front_key"])
     return _save(fig, ax, f"Sweep {Path(summary['sweep']).stem}: {summary['n_trials']} trials", path)
+
+
+def interpolation_plot(summary: dict, path: Path) -> str:
+    """The mixes of a run with its parent: task accuracy against drift, each point labelled with alpha."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = [c for c in summary.get("curve", []) if c["general_ppl_drift"] is not None]
+    accuracy = "judge_task_accuracy" if all(c["judge_task_accuracy"] is not None for c in curve) else "task_accuracy"
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.plot([c["general_ppl_drift"] for c in curve], [c[accuracy] for c in curve], "o-", label=Path(summary["run"]).name)
+    for c in curve:
+        ax.annotate(f"{c['alpha']:g}", (c["general_ppl_drift"], c[accuracy]), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("general perplexity drift against the base")
+    ax.set_ylabel(f"{accuracy.replace('_', ' ')} on {summary.get('tasks', 'the evaluated split')}")
+    return _save(fig, ax, "Interpolation toward the parent (alpha: weight of the run's change)", path)
