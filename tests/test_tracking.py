@@ -53,7 +53,7 @@ def test_flatten_names_nested_keys_with_dots():
 
 def test_a_sweep_keeps_tensorboard_on_for_its_pruner(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text("stage: sft\nrecipe: %s\nspace: {lora.r: [4, 8]}\nobjective: task_accuracy\n"
-                    "set: ['train.report_to=[]']\n" % "recipes/customer_support/sft.yaml")
+    path.write_text("stage: sft\nrecipe: recipes/customer_support/sft.yaml\nspace: {lora.r: [4, 8]}\n"
+                    "objective: task_accuracy\nset: ['train.report_to=[]']\n")
     overrides = sweep.trial_overrides(sweep.load(path), {"lora.r": 4})
     assert overrides[-1] == "train.report_to=tensorboard" and "eval.tasks=harbor_dev" in overrides
