@@ -61,6 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="folder to write NAME.jsonl into")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("-n", type=int, default=2000, help="rows for generated sets")
+    a = dsub.add_parser("augment", help="write a data set with its user turns noised, to read before training on it")
+    a.add_argument("data", help="a built-in set or a data file")
+    a.add_argument("--out", required=True, help="folder to write <name>.augmented.jsonl into")
+    rates = a.add_mutually_exclusive_group(required=True)
+    rates.add_argument("--recipe", help="take the rates from this recipe's data.augment")
+    rates.add_argument("--rates", help="rates as NAME=RATE,..., e.g. typos=0.05,case=0.3")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("-n", type=int, default=2000, help="rows for generated sets")
     w = sub.add_parser("sweep", help="hyperparameter search (Optuna) on the dev split under drift constraints")
     w.add_argument("--sweep", required=True, help="sweep file (e.g. recipes/customer_support/sweeps/sft.yaml)")
     w.add_argument("--trials", type=int, help="total trials of the study, shared by every worker (default: the file's)")
@@ -168,6 +176,33 @@ def stage_main(args) -> int:
     return 0
 
 
+def augment_main(args) -> int:
+    """`rlft data augment`: the rows as a stage would train on them, each with its user turns before noise."""
+    from rlft import config, data
+    from rlft.data import augment
+
+    if args.recipe:
+        recipe = config.load_recipe(Path(args.recipe).stem.split("_")[0], args.recipe)
+        rates, seed = recipe.data.augment, recipe.seed
+        if not rates:
+            raise InputError(f"recipe {args.recipe} has no data.augment to apply")
+    else:
+        rates, seed = augment.parse(args.rates), args.seed
+    raw = data.builtin(args.data, seed, args.n) if args.data in data.BUILTIN else \
+        [row for _, row in data.read_rows(args.data)]
+    noised = augment.augment_rows(raw, rates, seed)
+    field = "messages" if "messages" in raw[0] else "prompt"
+    rows = [{**new, "user_turns_before": [m["content"] for m in old[field] if m["role"] == "user"]}
+            if isinstance(old.get(field), list) else new for old, new in zip(raw, noised)]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{Path(args.data).stem}.augmented.jsonl"
+    data.write_jsonl(rows, path)
+    changed = sum(a != b for a, b in zip(raw, noised))
+    print(f"wrote {len(rows)} rows to {path}; {changed} have noised user turns ({', '.join(f'{k} {v}' for k, v in rates.items())})")
+    return 0
+
+
 def interpolate_main(args) -> int:
     from rlft import mix, runs
     from rlft.eval import harness
@@ -261,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.data_command == "list":
                 print("\n".join(data.BUILTIN))
                 return 0
+            if args.data_command == "augment":
+                return augment_main(args)
             rows = data.builtin(args.name, args.seed, args.n)
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)

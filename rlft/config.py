@@ -36,6 +36,9 @@ class DataCfg:
     system_prompt: str | None = None
     """A system message put before every chat that has none, in training and evaluation alike ("" for an
     empty one). Null: none is added, and rlft says so when the model's chat template adds its own."""
+    augment: dict[str, float] = field(default_factory=dict)
+    """Seeded noise on the user turns of the training data, {transformation: rate}: typos, case, punctuation,
+    word_order, drop_greeting (rlft/data/augment.py). See it with `rlft data augment NAME --recipe FILE`."""
 
 
 @dataclass
@@ -484,8 +487,10 @@ def _check_values(recipe: Recipe, where: str) -> None:
     _check_choice(recipe.train.lr_scheduler, "train.lr_scheduler", SchedulerType, where)
     _check_choice(recipe.train.optim, "train.optim", OptimizerNames, where)
     from rlft import tracking
+    from rlft.data import augment
 
     tracking.check(recipe.train.report_to, where)
+    augment.check(recipe.data.augment, f"{where} data.augment")
     if isinstance(recipe, DpoRecipe) and recipe.dpo.beta <= 0:
         raise InputError(f"{where}: dpo.beta must be positive, got {recipe.dpo.beta}")
     if recipe.dtype not in ("float32", "bfloat16", "float16"):

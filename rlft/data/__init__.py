@@ -16,13 +16,14 @@ import re
 from pathlib import Path
 
 from rlft.data import chitchat, probes
+from rlft.data.augment import MESSY, MESSY_SEED, augment_rows
 from rlft.errors import InputError
 from rlft.tasks.harbor import generator as harbor
 
 BUILTIN = ("harbor_sft", "harbor_sft_val", "harbor_pairs", "harbor_pairs_val", "harbor_prompts",
-           "harbor_dev", "harbor_test", "harbor_eval", "harbor_pretrain", "chitchat_train", "chitchat_held_out",
+           "harbor_dev", "harbor_test", "harbor_test_messy", "harbor_eval", "harbor_pretrain", "chitchat_train", "chitchat_held_out",
            "probes")
-TEST_SETS = ("harbor_test",)
+TEST_SETS = ("harbor_test", "harbor_test_messy")
 """Built-in sets only the evaluation reads: config refuses them wherever a stage trains or tunes."""
 ROLES = ("system", "user", "assistant")
 MAX_LINE_BYTES = 1_000_000
@@ -46,6 +47,8 @@ def builtin(name: str, seed: int, n: int) -> list[dict]:
         return harbor.task_rows(seed, n, "dev")
     elif name == "harbor_test":
         return harbor.task_rows(seed, n, "test")
+    elif name == "harbor_test_messy":  # the same tasks as a hurried customer types them (rlft/data/augment.py)
+        return augment_rows(harbor.task_rows(seed, n, "test"), MESSY, seed + MESSY_SEED)
     elif name == "harbor_pretrain":
         return harbor.pretrain_rows(seed, n)
     elif name == "chitchat_train":
@@ -206,9 +209,11 @@ def check_task(row: dict, path, no: int, seen_ids: dict) -> dict:
             **({"reference": row["reference"]} if isinstance(row.get("reference"), str) else {})}
 
 
-def load(spec: str, fmt: str, seed: int, n: int, system_prompt: str | None = None) -> list[dict]:
+def load(spec: str, fmt: str, seed: int, n: int, system_prompt: str | None = None,
+         augment: dict[str, float] | None = None) -> list[dict]:
     """Rows for a stage: a built-in name (generated), a user's file, or a `datasets` hub id (validated),
-    with `system_prompt` (a recipe's `data.system_prompt`) put before every chat that has no system message."""
+    with `system_prompt` (a recipe's `data.system_prompt`) put before every chat that has no system message
+    and the user turns noised as `augment` (a recipe's `data.augment`, training data only) says."""
     if spec in BUILTIN:
         rows = builtin(spec, seed, n)
         rows = rows if fmt != "tasks" else [check_task(r, spec, i + 1, {}) for i, r in enumerate(rows)]
@@ -218,6 +223,7 @@ def load(spec: str, fmt: str, seed: int, n: int, system_prompt: str | None = Non
         rows = to_format(_hub_rows(spec), fmt, spec)
     else:
         rows = builtin(spec, seed, n)  # raises: names the built-in sets and the accepted files
+    rows = augment_rows(rows, augment, seed) if augment else rows
     return rows if system_prompt is None else [with_system(r, system_prompt) for r in rows]
 
 
