@@ -213,8 +213,71 @@ def targets(runs: dict) -> list[str]:
     return lines
 
 
+def collect_augment(runs_dir: Path) -> Path:
+    """Keep bench/augment_effect.sh's figures: per seed and arm, judged accuracy on the clean and the messy
+    test split."""
+    rows = []
+    for run in sorted(runs_dir.glob("seed*/sft*")):
+        clean, messy = (json.loads((run / f).read_text()) for f in ("eval.json", "eval_messy.json"))
+        rows.append({"run": str(run), "arm": run.name, "seed": int(run.parent.name.removeprefix("seed")),
+                     "clean": clean["judge"]["task_accuracy"], "messy": messy["judge"]["task_accuracy"],
+                     "clean_split": clean["tasks_file"], "messy_split": messy["tasks_file"],
+                     "n_tasks": clean["n_tasks"], "general_ppl_drift": clean["general_ppl_drift"]})
+    path = MEASURED / "augment.json"
+    path.write_text(json.dumps({"runs": rows}, indent=1) + "\n")
+    return path
+
+
+def _spread(values: list[float]) -> str:
+    return f"{sum(values) / len(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
+
+
+def augment_table(measured: dict) -> str:
+    """Mean [min, max] over seeds."""
+    lines = ["| recipe | seeds | judged accuracy, harbor_test | judged accuracy, harbor_test_messy | messy minus clean "
+             "| ppl drift |", "|---|---|---|---|---|---|"]
+    for arm in ("sft", "sft_augment"):
+        mine = [r for r in measured["runs"] if r["arm"] == arm]
+        if not mine:
+            continue
+        cells = [_spread([r[k] for r in mine]) for k in ("clean", "messy")]
+        cells.append(_spread([r["messy"] - r["clean"] for r in mine]))
+        cells.append(_spread([r["general_ppl_drift"] for r in mine]))
+        lines.append(f"| {arm} | {len(mine)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def sweep_table(summary: dict) -> str:
+    keys = sorted({k for t in summary["trials"] for k in t["params"]})
+    drift = summary["front_key"]
+    lines = [f"Objective: {summary['objective']} on {summary['split']}, constraint "
+             f"{', '.join(summary['constraints']) or 'none'}; {summary['n_trials']} trials "
+             f"({', '.join(f'{v} {k}' for k, v in summary['states'].items() if v)}) in {summary['minutes']} minutes "
+             f"of trial time.", "",
+             "| trial | " + " | ".join(keys) + f" | {summary['objective']} | {drift} | within budget | on front |",
+             "|" + "---|" * (len(keys) + 5)]
+    for t in summary["trials"]:
+        params = [f"{t['params'][k]:.2e}" if isinstance(t["params"].get(k), float) and t["params"][k] < 0.01
+                  else f"{t['params'][k]:.2f}" if isinstance(t["params"].get(k), float) else str(t["params"].get(k))
+                  for k in keys]
+        objective = f"{t['objective']:.3f}" if t["state"] == "complete" else t["state"]
+        figure = t["figures"].get(drift)
+        lines.append(f"| {t['number']} | " + " | ".join(params) + f" | {objective} | "
+                     + (f"{figure:.3f}" if figure is not None else "–")
+                     + f" | {'' if t['feasible'] is None else 'yes' if t['feasible'] else 'no'} | "
+                     + ("yes" if t["number"] in summary["front"] else "") + " |")
+    best = summary["best"]
+    lines += ["", f"Best within the budget: trial {best['number']} ({best['objective']:.3f} on {summary['split']})."
+              if best else "No trial stayed within the budget."]
+    return "\n".join(lines)
+
+
 def blocks(kept: dict, measured: dict | None = None, single: dict | None = None) -> dict[str, str]:
     out = {"methods": methods_table(kept), "reward_models": rm_table(kept), "claims": claims_table(kept)}
+    if (MEASURED / "augment.json").is_file():
+        out["augment"] = augment_table(json.loads((MEASURED / "augment.json").read_text()))
+    if (MEASURED / "sweep_sft.json").is_file():
+        out["sweep"] = sweep_table(json.loads((MEASURED / "sweep_sft.json").read_text()))
     if measured is not None:
         out["judge_vs_proxy"] = judge_table(measured)
     if single is not None:
@@ -236,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--collect", metavar="RUNS_DIR", help="keep the figures of runs/<recipe> first")
     p.add_argument("--check", action="store_true", help="exit 1 if README.md is not what the kept figures give")
     p.add_argument("--collect-runs", metavar="RUNS_DIR", help="keep the figures of runs/<recipe> (one seed) first")
+    p.add_argument("--collect-augment", metavar="RUNS_DIR", help="keep bench/augment_effect.sh's figures first")
+    p.add_argument("--collect-sweep", metavar="SWEEP_DIR", help="keep a finished sweep's trials.json first")
     p.add_argument("--recipe", default="customer_support")
     p.add_argument("--runs-recipe", default="smollm2", help="the single-seed recipe whose table the README shows")
     p.add_argument("--readme", default=str(ROOT / "README.md"))
@@ -244,6 +309,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kept {collect(Path(args.collect))}")
     if args.collect_runs:
         print(f"kept {collect_runs(Path(args.collect_runs))}")
+    if args.collect_augment:
+        print(f"kept {collect_augment(Path(args.collect_augment))}")
+    if args.collect_sweep:
+        summary = json.loads((Path(args.collect_sweep) / "trials.json").read_text())
+        path = MEASURED / f"sweep_{Path(summary['sweep']).stem}.json"
+        path.write_text(json.dumps(summary, indent=1) + "\n")
+        print(f"kept {path}")
     single_path = MEASURED / f"{args.runs_recipe}.json"
     single = json.loads(single_path.read_text()) if single_path.is_file() else None
     kept = json.loads((MEASURED / f"{args.recipe}.json").read_text())
