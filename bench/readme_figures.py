@@ -276,8 +276,8 @@ def blocks(kept: dict, measured: dict | None = None, single: dict | None = None)
     out = {"methods": methods_table(kept), "reward_models": rm_table(kept), "claims": claims_table(kept)}
     if (MEASURED / "augment.json").is_file():
         out["augment"] = augment_table(json.loads((MEASURED / "augment.json").read_text()))
-    if (MEASURED / "sweep_sft.json").is_file():
-        out["sweep"] = sweep_table(json.loads((MEASURED / "sweep_sft.json").read_text()))
+    for path in sorted(MEASURED.glob("sweep_*.json")):  # one block per kept sweep, named by its folder
+        out[path.stem] = sweep_table(json.loads(path.read_text()))
     if measured is not None:
         out["judge_vs_proxy"] = judge_table(measured)
     if single is not None:
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kept {collect_augment(Path(args.collect_augment))}")
     if args.collect_sweep:
         summary = json.loads((Path(args.collect_sweep) / "trials.json").read_text())
-        path = MEASURED / f"sweep_{Path(summary['sweep']).stem}.json"
+        path = MEASURED / f"{Path(args.collect_sweep).name}.json"  # runs/<recipe>/sweep_sft -> sweep_sft.json
         path.write_text(json.dumps(summary, indent=1) + "\n")
         print(f"kept {path}")
     single_path = MEASURED / f"{args.runs_recipe}.json"
