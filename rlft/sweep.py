@@ -182,7 +182,7 @@ def load(path: str | Path, trials: int | None = None, storage: str | None = None
     if stage not in PRUNE_DEFAULTS:
         raise InputError(f"{path}: stage must be one of {', '.join(PRUNE_DEFAULTS)}, got {stage!r}")
     recipe_path = Path(raw["recipe"])
-    if not recipe_path.is_absolute() and not recipe_path.is_file():  # relative to the sweep file, else the cwd
+    if not recipe_path.is_absolute() and (path.parent / recipe_path).is_file():  # beside the sweep file, else cwd
         recipe_path = Path(os.path.normpath(path.parent / recipe_path))
     if not recipe_path.is_file():
         raise InputError(f"{path}: recipe {raw['recipe']!r} does not exist (looked beside the sweep file and in "
@@ -271,11 +271,15 @@ class TrialFailed(Exception):
     """The trial's stage exited with an error; the sweep records it and goes on."""
 
 
+class Surplus(Exception):
+    """The study had its trials when this one started (workers raced): it is dropped, never run."""
+
+
 def trial_overrides(sweep: Sweep, params: dict) -> list[str]:
     """The trial's settings; evaluation on the dev split, and TensorBoard on, since the pruner reads its logs."""
     trackers = sweep.report_to + ["tensorboard"] * ("tensorboard" not in sweep.report_to)
-    return [*sweep.sets, *(f"{k}={v}" for k, v in params.items()), f"eval.tasks={sweep.dev_tasks}", "eval.gate=false",
-            f"train.report_to={','.join(trackers)}"]
+    return [*sweep.sets, *(f"{k}={v}" for k, v in params.items()), "eval.enabled=true", f"eval.tasks={sweep.dev_tasks}",
+            "eval.gate=false", f"train.report_to={','.join(trackers)}"]
 
 
 def _die_with_parent() -> None:
@@ -333,6 +337,8 @@ def run_trial(sweep: Sweep, folder: Path, params: dict, report: Callable[[int, f
         tail = log_path.read_text(encoding="utf-8").strip().splitlines()[-3:]
         raise TrialFailed(f"`rlft {sweep.stage}` exited with code {child.returncode}: {' / '.join(tail)} "
                           f"(whole log: {log_path})")
+    if not (folder / "eval.json").is_file():
+        raise TrialFailed(f"`rlft {sweep.stage}` finished without an eval.json in {folder} (whole log: {log_path})")
     return json.loads((folder / "eval.json").read_text(encoding="utf-8"))
 
 
@@ -343,12 +349,15 @@ def _storage(sweep: Sweep, out: Path):
     import optuna
 
     url = sweep.storage or f"sqlite:///{(out / 'optuna.db').resolve()}"
-    try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
-            heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-    except Exception as e:  # noqa: BLE001 - SQLAlchemy and driver errors have no common base worth naming
-        raise InputError(f"{sweep.path}: storage {url!r} cannot be opened: {type(e).__name__}: {e}") from None
+    for attempt in range(3):  # two workers creating one SQLite file's tables at once: one of them retries
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {},
+                heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        except Exception as e:  # noqa: BLE001 - SQLAlchemy and driver errors have no common base worth naming
+            if attempt == 2 or not url.startswith("sqlite") or not (out / "optuna.db").is_file():
+                raise InputError(f"{sweep.path}: storage {url!r} cannot be opened: {type(e).__name__}: {e}") from None
+            time.sleep(1 + attempt)
 
 
 def _pruner(sweep: Sweep):
@@ -361,16 +370,28 @@ def _pruner(sweep: Sweep):
     return optuna.pruners.MedianPruner(n_startup_trials=sweep.startup_trials)
 
 
-def _constraints(trial) -> list[float]:
-    return trial.user_attrs.get("constraints", [1.0])  # a trial with no measurement counts as infeasible
+def sampler(sweep: Sweep, n_existing: int):
+    """TPE seeded by (sweep seed, how many trials the study holds): reproducible, and two workers never draw
+    the same values from the same stream. A third of the trials (2 to 10) are drawn at random first."""
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=sweep.seed * 100_003 + n_existing,
+                                      n_startup_trials=max(2, min(10, sweep.trials // 3)))
 
 
 def study(sweep: Sweep, out: Path):
+    """The sweep's study, created or loaded; one named after the recipe and the sweep file, refused if it
+    was created with the other direction."""
     import optuna
 
-    sampler = optuna.samplers.TPESampler(seed=sweep.seed, constraints_func=_constraints)
-    return optuna.create_study(study_name=sweep.path.stem, storage=_storage(sweep, out), sampler=sampler,
-                               pruner=_pruner(sweep), direction=sweep.direction, load_if_exists=True)
+    name = f"{config.recipe_name(sweep.recipe)}/{sweep.path.stem}"
+    study_ = optuna.create_study(study_name=name, storage=_storage(sweep, out), sampler=sampler(sweep, 0),
+                                 pruner=_pruner(sweep), direction=sweep.direction, load_if_exists=True)
+    stored = study_.direction.name.lower()
+    if stored != sweep.direction:
+        raise InputError(f"{sweep.path}: direction is {sweep.direction}, but the study {name!r} in its storage was "
+                         f"created to {stored}; use another --output-dir or --storage for a new study")
+    return study_
 
 
 def _finished(trial) -> bool:
@@ -379,6 +400,13 @@ def _finished(trial) -> bool:
 
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
         trial.state == TrialState.FAIL and "error" in trial.user_attrs)
+
+
+def _interrupted(trial) -> bool:
+    """Failed because its worker died (stale heartbeat) or was interrupted, not by its own stage."""
+    from optuna.trial import TrialState
+
+    return trial.state == TrialState.FAIL and not {"error", "surplus"} & set(trial.user_attrs)
 
 
 def _slot(trial) -> int:
@@ -391,13 +419,13 @@ def retry_interrupted(study_) -> int:
     or was interrupted (Ctrl-C) and that nothing else continues; the stage resumes from its checkpoint."""
     from optuna.trial import TrialState
 
-    trials = study_.get_trials(deepcopy=False)
+    trials = [t for t in study_.get_trials(deepcopy=False) if "surplus" not in t.user_attrs]
     alive = {_slot(t) for t in trials if t.state != TrialState.FAIL or "error" in t.user_attrs}
     queued = 0
     for t in trials:
         slot = _slot(t)
         attempts = sum(_slot(u) == slot for u in trials)
-        if t.state == TrialState.FAIL and "error" not in t.user_attrs and slot not in alive and attempts <= MAX_RETRY:
+        if _interrupted(t) and slot not in alive and attempts <= MAX_RETRY:
             study_.enqueue_trial(t.params, user_attrs={"slot": slot})
             alive.add(slot)
             queued += 1
@@ -413,6 +441,12 @@ def objective_fn(sweep: Sweep, out: Path, runner: Runner):
     sign = 1.0 if sweep.prune_direction == sweep.direction else -1.0  # the pruner reads the study's direction
 
     def objective(trial) -> float:
+        others = [t for t in trial.study.get_trials(deepcopy=False) if t.number != trial.number]
+        busy = {_slot(t) for t in others if _finished(t) or t.state.name == "RUNNING"}
+        retry_of = trial.user_attrs.get("slot")
+        if (retry_of in busy) if retry_of is not None else len(busy) >= sweep.trials:  # another worker got there first
+            trial.set_user_attr("surplus", True)
+            raise Surplus()
         params = {dim.key: dim.suggest(trial) for dim in sweep.space}
         slot = trial.user_attrs.get("slot", trial.number)  # a retried trial continues in the first one's folder
         trial.set_user_attr("slot", slot)
@@ -437,8 +471,10 @@ def objective_fn(sweep: Sweep, out: Path, runner: Runner):
         if value is None or not math.isfinite(value):
             trial.set_user_attr("error", f"eval.json has no finite {sweep.objective}")
             raise TrialFailed(f"trial {slot}: eval.json has no finite {sweep.objective}")
-        trial.set_user_attr("constraints", [c.violation(figures[c.key]) if figures[c.key] is not None else 1.0
-                                            for c in sweep.constraints])
+        violations = [c.violation(figures[c.key]) if figures[c.key] is not None else 1.0 for c in sweep.constraints]
+        trial.set_user_attr("constraints", violations)
+        for c, v in zip(sweep.constraints, violations):  # TPE prefers trials whose constraints are all <= 0
+            trial.set_constraint(c.key, v)
         return value
 
     return objective
@@ -472,7 +508,8 @@ def run(sweep: Sweep, out: Path, runner: Runner = run_trial) -> dict:
         running = sum(t.state == TrialState.RUNNING for t in trials)
         waiting = sum(t.state == TrialState.WAITING for t in trials)
         if waiting or done + running < sweep.trials:
-            study_.optimize(objective, n_trials=1, catch=(TrialFailed,))
+            study_.sampler = sampler(sweep, len(trials))
+            study_.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus))
             print(progress(study_, sweep), flush=True)
         else:  # the last trials run elsewhere (or their worker died: heartbeats tell after GRACE_S)
             time.sleep(HEARTBEAT_S)
@@ -494,6 +531,8 @@ def summarise(sweep: Sweep, study_, out: Path) -> dict:
 
     rows = []
     for t in study_.get_trials(deepcopy=False):
+        if "surplus" in t.user_attrs:
+            continue
         figures = t.user_attrs.get("figures", {})
         feasible = all(v <= 0 for v in t.user_attrs.get("constraints", []))
         rows.append({"number": t.number, "state": t.state.name.lower(), "params": t.params,
@@ -503,7 +542,8 @@ def summarise(sweep: Sweep, study_, out: Path) -> dict:
                      "minutes": round(t.duration.total_seconds() / 60, 2) if t.duration else None})
     complete = [r for r in rows if r["state"] == "complete" and r["figures"].get(sweep.front_key) is not None]
     sign = 1.0 if sweep.direction == "maximize" else -1.0
-    front = [complete[i]["number"] for i in pareto_front([(sign * r["objective"], r["figures"][sweep.front_key])
+    lower = -1.0 if any(c.key == sweep.front_key and c.op == ">=" for c in sweep.constraints) else 1.0  # retention
+    front = [complete[i]["number"] for i in pareto_front([(sign * r["objective"], lower * r["figures"][sweep.front_key])
                                                           for r in complete])]
     feasible = [r for r in rows if r["state"] == "complete" and r["feasible"]]
     best = max(feasible, key=lambda r: sign * r["objective"]) if feasible else None
