@@ -182,14 +182,22 @@ def augment_main(args) -> int:
     from rlft.data import augment
 
     if args.recipe:
-        recipe = config.load_recipe(Path(args.recipe).stem.split("_")[0], args.recipe)
+        recipe, errors = None, {}
+        for stage in config.STAGES:  # data.augment reads the same in every stage's recipe
+            try:
+                recipe = config.load_recipe(stage, args.recipe)
+                break
+            except InputError as e:
+                errors[stage] = str(e)
+        if recipe is None:
+            raise InputError(errors["sft"])  # what is wrong with it as an sft recipe, the likeliest meant
         rates, seed = recipe.data.augment, recipe.seed
         if not rates:
             raise InputError(f"recipe {args.recipe} has no data.augment to apply")
     else:
         rates, seed = augment.parse(args.rates), args.seed
     raw = data.builtin(args.data, seed, args.n) if args.data in data.BUILTIN else \
-        [row for _, row in data.read_rows(args.data)]
+        [row for _, row in data.read_rows(args.data)]  # read_rows refuses an empty file
     noised = augment.augment_rows(raw, rates, seed)
     field = "messages" if "messages" in raw[0] else "prompt"
     rows = [{**new, "user_turns_before": [m["content"] for m in old[field] if m["role"] == "user"]}

@@ -70,7 +70,7 @@ def interpolate(run_dir: Path, alphas: list[float], out: Path, force: bool = Fal
     kind, artifact = _artifact(run_dir, manifest)
     folders = []
     for alpha in alphas:
-        folder = out / f"alpha_{alpha:.2f}"
+        folder = out / f"alpha_{alpha:g}"
         extra = {"interpolation": {"run": str(run_dir), "alpha": alpha, "fingerprint": manifest["fingerprint"]}}
         run = _start(manifest["stage"], folder, extra, force)
         folders.append(folder)
@@ -90,8 +90,12 @@ def interpolate(run_dir: Path, alphas: list[float], out: Path, force: bool = Fal
             models.load_tokenizer(str(artifact)).save_pretrained(run.work / "model")
             art = {"model": "model/"}
         run.finish({**_lineage(manifest, extra), "artifacts": art})
-    runs.atomic_write_json(out / "interpolation.json", {"run": str(run_dir), "alphas": alphas,
-                                                        "folders": [str(f) for f in folders]})
+    # earlier calls' mixes stay in the curve, in alpha order
+    index = json.loads((out / "interpolation.json").read_text()) if (out / "interpolation.json").is_file() else {}
+    known = dict(zip(index.get("alphas", []), index.get("folders", [])))
+    known.update({a: str(f) for a, f in zip(alphas, folders)})
+    runs.atomic_write_json(out / "interpolation.json", {**index, "run": str(run_dir), "alphas": sorted(known),
+                                                        "folders": [known[a] for a in sorted(known)]})
     return folders
 
 
@@ -128,7 +132,8 @@ def soup(run_dirs: list[Path], out: Path, force: bool = False) -> Path:
         models_[0].save_pretrained(run.work / "model", safe_serialization=True)
         models.load_tokenizer(str(artifacts[0])).save_pretrained(run.work / "model")
         art = {"model": "model/"}
-    run.finish({**_lineage(first, extra), "seed": [m["seed"] for m in manifests], "artifacts": art})
+    extra["soup"]["seeds"] = [m["seed"] for m in manifests]
+    run.finish({**_lineage(first, extra), "artifacts": art})  # seed stays the first run's: it seeds the evaluation
     return out
 
 
@@ -139,7 +144,10 @@ def stacked_adapter(adapters: list[Path], dest: Path) -> None:
     base = configs[0]
     for a, c in zip(adapters[1:], configs[1:]):
         for key in ("r", "lora_alpha", "target_modules", "base_model_name_or_path", "use_rslora"):
-            if c.get(key) != base.get(key):
+            mine, theirs = c.get(key), base.get(key)
+            if key == "target_modules" and isinstance(mine, list) and isinstance(theirs, list):
+                mine, theirs = set(mine), set(theirs)  # PEFT saves a set as a list in hash order
+            if mine != theirs:
                 raise InputError(f"adapter {a}: {key} {c.get(key)!r} differs from {adapters[0]}'s {base.get(key)!r}; "
                                  f"a soup stacks adapters of one configuration")
     if base.get("rank_pattern") or base.get("alpha_pattern") or base.get("use_rslora"):
@@ -150,6 +158,8 @@ def stacked_adapter(adapters: list[Path], dest: Path) -> None:
     for key in weights[0]:
         if ".lora_A." in key:
             stacked[key] = torch.cat([w[key] for w in weights], dim=0)  # (n r, in)
+        elif ".lora_B." in key and weights[0][key].dim() == 1:  # lora_bias: added as is, so averaged
+            stacked[key] = sum(w[key] for w in weights) / n  # (out,)
         elif ".lora_B." in key:
             stacked[key] = torch.cat([w[key] for w in weights], dim=1) / n  # (out, n r)
         else:

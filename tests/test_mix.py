@@ -37,7 +37,9 @@ def test_interpolating_a_lora_run_is_exact_at_both_ends_and_linear_between(tiny_
         torch.testing.assert_close(mixes[1][k], (base[k] + run[k]) / 2, rtol=0, atol=1e-6)
     manifest = json.loads((folders[1] / "manifest.json").read_text())
     assert manifest["interpolation"]["alpha"] == 0.5 and manifest["parent"] is None and manifest["stage"] == "sft"
-    assert mix.interpolate(sft_lora_run, [0.5], tmp_path / "mix") == [folders[1]]  # already there: kept as is
+    assert mix.interpolate(sft_lora_run, [0.5, 0.25], tmp_path / "mix")[0] == folders[1]  # already there: kept
+    index = json.loads((tmp_path / "mix" / "interpolation.json").read_text())
+    assert index["alphas"] == [0.0, 0.25, 0.5, 1.0]  # a later call adds to the curve
 
 
 def test_interpolating_full_weights_mixes_the_state_dicts(tiny_model_dir, tmp_path):
@@ -62,7 +64,21 @@ def test_a_soup_of_adapters_is_the_mean_of_their_changes(tiny_model_dir, sft_lor
     assert not torch.equal(a[key], b[key])
     torch.testing.assert_close(soup[key] - base[key], ((a[key] - base[key]) + (b[key] - base[key])) / 2,
                                rtol=0, atol=1e-6)
-    assert json.loads((tmp_path / "soup" / "manifest.json").read_text())["seed"] == [0, 1]
+    manifest = json.loads((tmp_path / "soup" / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["soup"]["seeds"] == [0, 1]
+
+
+def test_a_soup_takes_adapters_whose_module_lists_differ_only_in_order(tiny_model_dir, sft_lora_run, tmp_path):
+    """PEFT saves target_modules (a set) as a list in the process's hash order: two seeds may list them apart."""
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(sft_lora_run, other)
+    config_path = other / "adapter" / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["target_modules"] = list(reversed(config["target_modules"]))
+    config_path.write_text(json.dumps(config))
+    assert (mix.soup([sft_lora_run, other], tmp_path / "soup") / "manifest.json").is_file()
 
 
 def test_a_soup_refuses_runs_of_other_parents_or_kinds(tiny_model_dir, sft_lora_run, tmp_path):
@@ -87,3 +103,11 @@ def test_rlft_interpolate_evaluates_each_mix_on_dev_and_compare_draws_the_curve(
     assert cli.main(["compare", str(out), "--out", str(tmp_path / "cmp")]) == 0
     assert (tmp_path / "cmp" / "interpolation_interp.png").is_file()
     assert cli.main(["interpolate", "--run", str(sft_lora_run), "--alphas", "half"]) == 2
+
+
+@pytest.mark.slow
+def test_rlft_soup_is_evaluated_like_any_run(tiny_model_dir, sft_lora_run, tmp_path):
+    other = _run(tiny_model_dir, tmp_path / "seed1", "seed=1")
+    assert cli.main(["soup", str(sft_lora_run), str(other), "--out", str(tmp_path / "soup")]) == 0
+    ev = json.loads((tmp_path / "soup" / "eval.json").read_text())
+    assert ev["stage"] == "sft" and ev["split"] == "test" and ev["kl_task_base"] > 0

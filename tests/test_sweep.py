@@ -203,7 +203,8 @@ def test_killed_sweep_resumes_its_interrupted_trial_from_the_checkpoint(tmp_path
     out = tmp_path / "sweep"
     first = subprocess.Popen(_sweep_cmd(path, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not list((out / "trial_000.partial").glob("checkpoint-2/trainer_state.json")) and time.time() < deadline:
+    while not list((out / "trial_000.partial").glob("checkpoint-2/trainer_state.json")):
+        assert time.time() < deadline and first.poll() is None, "the first trial never wrote a checkpoint"
         time.sleep(0.5)
     os.kill(first.pid, signal.SIGKILL)  # the worker dies; its child follows it (PR_SET_PDEATHSIG)
     first.wait()
@@ -214,6 +215,7 @@ def test_killed_sweep_resumes_its_interrupted_trial_from_the_checkpoint(tmp_path
     summary = json.loads((out / "trials.json").read_text())
     finished = [t for t in summary["trials"] if t["state"] == "complete"]
     assert sorted(Path(t["folder"]).name for t in finished) == ["trial_000", "trial_001"]
+    assert finished[0]["params"] != finished[1]["params"]  # the resumed sweep did not redraw trial 0's values
     log = (out / "trial_000.log").read_text()
     assert log.count("$ ") == 2 and "sft: resuming from" in log.split("$ ")[-1]  # the second attempt resumed
 
@@ -231,4 +233,6 @@ def test_two_workers_share_one_study_without_losing_or_repeating_a_trial(tmp_pat
     folders = [Path(t["folder"]).name for t in summary["trials"]]
     assert sorted(folders) == [f"trial_{i:03d}" for i in range(4)]  # four trials, each once
     assert all(t["state"] == "complete" for t in summary["trials"])
+    params = [tuple(sorted(t["params"].items())) for t in summary["trials"]]
+    assert len(set(params)) == 4  # the workers drew different values
     assert all("sweep sweep: trial" in o for o in outputs)  # both workers ran trials

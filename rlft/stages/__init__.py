@@ -7,9 +7,13 @@ from pathlib import Path
 
 def trainer_kwargs(recipe, work: Path, has_validation: bool) -> dict:
     """transformers/TRL TrainingArguments common to every stage, from the recipe's `train` section."""
+    import os
+
     import torch
 
     tr = recipe.train
+    if "wandb" in tr.report_to:
+        os.environ.setdefault("WANDB_PROJECT", "rlft")  # as rlft's PPO; transformers' own default is "huggingface"
     evaluate = has_validation and tr.eval_steps > 0
     return dict(
         output_dir=str(work), per_device_train_batch_size=tr.batch_size, per_device_eval_batch_size=tr.batch_size,
