@@ -92,6 +92,9 @@ class TrainCfg:
     gradient_checkpointing: bool = False
     optim: str = "adamw_torch"
     """Optimizer name as transformers knows it (e.g. paged_adamw_8bit on GPUs)."""
+    group_by_length: bool = False
+    """Batch rows of similar length together (a seeded shuffle of length-sorted groups): less padding, the
+    same rows each epoch (SFT, DPO and RM; rlft/stages/__init__.py)."""
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     """Where training curves go: any of tensorboard, wandb, mlflow ([] for none); every stage, PPO included."""
 
@@ -496,6 +499,9 @@ def _check_values(recipe: Recipe, where: str) -> None:
     if recipe.dtype not in ("float32", "bfloat16", "float16"):
         raise InputError(f"{where}: dtype must be float32, bfloat16 or float16, got {recipe.dtype!r}")
     _check_reward(recipe.eval.reward, "eval.reward", where)
+    if recipe.train.group_by_length and not isinstance(recipe, (SftRecipe, DpoRecipe, RmRecipe)):
+        raise InputError(f"{where}: train.group_by_length applies to sft, dpo and rm, whose trainers batch "
+                         f"stored rows; this stage samples its own")
     if isinstance(recipe, PpoRecipe):
         _check_ppo(recipe.ppo, where)
         if recipe.train.optim not in ("adamw_torch", "adamw_torch_fused") or recipe.train.bf16:

@@ -112,6 +112,8 @@ def test_weighted_reward_mapping_in_a_recipe(tmp_path):
     ("grpo", "grpo.algorithm=ppo", "grpo.algorithm must be grpo or rloo"),
     ("grpo", "grpo.num_generations=1", "at least 2"),
     ("grpo", "grpo.reward={harbor_facts: 1, tone: 2}", "grpo.reward: unknown reward 'tone'"),
+    ("ppo", "train.group_by_length=true", "group_by_length applies to sft, dpo and rm"),
+    ("grpo", "train.group_by_length=true", "group_by_length applies to sft, dpo and rm"),
 ])
 def test_bad_rl_keys_are_refused_by_name(stage, override, needle):
     with pytest.raises(InputError, match=needle.replace("[", r"\[")):

@@ -92,3 +92,14 @@ def test_precomputed_reference_log_probs(tiny_model_dir, sft_runs):
                 "train.max_steps=1", "train.learning_rate=1e-9", "dpo.loss_type=[sigmoid]",
                 "dpo.precompute_ref_log_probs=true") == 0
     assert abs(_first_log(sft_runs / out)["loss"] - math.log(2)) < 1e-3
+
+
+def test_dpo_and_rm_train_with_length_grouped_pairs(tiny_model_dir, sft_runs, tmp_path):
+    """TRL's preference rows have no input_ids, so transformers cannot group them; rlft's sampler can."""
+    parent = sft_runs / "sft_lora"
+    assert _run("dpo", tiny_model_dir, tmp_path, "dpo", f"parent={parent}", "train.max_steps=2", "lora.enabled=true",
+                "lora.r=4", "train.group_by_length=true") == 0
+    assert _run("rm", tiny_model_dir, tmp_path, "rm", "train.max_steps=2", "train.group_by_length=true") == 0
+    for run in ("dpo", "rm"):
+        manifest = json.loads((tmp_path / run / "manifest.json").read_text())
+        assert manifest["recipe"]["train"]["group_by_length"] and math.isfinite(manifest["metrics"]["train_loss"])

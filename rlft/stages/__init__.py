@@ -56,3 +56,27 @@ def tokenizer_and_parent(recipe, stage: str) -> tuple[object, str, dict]:
     tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
     tok_sha = models.tokenizer_sha256(tok)
     return tok, tok_sha, runs.check_parent(recipe.parent, recipe.model, tok_sha, stage)
+
+
+def group_by_length(trainer, recipe) -> None:
+    """train.group_by_length: batches of rows of similar length, so that less of each batch is padding.
+
+    transformers' LengthGroupedSampler (megabatches of 50 batches, each sorted by length, in a shuffled
+    order; Hugging Face's `group_by_length`) on the tokenized rows' lengths, the prompt and every answer
+    together, so that DPO's and the reward model's pairs group as SFT's chats do (transformers infers
+    lengths only from an `input_ids` column, which TRL's preference rows do not have). Its shuffle
+    follows the recipe's seed and the epoch, so a resumed run sees the same batches.
+    """
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    batch = recipe.train.batch_size * recipe.train.grad_accum
+
+    def sampler(dataset):
+        columns = [c for c in dataset.column_names if c.endswith("ids")]  # input_ids, prompt_ids, chosen_ids, ...
+        lengths = [sum(len(row[c]) for c in columns) for row in dataset.select_columns(columns)]
+        epoch = int(trainer.state.epoch or 0)
+        return LengthGroupedSampler(batch, lengths=lengths,
+                                    generator=torch.Generator().manual_seed(recipe.seed * 1_000 + epoch))
+
+    trainer._get_train_sampler = sampler  # the one hook Trainer offers for the order of its training rows

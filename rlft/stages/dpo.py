@@ -32,7 +32,7 @@ from pathlib import Path
 from rlft import data, faults, models, runs
 from rlft.config import DpoRecipe, to_dict
 from rlft.errors import InputError
-from rlft.stages import sft, tokenizer_and_parent, trainer_kwargs
+from rlft.stages import group_by_length, sft, tokenizer_and_parent, trainer_kwargs
 
 PAIRWISE_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "apo_zero", "apo_down", "sft", "sigmoid_norm",
                    "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "discopop")
@@ -197,5 +197,7 @@ def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list
                          label_smoothing=cfg.label_smoothing,
                          precompute_ref_log_probs=cfg.precompute_ref_log_probs)
         trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, **data_kw)
+    if recipe.train.group_by_length:
+        group_by_length(trainer, recipe)
     trainer.rlft_guard = guard
     return trainer, budget

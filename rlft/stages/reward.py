@@ -30,7 +30,7 @@ from rlft import data, faults, models, runs
 from rlft.config import RmRecipe, to_dict
 from rlft.errors import InputError
 from rlft.rl.core import bradley_terry_loss
-from rlft.stages import trainer_kwargs
+from rlft.stages import group_by_length, trainer_kwargs
 from rlft.tasks.harbor import generator as harbor
 
 
@@ -173,6 +173,8 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
     guard = faults.NonFiniteGuard()
     trainer = RewardTrainer(model=model, args=args, processing_class=tok, train_dataset=train_ds,
                             eval_dataset=val_ds, peft_config=peft_config, callbacks=[guard] + faults.callbacks())
+    if recipe.train.group_by_length:
+        group_by_length(trainer, recipe)
     ckpt = run_.resume_from() if resume else None
     result = trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     faults.raise_if_faulted(guard, "rm", run_.work)

@@ -34,7 +34,7 @@ from trl import SFTTrainer
 from rlft import data, faults, models, runs
 from rlft.config import SftRecipe, to_dict
 from rlft.errors import InputError
-from rlft.stages import trainer_kwargs
+from rlft.stages import group_by_length, trainer_kwargs
 
 
 def reply_nll(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,6 +202,8 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
         callbacks=[EarlyStoppingCallback(tr.early_stopping_patience)] * early + [budget] * bool(budget)
         + [guard] + faults.callbacks())
+    if recipe.train.group_by_length:
+        group_by_length(trainer, recipe)
     ckpt = run_.resume_from() if resume else None
     if ckpt:
         print(f"sft: resuming from {ckpt}")
