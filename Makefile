@@ -108,6 +108,7 @@ bench: $(STAMP)  ## speed and memory beside TRL, TRL 1.12's PPO and separate cop
 	$(PY) bench/overhead.py --out bench/overhead.md
 	PY=$(PY) bash bench/ppo_vs_trl112.sh
 	$(PY) bench/hardware.py --out bench/hardware.json
+	$(PY) bench/length_grouping.py --out bench/length_grouping.json
 	$(PY) bench/ppo_memory.py --out bench/ppo_memory.json
 	@if command -v nvidia-smi >/dev/null 2>&1; then PY=$(PY) bash bench/gpu_check.sh; \
 	else PY=$(PY) bash bench/gpu_check.sh --tiny --out bench/gpu_check_tiny_cpu.md; fi

@@ -48,6 +48,13 @@ def rows() -> list[dict]:
         out.append(_row("2. PPO vs TRL 1.12", f"reward, mean of the last 5 of {ours['updates']} updates", cmd,
                         ours["score_last5"], f"TRL 1.12 {trl['score_last5']:.3f}",
                         ours["score_last5"] / trl["score_last5"], "ratio >= 1", ours["score_last5"] >= trl["score_last5"]))
+    grouped = _load("length_grouping.json")
+    if grouped:
+        t, r = grouped["tokens_per_s"], grouped["ratio"]
+        out.append(_row("3. padding", f"SFT training tokens/s, length-grouped batches (ratio {r['min']:.2f} to "
+                        f"{r['max']:.2f} over {len(r['values'])} interleaved rounds: {grouped['verdict']})",
+                        grouped["command"], t["grouped"]["median"], f"padding {t['padding']['median']:.0f} tokens/s",
+                        r["median"], "ratio >= 1.3 over the whole range", grouped["verdict"] == "met", "tokens/s"))
     hw = _load("hardware.json")
     if hw:
         s, cmd = hw["summary"], hw["command"]
