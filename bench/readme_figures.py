@@ -247,6 +247,19 @@ def augment_table(measured: dict) -> str:
     return "\n".join(lines)
 
 
+def length_grouping_line(measured: dict) -> str:
+    """bench/length_grouping.py's verdict in one sentence."""
+    t, r, loss = measured["tokens_per_s"], measured["ratio"], measured["eval_loss"]
+    return (f"Measured by `{measured['command']}` ({len(r['values'])} interleaved rounds, one epoch of 480 chats): "
+            f"{t['padding']['median']:.0f} training tokens/s with plain padding "
+            f"[{t['padding']['min']:.0f}, {t['padding']['max']:.0f}], {t['grouped']['median']:.0f} grouped "
+            f"[{t['grouped']['min']:.0f}, {t['grouped']['max']:.0f}]; ratio {r['median']:.2f} "
+            f"[{r['min']:.2f}, {r['max']:.2f}] against the target of 1.3: **{measured['verdict']}**. Final "
+            f"validation loss {loss['padding']['median']:.3f} [{loss['padding']['min']:.3f}, "
+            f"{loss['padding']['max']:.3f}] padded, {loss['grouped']['median']:.3f} "
+            f"[{loss['grouped']['min']:.3f}, {loss['grouped']['max']:.3f}] grouped.")
+
+
 def sweep_table(summary: dict) -> str:
     keys = sorted({k for t in summary["trials"] for k in t["params"]})
     drift = summary["front_key"]
@@ -276,6 +289,9 @@ def blocks(kept: dict, measured: dict | None = None, single: dict | None = None)
     out = {"methods": methods_table(kept), "reward_models": rm_table(kept), "claims": claims_table(kept)}
     if (MEASURED / "augment.json").is_file():
         out["augment"] = augment_table(json.loads((MEASURED / "augment.json").read_text()))
+    grouped = ROOT / "bench" / "length_grouping.json"
+    if grouped.is_file():
+        out["length_grouping"] = length_grouping_line(json.loads(grouped.read_text()))
     for path in sorted(MEASURED.glob("sweep_*.json")):  # one block per kept sweep, named by its folder
         out[path.stem] = sweep_table(json.loads(path.read_text()))
     if measured is not None:
