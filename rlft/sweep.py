@@ -370,12 +370,13 @@ def _pruner(sweep: Sweep):
     return optuna.pruners.MedianPruner(n_startup_trials=sweep.startup_trials)
 
 
-def sampler(sweep: Sweep, n_existing: int):
-    """TPE seeded by (sweep seed, how many trials the study holds): reproducible, and two workers never draw
-    the same values from the same stream. A third of the trials (2 to 10) are drawn at random first."""
+def sampler(sweep: Sweep, trial_number: int):
+    """TPE seeded by (sweep seed, trial number): reproducible, and since trial numbers are unique in a study,
+    two workers or a resumed sweep never draw from the same stream. A third of the trials (2 to 10) are
+    drawn at random first."""
     import optuna
 
-    return optuna.samplers.TPESampler(seed=sweep.seed * 100_003 + n_existing,
+    return optuna.samplers.TPESampler(seed=sweep.seed * 100_003 + trial_number,
                                       n_startup_trials=max(2, min(10, sweep.trials // 3)))
 
 
@@ -447,6 +448,7 @@ def objective_fn(sweep: Sweep, out: Path, runner: Runner):
         if (retry_of in busy) if retry_of is not None else len(busy) >= sweep.trials:  # another worker got there first
             trial.set_user_attr("surplus", True)
             raise Surplus()
+        trial.study.sampler = sampler(sweep, trial.number)  # TPE samples each value when it is suggested
         params = {dim.key: dim.suggest(trial) for dim in sweep.space}
         slot = trial.user_attrs.get("slot", trial.number)  # a retried trial continues in the first one's folder
         trial.set_user_attr("slot", slot)
@@ -508,7 +510,6 @@ def run(sweep: Sweep, out: Path, runner: Runner = run_trial) -> dict:
         running = sum(t.state == TrialState.RUNNING for t in trials)
         waiting = sum(t.state == TrialState.WAITING for t in trials)
         if waiting or done + running < sweep.trials:
-            study_.sampler = sampler(sweep, len(trials))
             study_.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus))
             print(progress(study_, sweep), flush=True)
         else:  # the last trials run elsewhere (or their worker died: heartbeats tell after GRACE_S)
