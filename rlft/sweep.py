@@ -348,6 +348,8 @@ def run_trial(sweep: Sweep, folder: Path, params: dict, report: Callable[[int, f
 def _storage(sweep: Sweep, out: Path):
     import optuna
 
+    # heartbeats are marked experimental since Optuna 2.9 and unchanged since: said once, here, not on every run
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     url = sweep.storage or f"sqlite:///{(out / 'optuna.db').resolve()}"
     for attempt in range(3):  # two workers creating one SQLite file's tables at once: one of them retries
         try:
@@ -488,8 +490,6 @@ def run(sweep: Sweep, out: Path, runner: Runner = run_trial) -> dict:
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # heartbeats and retries are marked experimental since Optuna 2.8 and unchanged since; say it once, here
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if sweep.storage:
         study_ = study(sweep, out)  # an explicit URL is opened before anything is written
         out.mkdir(parents=True, exist_ok=True)
