@@ -85,13 +85,14 @@ def expand(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     for path in paths:
         if (path / "interpolation.json").is_file():  # `rlft interpolate`: its mixes, in alpha order
             summary = json.loads((path / "interpolation.json").read_text())
-            run_dirs += [Path(f) for f in summary["folders"] if (Path(f) / "eval.json").is_file()]
+            mixes = [path / Path(f).name for f in summary["folders"]]
+            run_dirs += [m for m in mixes if (m / "eval.json").is_file()]
             sweeps.append(path)
         elif (path / "trials.json").is_file():
             sweeps.append(path)
             summary = json.loads((path / "trials.json").read_text())
-            run_dirs += [Path(t["folder"]) for t in summary["trials"]
-                         if t["state"] == "complete" and (Path(t["folder"]) / "eval.json").is_file()]
+            trials = [path / Path(t["folder"]).name for t in summary["trials"] if t["state"] == "complete"]
+            run_dirs += [t for t in trials if (t / "eval.json").is_file()]  # found beside trials.json, from any cwd
         else:
             run_dirs.append(path)
     return run_dirs, sweeps
