@@ -282,6 +282,11 @@ def sweep_table(summary: dict) -> str:
     best = summary["best"]
     lines += ["", f"Best within the budget: trial {best['number']} ({best['objective']:.3f} on {summary['split']})."
               if best else "No trial stayed within the budget."]
+    test = summary.get("best_on_test")
+    if test:
+        lo, hi = test["judge_task_accuracy_ci"]
+        lines[-1] += (f" Trained once more from best_recipe.yaml and evaluated on {test['split']}: judged accuracy "
+                      f"{test['judge_task_accuracy']:.3f} [{lo:.2f}, {hi:.2f}], {drift} {test['general_ppl_drift']:.3f}.")
     return "\n".join(lines)
 
 
@@ -329,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kept {collect_augment(Path(args.collect_augment))}")
     if args.collect_sweep:
         summary = json.loads((Path(args.collect_sweep) / "trials.json").read_text())
+        best = Path(args.collect_sweep) / "best" / "eval.json"  # best_recipe.yaml trained once, on the test split
+        if best.is_file():
+            ev = json.loads(best.read_text())
+            summary["best_on_test"] = {"split": ev["tasks_file"], "judge_task_accuracy": ev["judge"]["task_accuracy"],
+                                       "judge_task_accuracy_ci": ev["judge"]["task_accuracy_ci"],
+                                       "general_ppl_drift": ev["general_ppl_drift"]}
         path = MEASURED / f"{Path(args.collect_sweep).name}.json"  # runs/<recipe>/sweep_sft -> sweep_sft.json
         path.write_text(json.dumps(summary, indent=1) + "\n")
         print(f"kept {path}")
