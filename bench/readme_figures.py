@@ -292,13 +292,6 @@ def sweep_table(summary: dict) -> str:
 
 def blocks(kept: dict, measured: dict | None = None, single: dict | None = None) -> dict[str, str]:
     out = {"methods": methods_table(kept), "reward_models": rm_table(kept), "claims": claims_table(kept)}
-    if (MEASURED / "augment.json").is_file():
-        out["augment"] = augment_table(json.loads((MEASURED / "augment.json").read_text()))
-    grouped = ROOT / "bench" / "length_grouping.json"
-    if grouped.is_file():
-        out["length_grouping"] = length_grouping_line(json.loads(grouped.read_text()))
-    for path in sorted(MEASURED.glob("sweep_*.json")):  # one block per kept sweep, named by its folder
-        out[path.stem] = sweep_table(json.loads(path.read_text()))
     if measured is not None:
         out["judge_vs_proxy"] = judge_table(measured)
     if single is not None:
@@ -306,8 +299,22 @@ def blocks(kept: dict, measured: dict | None = None, single: dict | None = None)
     return out
 
 
-def render(readme: str, kept: dict, measured: dict | None = None, single: dict | None = None) -> str:
-    for name, body in blocks(kept, measured, single).items():
+def kept_blocks() -> dict[str, str]:
+    """The blocks of the other kept result files: augmentation, length grouping, each sweep (by folder name)."""
+    out = {}
+    if (MEASURED / "augment.json").is_file():
+        out["augment"] = augment_table(json.loads((MEASURED / "augment.json").read_text()))
+    grouped = ROOT / "bench" / "length_grouping.json"
+    if grouped.is_file():
+        out["length_grouping"] = length_grouping_line(json.loads(grouped.read_text()))
+    for path in sorted(MEASURED.glob("sweep_*.json")):
+        out[path.stem] = sweep_table(json.loads(path.read_text()))
+    return out
+
+
+def render(readme: str, kept: dict, measured: dict | None = None, single: dict | None = None,
+           others: dict[str, str] | None = None) -> str:
+    for name, body in {**blocks(kept, measured, single), **(others or {})}.items():
         pattern = re.compile(rf"(<!-- figures:{name} start -->\n).*?(<!-- figures:{name} end -->)", re.DOTALL)
         if not pattern.search(readme):
             raise SystemExit(f"README.md has no <!-- figures:{name} start/end --> markers")
@@ -348,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     kept = json.loads((MEASURED / f"{args.recipe}.json").read_text())
     judged = MEASURED / "judge_vs_proxy.json"
     readme = Path(args.readme).read_text()
-    new = render(readme, kept, json.loads(judged.read_text()) if judged.is_file() else None, single)
+    new = render(readme, kept, json.loads(judged.read_text()) if judged.is_file() else None, single, kept_blocks())
     if args.check:
         if new != readme:
             print("README.md's figures differ from bench/measured; run `python bench/readme_figures.py`",

@@ -76,3 +76,30 @@ def test_a_single_seed_recipe_table_says_which_targets_were_missed_and_by_how_mu
     assert "| DPO win rate over SFT above 0.6 | 0.550 | missed by 0.050 |" in table
     assert "| DPO judged accuracy at least SFT's - 0.02 | -0.050 | missed by 0.030 |" in table
     assert "| 30.0 minutes | missed by 5.000 minutes |" in table  # (780 + 120) * 2 / 60
+
+
+def test_sweep_and_augmentation_tables_come_from_their_result_files(tmp_path, monkeypatch):
+    summary = {"objective": "judge.task_accuracy", "split": "harbor_dev", "constraints": ["general_ppl_drift <= 1.5"],
+               "front_key": "general_ppl_drift", "n_trials": 2, "states": {"complete": 1, "pruned": 1},
+               "minutes": 3.5, "front": [0],
+               "best": {"number": 0, "objective": 0.3},
+               "best_on_test": {"split": "harbor_test", "judge_task_accuracy": 0.25,
+                                "judge_task_accuracy_ci": [0.1, 0.4], "general_ppl_drift": 1.2},
+               "trials": [{"number": 0, "state": "complete", "params": {"lora.r": 8, "train.learning_rate": 1e-3},
+                           "objective": 0.3, "figures": {"general_ppl_drift": 1.4}, "feasible": True},
+                          {"number": 1, "state": "pruned", "params": {"lora.r": 16, "train.learning_rate": 2e-3},
+                           "objective": None, "figures": {}, "feasible": None}]}
+    table = readme_figures.sweep_table(summary)
+    assert "| 0 | 8 | 1.00e-03 | 0.300 | 1.400 | yes | yes |" in table and "| 1 | 16 | 2.00e-03 | pruned | – |" in table
+    assert "evaluated on harbor_test: judged accuracy 0.250 [0.10, 0.40], general_ppl_drift 1.200" in table
+    for seed, clean, messy in ((0, 0.3, 0.2), (1, 0.5, 0.3)):
+        for arm in ("sft", "sft_augment"):
+            run = tmp_path / f"seed{seed}" / arm
+            run.mkdir(parents=True)
+            for name, value in (("eval.json", clean), ("eval_messy.json", messy)):
+                (run / name).write_text(json.dumps({"judge": {"task_accuracy": value}, "n_tasks": 110,
+                                                    "tasks_file": name, "general_ppl_drift": 1.0}))
+    monkeypatch.setattr(readme_figures, "MEASURED", tmp_path)  # collect_augment writes augment.json here
+    kept = json.loads(readme_figures.collect_augment(tmp_path).read_text())
+    table = readme_figures.augment_table(kept)
+    assert "| sft | 2 | 0.400 [0.300, 0.500] | 0.250 [0.200, 0.300] | -0.150 [-0.200, -0.100] |" in table
