@@ -297,7 +297,10 @@ def read_scalars(log_dir: Path, tag: str) -> list[tuple[int, float]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
-    events.Reload()
+    try:
+        events.Reload()
+    except Exception:  # noqa: BLE001 - the stage moved its finished .partial folder away while we read it
+        return []
     if tag not in events.Tags().get("scalars", []):
         return []
     return [(e.step, e.value) for e in events.Scalars(tag)]

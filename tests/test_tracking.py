@@ -57,3 +57,18 @@ def test_a_sweep_keeps_tensorboard_on_for_its_pruner(tmp_path):
                     "objective: task_accuracy\nset: ['train.report_to=[]']\n")
     overrides = sweep.trial_overrides(sweep.load(path), {"lora.r": 4})
     assert overrides[-1] == "train.report_to=tensorboard" and "eval.tasks=harbor_dev" in overrides
+
+
+def test_reading_a_log_folder_that_vanishes_midway_returns_nothing(tmp_path, monkeypatch):
+    """A stage moves its finished <run>.partial folder into place while the sweep may be reading its logs."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    tracker = tracking.Tracker(["tensorboard"], str(tmp_path / "tb"), "run", {})
+    tracker.log({"eval/loss": 1.0}, 1)
+    tracker.close()
+
+    def vanished(self):
+        raise event_accumulator.directory_watcher.DirectoryDeletedError("moved")
+
+    monkeypatch.setattr(event_accumulator.EventAccumulator, "Reload", vanished)
+    assert sweep.read_scalars(tmp_path / "tb", "eval/loss") == []
