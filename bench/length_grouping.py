@@ -4,11 +4,13 @@
 
 Both sides run `rlft sft` with the shipped recipe (recipes/customer_support/sft.yaml) on the same 480
 chats for one epoch (30 optimizer steps of 16), with `train.group_by_length` false and true, in the
-order A B A B ... for --repeats rounds, each in a fresh process. The clock is TRL's own train_runtime
+order A B A B ... for --repeats rounds, each in a fresh process; round r trains both sides with seed
+r, so the validation losses spread over seeds and each round's pair shares its seed. The clock is TRL's own train_runtime
 (the training loop only: no loading, no evaluation), the same scope on both sides. Since both sides
 train on the same rows, the ratio of training tokens per second is the inverse ratio of the times.
 The verdict is *met* only when the whole range of the ratio clears the target (1.3), *within noise*
-when the range straddles it. The final validation loss of both sides is reported beside it.
+when the range straddles it. The final validation loss of both sides (over the rounds' seeds) is
+reported beside it, and the loss difference of each seed's pair.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ SETS = ["data.n_train=480", "train.num_epochs=1", "train.eval_steps=0", "train.e
 TARGET = 1.3
 
 
-def one_run(grouped: bool, out: Path) -> dict:
-    sets = [*SETS, f"train.group_by_length={str(grouped).lower()}"]
+def one_run(grouped: bool, seed: int, out: Path) -> dict:
+    sets = [*SETS, f"train.group_by_length={str(grouped).lower()}", f"seed={seed}"]
     cmd = [sys.executable, "-m", "rlft.cli", "sft", "--recipe", RECIPE, "--output-dir", str(out), "--force", "--no-eval"]
     for s in sets:
         cmd += ["--set", s]
@@ -62,13 +64,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="rlft-bench-") as tmp:
         for r in range(args.repeats):
             for side in ("padding", "grouped"):  # A B A B ...: drift in the machine's speed hits both sides
-                runs[side].append(one_run(side == "grouped", Path(tmp) / f"{side}{r}"))
+                runs[side].append(one_run(side == "grouped", r, Path(tmp) / f"{side}{r}"))
                 print(f"round {r + 1}/{args.repeats} {side}: {runs[side][-1]}", flush=True)
     ratios = [p["train_runtime_s"] / g["train_runtime_s"] for p, g in zip(runs["padding"], runs["grouped"])]
     verdict = "met" if min(ratios) >= TARGET else "within noise" if max(ratios) >= TARGET else "missed"
     result = {"command": "python bench/length_grouping.py", "recipe": RECIPE, "sets": SETS, "training_tokens": n_tokens,
               "tokens_per_s": {side: spread([n_tokens / x["train_runtime_s"] for x in rs]) for side, rs in runs.items()},
               "eval_loss": {side: spread([x["eval_loss"] for x in rs]) for side, rs in runs.items()},
+              "eval_loss_difference": spread([g["eval_loss"] - p["eval_loss"]
+                                              for p, g in zip(runs["padding"], runs["grouped"])]),
               "ratio": spread(ratios), "target": f"grouped / padding tokens per second >= {TARGET}",
               "verdict": verdict, "runs": runs}
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

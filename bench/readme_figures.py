@@ -257,7 +257,9 @@ def length_grouping_line(measured: dict) -> str:
             f"[{r['min']:.2f}, {r['max']:.2f}] against the target of 1.3: **{measured['verdict']}**. Final "
             f"validation loss {loss['padding']['median']:.3f} [{loss['padding']['min']:.3f}, "
             f"{loss['padding']['max']:.3f}] padded, {loss['grouped']['median']:.3f} "
-            f"[{loss['grouped']['min']:.3f}, {loss['grouped']['max']:.3f}] grouped.")
+            f"[{loss['grouped']['min']:.3f}, {loss['grouped']['max']:.3f}] grouped, over the rounds' seeds; "
+            f"grouped minus padded, seed by seed, {measured['eval_loss_difference']['median']:+.3f} "
+            f"[{measured['eval_loss_difference']['min']:+.3f}, {measured['eval_loss_difference']['max']:+.3f}].")
 
 
 def sweep_table(summary: dict) -> str:
