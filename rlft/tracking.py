@@ -9,12 +9,24 @@ run in the tracking URI MLflow is configured with (a local `mlruns/` by default)
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.metadata
 import os
 
 from rlft.errors import InputError
 
-TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}  # name -> the package it needs
+TRACKERS = {"tensorboard": ("tensorboard",), "wandb": ("wandb",), "mlflow": ("mlflow", "mlflow-skinny")}
+"""Each tracker and the installed distributions that provide it."""
+
+
+def installed(name: str) -> bool:
+    """Whether a distribution providing the tracker is installed."""
+    for dist in TRACKERS[name]:
+        try:
+            importlib.metadata.distribution(dist)
+            return True
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return False
 
 
 def check(report_to: list[str], where: str) -> None:
@@ -23,9 +35,9 @@ def check(report_to: list[str], where: str) -> None:
         if name not in TRACKERS:
             raise InputError(f"{where}: train.report_to: unknown tracker {name!r}; choose from "
                              f"{', '.join(TRACKERS)} (or [] for none)")
-        if importlib.util.find_spec(TRACKERS[name]) is None:
-            raise InputError(f"{where}: train.report_to names {name}, but the {TRACKERS[name]!r} package is not "
-                             f"installed; run `.venv/bin/pip install {TRACKERS[name]}` or remove it from the list")
+        if not installed(name):
+            raise InputError(f"{where}: train.report_to names {name}, but the {name!r} package is not "
+                             f"installed; run `.venv/bin/pip install {name}` or remove it from the list")
 
 
 def flatten(config: dict, prefix: str = "") -> dict:

@@ -76,6 +76,11 @@ def test_shipped_recipes_report_the_test_split_and_tune_on_dev():
     for path in sorted(Path("recipes").rglob("*.yaml")):
         if path.parent.name == "accelerate" or path.stem == "base":
             continue
+        if path.parent.name == "sweeps":  # a sweep evaluates every trial on its recipe's dev split
+            from rlft import sweep
+
+            assert sweep.load(path).dev_tasks == "harbor_dev", path
+            continue
         stage = path.stem.split("_")[0]  # rm_minilm.yaml is an rm recipe, sft_prompted.yaml an sft one
         recipe = load_recipe(stage, path)
         if stage != "rm":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from rlft import config, sweep, tracking
@@ -19,7 +17,7 @@ def test_unknown_tracker_is_refused_by_name():
 
 @pytest.mark.parametrize("name", ["wandb", "mlflow"])
 def test_a_tracker_that_is_not_installed_is_refused_with_the_fix(name):
-    if importlib.util.find_spec(name) is not None:
+    if tracking.installed(name):
         pytest.skip(f"{name} is installed here")
     with pytest.raises(InputError, match=f"the '{name}' package is not installed; run `.venv/bin/pip install {name}`"):
         config.load_recipe("sft", "recipes/customer_support/sft.yaml", [f"train.report_to={name}"])
