@@ -97,6 +97,11 @@ class TrainCfg:
     same rows each epoch (SFT, DPO and RM; rlft/stages/__init__.py)."""
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
     """Where training curves go: any of tensorboard, wandb, mlflow ([] for none); every stage, PPO included."""
+    liger_kernel: bool = False
+    """Liger's Triton kernels (RMSNorm, RoPE, SwiGLU) in the model's layers, through TRL's `use_liger_kernel`
+    (SFT, DPO and RM; a CUDA GPU and the liger-kernel package, which rlft does not install). TRL's SFT, DPO and
+    KTO trainers keep their own fused LM-head loss in place of Liger's fused cross-entropy. Measured by
+    bench/gpu_check.sh beside the same rows without it."""
 
 
 @dataclass
@@ -502,6 +507,8 @@ def _check_values(recipe: Recipe, where: str) -> None:
     if recipe.train.group_by_length and not isinstance(recipe, (SftRecipe, DpoRecipe, RmRecipe)):
         raise InputError(f"{where}: train.group_by_length applies to sft, dpo and rm, whose trainers batch "
                          f"stored rows; this stage samples its own")
+    if recipe.train.liger_kernel:
+        _check_liger(recipe, where)
     if isinstance(recipe, PpoRecipe):
         _check_ppo(recipe.ppo, where)
         if recipe.train.optim not in ("adamw_torch", "adamw_torch_fused") or recipe.train.bf16:
@@ -533,6 +540,24 @@ def _check_choice(value: str, key: str, enum, where: str) -> None:
     names = [e.value for e in enum]
     if value not in names:
         raise InputError(f"{where}: {key} {value!r} is not one transformers knows; choose from {', '.join(names)}")
+
+
+def _check_liger(recipe: Recipe, where: str) -> None:
+    """train.liger_kernel is refused here, where it cannot run, rather than when the trainer starts."""
+    import importlib.util
+
+    import torch
+
+    if not isinstance(recipe, (SftRecipe, DpoRecipe, RmRecipe)):
+        raise InputError(f"{where}: train.liger_kernel applies to sft, dpo and rm, whose TRL trainers take it; "
+                         f"set train.liger_kernel: false")
+    if not torch.cuda.is_available():
+        raise InputError(f"{where}: train.liger_kernel is true, but no CUDA GPU is visible, and Liger's kernels are "
+                         f"Triton kernels for GPUs; set train.liger_kernel: false")
+    if importlib.util.find_spec("liger_kernel") is None:
+        raise InputError(f"{where}: train.liger_kernel is true, but the liger-kernel package is not installed "
+                         f"(rlft does not depend on it: it brings Triton); install it with `.venv/bin/pip install "
+                         f"liger-kernel` or set train.liger_kernel: false")
 
 
 def _check_reward(spec: str | dict | None, key: str, where: str) -> None:

@@ -114,7 +114,48 @@ def test_weighted_reward_mapping_in_a_recipe(tmp_path):
     ("grpo", "grpo.reward={harbor_facts: 1, tone: 2}", "grpo.reward: unknown reward 'tone'"),
     ("ppo", "train.group_by_length=true", "group_by_length applies to sft, dpo and rm"),
     ("grpo", "train.group_by_length=true", "group_by_length applies to sft, dpo and rm"),
+    ("ppo", "train.liger_kernel=true", "liger_kernel applies to sft, dpo and rm"),
+    ("grpo", "train.liger_kernel=true", "liger_kernel applies to sft, dpo and rm"),
 ])
 def test_bad_rl_keys_are_refused_by_name(stage, override, needle):
     with pytest.raises(InputError, match=needle.replace("[", r"\[")):
         config.load_recipe(stage, f"recipes/customer_support/{stage}.yaml", [override])
+
+
+def _liger_here(monkeypatch, gpu: bool, package: bool) -> None:
+    """Pretend this machine has (or lacks) a CUDA GPU and the liger-kernel package."""
+    import importlib.util
+
+    import torch
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: (find_spec("yaml") if package else None) if name == "liger_kernel"
+                        else find_spec(name, *a))
+
+
+def test_liger_kernel_without_a_gpu_exits_2_naming_file_and_key(monkeypatch, capsys):
+    from rlft import cli
+
+    _liger_here(monkeypatch, gpu=False, package=True)
+    assert cli.main(["sft", "--recipe", "recipes/qwen2.5-0.5b/sft.yaml", "--set", "train.liger_kernel=true"]) == 2
+    err = capsys.readouterr().err
+    assert "recipes/qwen2.5-0.5b/sft.yaml" in err and "train.liger_kernel is true, but no CUDA GPU" in err
+
+
+def test_liger_kernel_without_the_package_is_refused_naming_file_and_key(monkeypatch):
+    _liger_here(monkeypatch, gpu=True, package=False)
+    with pytest.raises(InputError, match=r"recipes/qwen2.5-0.5b/dpo.yaml.*train.liger_kernel.*liger-kernel package "
+                                         r"is not installed"):
+        config.load_recipe("dpo", "recipes/qwen2.5-0.5b/dpo.yaml", ["train.liger_kernel=true"])
+
+
+@pytest.mark.parametrize("stage", ["sft", "dpo", "rm"])
+def test_liger_kernel_reaches_trls_config_where_it_can_run(monkeypatch, tmp_path, stage):
+    from rlft.stages import trainer_kwargs
+
+    assert trainer_kwargs(config.load_recipe(stage, None), tmp_path, False)["use_liger_kernel"] is False
+    _liger_here(monkeypatch, gpu=True, package=True)
+    recipe = config.load_recipe(stage, None, ["train.liger_kernel=true"])
+    assert trainer_kwargs(recipe, tmp_path, False)["use_liger_kernel"] is True

@@ -23,7 +23,7 @@ def trainer_kwargs(recipe, work: Path, has_validation: bool) -> dict:
         optim=tr.optim, eval_strategy="steps" if evaluate else "no", eval_steps=tr.eval_steps if evaluate else None,
         save_steps=tr.save_steps, seed=recipe.seed, data_seed=recipe.seed, bf16=tr.bf16,
         gradient_checkpointing=tr.gradient_checkpointing, report_to=tr.report_to or "none",
-        use_cpu=not torch.cuda.is_available(), disable_tqdm=False,
+        use_cpu=not torch.cuda.is_available(), disable_tqdm=False, use_liger_kernel=tr.liger_kernel,
         logging_nan_inf_filter=False)  # a NaN must reach the log, where faults.NonFiniteGuard sees it
 
 
