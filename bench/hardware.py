@@ -1,7 +1,7 @@
 """Hardware efficiency: how many tokens per second rlft trains and generates, and how far that is
 from what this machine's matrix multiply can do.
 
-    python bench/hardware.py [--repeats 3] [--steps 12] [--out bench/hardware.json]
+    python bench/hardware.py [--repeats 5] [--steps 12] [--out bench/hardware.json]
 
 1. The machine's dense matrix-multiply rate: fp32 `torch.mm` of two 2048 x 2048 matrices, in the
    thread count training uses (median of `repeats` timings of 10 products each).
@@ -15,7 +15,8 @@ from what this machine's matrix multiply can do.
 4. PPO rollouts (`rlft ppo`): generated tokens per second during rollouts (response tokens
    sampled / seconds spent in rollout, which also covers the log-prob and value forward passes).
 
-Medians over `repeats` runs; every run's figure is kept in the JSON.
+Medians over `repeats` interleaved rounds; every run's figure is kept in the JSON. Packing against
+padding is a ratio taken round by round, judged over its whole range (bench/noise.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from noise import ROUNDS, ratios, verdict  # noqa: E402
 
 
 def matmul_rate(n: int = 2048, products: int = 10) -> float:
@@ -109,7 +112,7 @@ def main() -> None:
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=ROUNDS)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--ppo-updates", type=int, default=4)
     parser.add_argument("--out", default="bench/hardware.json")
@@ -132,7 +135,9 @@ def main() -> None:
         tps = statistics.median(m["tokens_per_s"] for m in runs[key])
         n = runs[key][0]["parameters"]
         summary[key] = {"tokens_per_s": tps, "parameters": n, "mfu_6n": 6 * n * tps / rate}
-    summary["packing_speedup"] = summary["sft_packing"]["tokens_per_s"] / summary["sft_padding"]["tokens_per_s"]
+    summary["packing_speedup"] = ratios([m["tokens_per_s"] for m in runs["sft_packing"]],
+                                        [m["tokens_per_s"] for m in runs["sft_padding"]])
+    summary["packing_verdict"] = verdict(summary["packing_speedup"], "> 1")
     summary["ppo_rollout"] = {"generated_tokens_per_s": statistics.median(m["tokens_per_s"] for m in runs["ppo_rollout"])}
     result = {"command": "python bench/hardware.py", "machine": f"{platform.machine()}, {torch.get_num_threads()} "
               f"torch threads, torch {torch.__version__}", "repeats": args.repeats, "steps": args.steps,

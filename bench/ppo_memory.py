@@ -22,7 +22,8 @@ whose peak resident memory (ru_maxrss from os.wait4) is the figure:
   process rolling out its 16 prompts.
 
 Every layout uses the same prompts (16), response length (64), minibatches (2 x 8) and epochs (2).
-Medians of `--repeats` runs of each (3), interleaved.
+Medians of `--repeats` runs of each (5), interleaved; the ratios to rlft are taken round by round and
+judged over their whole range (bench/noise.py).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 ROOT = Path(__file__).resolve().parents[1]
+
+from noise import ROUNDS, ratios, verdict  # noqa: E402
+
 PROMPTS, RESPONSE, MINI, EPOCHS = 16, 64, 8, 2
 
 
@@ -117,7 +121,7 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=768)
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--out", default="bench/ppo_memory.json")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=ROUNDS)
     parser.add_argument("--layout", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -165,9 +169,9 @@ def main() -> None:
     peaks = {k: statistics.median(v) for k, v in every.items()}
     result = {"command": "python bench/ppo_memory.py", "machine": platform.machine(), "parameters": n,
               "backbone_mib_fp32": n * 4 / 2 ** 20, "peak_rss_mib": peaks, "runs": every,
-              "ratio_separate_full_over_rlft": peaks["separate-full"] / peaks["rlft"],
-              "ratio_separate_lora_over_rlft": peaks["separate-lora"] / peaks["rlft"],
-              "ratio_fsdp_over_ddp_2_processes": peaks["rlft-2-fsdp"] / peaks["rlft-2-ddp"]}
+              "ratio_rlft_over": {k: ratios(every["rlft"], every[k]) for k in ("separate-full", "separate-lora")},
+              "ratio_fsdp_over_ddp_2_processes": ratios(every["rlft-2-fsdp"], every["rlft-2-ddp"])}
+    result["verdict"] = {k: verdict(r, "< 1") for k, r in result["ratio_rlft_over"].items()}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

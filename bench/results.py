@@ -13,6 +13,8 @@ import json
 import platform
 from pathlib import Path
 
+from noise import verdict
+
 BENCH = Path(__file__).resolve().parent
 
 
@@ -29,38 +31,58 @@ def _row(section, figure, command, ours, theirs=None, ratio=None, target="", met
 def rows() -> list[dict]:
     out = []
     over = _load("overhead.json")
-    if over:
-        for stage, s in over["stages"].items():
-            out.append(_row("1. wrapper overhead", f"{stage}: {over['steps']} steps x batch {over['batch']}, "
-                            f"train_runtime", over["command"], s["rlft_s"], f"TRL direct {s['trl_s']:.2f} s",
-                            s["ratio"], "ratio <= 1.03", s["ratio"] <= 1.03, "s"))
+    if over and "target" in over:
+        for stage, f in over["stages"].items():
+            r = f["ratio"]
+            out.append(_row("1. wrapper overhead", f"{stage}: {f['steps']} steps x batch {over['batch']}, "
+                            f"train_runtime ({_range(r, '.3f')} over {len(r['values'])} interleaved rounds)",
+                            over["command"], f["rlft_s"]["median"], f"TRL direct {f['trl_s']['median']:.2f} s",
+                            r["median"], "ratio <= 1.03 over the whole range", f["verdict"], "s"))
     ppo = _load("ppo_vs_trl112.json")
-    if ppo:
-        ours, trl = ppo
-        cmd = "bash bench/ppo_vs_trl112.sh"
-        out.append(_row("2. PPO vs TRL 1.12", "seconds per PPO update (toy task)", cmd, ours["seconds_per_update"],
-                        f"TRL 1.12 {trl['seconds_per_update']:.3f} s",
-                        ours["seconds_per_update"] / trl["seconds_per_update"], "ratio < 1",
-                        ours["seconds_per_update"] < trl["seconds_per_update"], "s"))
-        out.append(_row("2. PPO vs TRL 1.12", "peak resident memory", cmd, ours["peak_rss_mib"],
-                        f"TRL 1.12 {trl['peak_rss_mib']:.0f} MiB", ours["peak_rss_mib"] / trl["peak_rss_mib"],
-                        "ratio < 1", ours["peak_rss_mib"] < trl["peak_rss_mib"], "MiB"))
-        out.append(_row("2. PPO vs TRL 1.12", f"reward, mean of the last 5 of {ours['updates']} updates", cmd,
-                        ours["score_last5"], f"TRL 1.12 {trl['score_last5']:.3f}",
-                        ours["score_last5"] / trl["score_last5"], "ratio >= 1", ours["score_last5"] >= trl["score_last5"]))
+    if ppo and "sizes" in ppo:
+        cmd, bare, shipped = ppo["command"], "trl 1.12 without collector", "trl 1.12"
+        for size, f in ppo["sizes"].items():
+            name = "toy task" if size == "toy" else f"{size} backbone"
+            sec, t = f["seconds_per_update"], f["time_ratio"][bare]
+            out.append(_row("2. PPO vs TRL 1.12", f"seconds per whole update, {name}: vs TRL without its per-update "
+                            f"collector ({_range(t)} over {len(t['values'])} interleaved rounds)", cmd,
+                            sec["rlft"]["median"], f"TRL 1.12 {sec[bare]['median']:.3f} s", t["median"],
+                            "ratio <= 0.8 over the whole range", f["verdict"], "s"))
+            if shipped in sec:
+                t = f["time_ratio"][shipped]
+                out.append(_row("2. PPO vs TRL 1.12", f"seconds per whole update, {name}: vs TRL as shipped "
+                                f"({_range(t)})", cmd, sec["rlft"]["median"],
+                                f"TRL 1.12 {sec[shipped]['median']:.3f} s", t["median"], unit="s"))
+                out.append(_row("2. PPO vs TRL 1.12", f"TRL 1.12's per-update gc.collect + empty_cache, {name}", cmd,
+                                None, f"{f['housekeeping_s_per_update']['median']:.3f} s per update"))
+            d = f["score_difference"]
+            out.append(_row("2. PPO vs TRL 1.12", f"reward, mean of the last 5 of {f['updates']} updates, {name}: "
+                            f"rlft minus TRL, per seed ({_range(d, '+.3f')})", cmd, f["score_last5"]["rlft"]["median"],
+                            f"TRL 1.12 {f['score_last5'][bare]['median']:.3f}", d["median"],
+                            "difference >= 0 over the whole range", verdict(d, ">= 0")))
+            m = f["memory_ratio"]
+            out.append(_row("2. PPO vs TRL 1.12", f"peak minus floor resident memory, {name} (floors "
+                            f"{f['floor_rss_mib']['rlft']['median']:.0f} and {f['floor_rss_mib'][bare]['median']:.0f} "
+                            f"MiB; {_range(m)})", cmd, f["peak_over_floor_mib"]["rlft"]["median"],
+                            f"TRL 1.12 {f['peak_over_floor_mib'][bare]['median']:.0f} MiB", m["median"],
+                            "ratio < 1 over the whole range", verdict(m, "< 1"), "MiB"))
     grouped = _load("length_grouping.json")
     if grouped:
         t, r = grouped["tokens_per_s"], grouped["ratio"]
         out.append(_row("3. padding", f"SFT training tokens/s, length-grouped batches (ratio {r['min']:.2f} to "
                         f"{r['max']:.2f} over {len(r['values'])} interleaved rounds: {grouped['verdict']})",
                         grouped["command"], t["grouped"]["median"], f"padding {t['padding']['median']:.0f} tokens/s",
-                        r["median"], "ratio >= 1.3 over the whole range", {"met": True, "missed": False}.get(grouped["verdict"], "*within noise*"), "tokens/s"))
+                        r["median"], "ratio >= 1.3 over the whole range", grouped["verdict"], "tokens/s"))
     hw = _load("hardware.json")
     if hw:
         s, cmd = hw["summary"], hw["command"]
         pad, pack = s["sft_padding"]["tokens_per_s"], s["sft_packing"]["tokens_per_s"]
-        out.append(_row("3. packing", "SFT training tokens/s, packing (TRL best-fit, padding-free)", cmd, pack,
-                        f"padding {pad:.0f} tokens/s", pack / pad, "ratio > 1", pack > pad, "tokens/s"))
+        r = s["packing_speedup"]
+        if isinstance(r, dict):
+            out.append(_row("3. packing", f"SFT training tokens/s, packing (TRL best-fit, padding-free; "
+                            f"{_range(r)} over {len(r['values'])} interleaved rounds)", cmd, pack,
+                            f"padding {pad:.0f} tokens/s", r["median"], "ratio > 1 over the whole range",
+                            s["packing_verdict"], "tokens/s"))
         out.append(_row("4. hardware", "dense fp32 matmul rate (2048^2 torch.mm)", cmd, s["matmul_gflops"],
                         unit="GFLOP/s"))
         for key, name in (("base", "base pretraining"), ("sft_padding", "SFT (LoRA, padding)"),
@@ -72,14 +94,17 @@ def rows() -> list[dict]:
     mem = _load("ppo_memory.json")
     if mem:
         p = mem["peak_rss_mib"]
-        for layout in ("separate-full", "separate-lora"):
+        for layout in ("separate-full", "separate-lora") if "verdict" in mem else ():
+            r = mem["ratio_rlft_over"][layout]
             out.append(_row("5. memory", f"PPO peak RSS, {mem['parameters'] / 1e6:.0f}M-parameter backbone: rlft "
-                            f"vs {layout}", mem["command"], p["rlft"], f"{layout} {p[layout]:.0f} MiB",
-                            p["rlft"] / p[layout], "ratio < 1", p["rlft"] < p[layout], "MiB"))
-        if "rlft-2-fsdp" in p:
+                            f"vs {layout} ({_range(r)} over {len(r['values'])} interleaved rounds)", mem["command"],
+                            p["rlft"], f"{layout} {p[layout]:.0f} MiB", r["median"], "ratio < 1 over the whole range",
+                            mem["verdict"][layout], "MiB"))
+        if "verdict" in mem:
+            r = mem["ratio_fsdp_over_ddp_2_processes"]
             out.append(_row("5. memory", f"PPO peak RSS per process, 2 processes, {mem['parameters'] / 1e6:.0f}M "
-                            f"backbone: FSDP 2 vs data parallel", mem["command"], p["rlft-2-fsdp"],
-                            f"data parallel {p['rlft-2-ddp']:.0f} MiB", p["rlft-2-fsdp"] / p["rlft-2-ddp"],
+                            f"backbone: FSDP 2 vs data parallel ({_range(r)})", mem["command"], p["rlft-2-fsdp"],
+                            f"data parallel {p['rlft-2-ddp']:.0f} MiB", r["median"],
                             unit="MiB"))  # no target: see results_notes.md
     e2e = _load("e2e.json")
     if e2e:
@@ -91,11 +116,17 @@ def rows() -> list[dict]:
     return out
 
 
+def _range(d: dict, fmt: str = ".2f") -> str:
+    return f"{d['min']:{fmt}} to {d['max']:{fmt}}"
+
+
 def _fmt(x) -> str:
     if x is None:
         return "–"
     if isinstance(x, bool):
-        return "met" if x else "**missed**"
+        x = "met" if x else "missed"
+    if x in ("met", "within noise", "missed"):
+        return {"met": "met", "within noise": "*within noise*", "missed": "**missed**"}[x]
     if isinstance(x, float):
         return f"{x:.3f}" if abs(x) < 10 else f"{x:,.0f}"
     return str(x)

@@ -52,6 +52,7 @@ import os
 import random
 import shutil
 import time
+import weakref
 from collections import defaultdict
 from pathlib import Path
 
@@ -156,12 +157,25 @@ def build_policy(recipe: PpoRecipe, fsdp: dict | None = None) -> tuple[torch.nn.
 
 
 def use(model, adapter: str) -> None:
-    """Activate one adapter. peft's set_adapter also freezes every other adapter; both stay trainable
-    here, because an adapter frozen at backward time silently gets no gradient (ppo.md §4.5)."""
-    model.set_adapter(adapter)
-    for name, p in model.named_parameters():
-        if "lora_" in name:
-            p.requires_grad_(True)
+    """Activate one adapter and keep both trainable. peft's set_adapter freezes every other adapter
+    (BaseTunerLayer.set_adapter), and an adapter frozen at backward time silently gets no gradient
+    (ppo.md §4.5); it also walks every module and flips every adapter weight, four times per
+    minibatch. So the LoRA layers and weights are found once per model, and the switch is the
+    assignment peft's own set_adapter ends with (`_active_adapter` of each layer)."""
+    if model not in _LORA:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        _LORA[model] = ([m for m in model.modules() if isinstance(m, BaseTunerLayer)],
+                        [p for n, p in model.named_parameters() if "lora_" in n])
+    layers, weights = _LORA[model]
+    for layer in layers:
+        layer._active_adapter = [adapter]
+    model.base_model.active_adapter = adapter
+    for p in weights:  # disable_adapter() froze them all on the way out of the reference pass
+        p.requires_grad_(True)
+
+
+_LORA: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _params(model, adapter: str) -> list[torch.nn.Parameter]:
@@ -209,14 +223,19 @@ def rollout(model, value_head, tok, chats: list[list[dict]], ids: list[list[int]
         q, m = queries[s:s + cfg.forward_batch_size].to(device), qmask[s:s + cfg.forward_batch_size].to(device)
         use(model, POLICY)
         with only_the_recipes_sampling(model):  # the checkpoint's generation_config stays out
-            out = model.generate(input_ids=q, attention_mask=m, generation_config=gen_config)  # (b, P+r)
+            out = model.generate(input_ids=q, attention_mask=m, generation_config=gen_config, output_logits=True,
+                                 return_dict_in_generate=True)
+        r = out.sequences.shape[1] - P  # r <= R: generate stops early when every row has stopped
         resp = torch.full((len(q), R), pad, dtype=torch.long, device=device)  # (b, R)
-        resp[:, :out.shape[1] - P] = out[:, P:]
+        resp[:, :r] = out.sequences[:, P:]
         resp, last, has_stop = core.truncate_after_stop(resp.cpu(), eos, pad)
         rmask = core.response_mask(last, R)  # (b, R)
         full = torch.cat([q, resp.to(device)], 1)  # (b, P+R)
         fmask = torch.cat([m, rmask.to(device).long()], 1)  # (b, P+R)
-        logits = policy_logits(model, full, fmask, R, cfg.temperature)  # (b, R, V)
+        # the old log-probs from the logits the tokens were sampled from (raw, before any processor), as
+        # TRL's PPOTrainer does: no second policy pass; positions after the stop are masked below
+        logits = torch.zeros(len(q), R, out.logits[0].shape[-1], device=device)  # (b, R, V)
+        logits[:, :r] = torch.stack(out.logits, 1).float() / cfg.temperature
         chunks["logprobs"].append(core.logprobs_of(logits, full[:, P:]).cpu())
         chunks["entropy"].append(core.entropy_of(logits).cpu())
         with model.disable_adapter():  # the reference: the SFT policy itself
@@ -359,6 +378,19 @@ def prompt_batch(n_prompts: int, batch: int, update: int, seed: int) -> list[int
     return out
 
 
+def make_optimizer(model, value_head, recipe: PpoRecipe) -> torch.optim.AdamW:
+    """AdamW over the policy adapter, the value adapter and the head, eps 1e-5 (Huang et al. 2024,
+    detail 2); the head in a group of its own: it is never sharded, the adapters may be."""
+    tr, value_lr = recipe.train, recipe.ppo.value_learning_rate or recipe.train.learning_rate
+    groups = [{"params": _params(model, POLICY), "lr": tr.learning_rate},
+              {"params": _params(model, VALUE), "lr": value_lr},
+              {"params": list(value_head.parameters()), "lr": value_lr}]
+    # torch's fused AdamW: one kernel over every tensor instead of a dozen per tensor, the same update
+    # (torch/optim/adamw.py); for plain tensors only, not the DTensors of a sharded model
+    fused = all(type(p.data) is torch.Tensor and p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, eps=1e-5, weight_decay=tr.weight_decay, fused=fused or None)
+
+
 def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: Path, resume: bool,
           budget=None) -> tuple[list[dict], list[dict], int | None]:
     from transformers import get_scheduler
@@ -368,12 +400,7 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
     random.seed(recipe.seed + rank)  # each process samples its own responses
     np.random.seed(recipe.seed + rank)
     torch.manual_seed(recipe.seed + rank)
-    value_lr = cfg.value_learning_rate or tr.learning_rate
-    optimizer = torch.optim.AdamW([  # the head in a group of its own: it is never sharded, the adapters may be
-        {"params": _params(model, POLICY), "lr": tr.learning_rate},
-        {"params": _params(model, VALUE), "lr": value_lr},
-        {"params": list(value_head.parameters()), "lr": value_lr},
-    ], eps=1e-5, weight_decay=tr.weight_decay)
+    optimizer = make_optimizer(model, value_head, recipe)
     scheduler = get_scheduler(tr.lr_scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * cfg.updates),
                               num_training_steps=cfg.updates)
     state = {"update": 0, "kl_coef": cfg.kl_coef, "history": [], "samples": []}

@@ -1,0 +1,59 @@
+"""The benchmarks' own rules: verdicts read the whole range of a ratio, and both sides of the PPO
+comparison run the same optimiser."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.unit  # pure functions, configs: no model is trained
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import noise  # noqa: E402
+import ppo_vs_trl112 as ppo_bench  # noqa: E402
+
+
+def test_a_verdict_reads_the_whole_range_of_the_ratio():
+    assert noise.verdict(noise.spread([0.70, 0.75, 0.79, 0.60, 0.72]), "<= 0.8") == "met"
+    assert noise.verdict(noise.spread([0.70, 0.75, 0.81, 0.60, 0.72]), "<= 0.8") == "within noise"
+    assert noise.verdict(noise.spread([0.81, 0.95, 0.90, 1.2, 0.85]), "<= 0.8") == "missed"
+    assert noise.verdict(noise.spread([1.29, 1.31]), ">= 1.3") == "within noise"
+    r = noise.ratios([2.0, 3.0, 4.0], [4.0, 3.0, 2.0])
+    assert r["values"] == [0.5, 1.0, 2.0] and r["median"] == 1.0 and (r["min"], r["max"]) == (0.5, 2.0)
+    with pytest.raises(ValueError, match="pairs rounds"):
+        noise.ratios([1.0, 2.0], [1.0])
+
+
+def test_ppo_bench_runs_the_same_optimiser_on_both_sides(tmp_path):
+    """rlft's optimizer (built by its own PPO code from the bench's recipe) against the one transformers'
+    Trainer builds from the TrainingArguments the bench hands TRL 1.12's PPOConfig."""
+    from peft import get_peft_model
+    from transformers import Trainer, TrainingArguments
+
+    from rlft.stages import ppo
+
+    size = ppo_bench.SIZES["toy"]
+    recipe = ppo_bench.rlft_recipe(size)
+    base, _ = ppo_bench.policy(size)
+    model = get_peft_model(base, ppo_bench.lora("CAUSAL_LM", size), adapter_name=ppo.POLICY)
+    model.add_adapter(ppo.VALUE, ppo_bench.lora("CAUSAL_LM", size))
+    ours = ppo.make_optimizer(model, torch.nn.Linear(size["hidden"], 1), recipe)
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], **ppo_bench.trl_optimizer_args())
+    cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    assert cls is type(ours) is torch.optim.AdamW
+    for group in ours.param_groups:
+        assert group["lr"] == kwargs["lr"] == args.learning_rate
+        assert tuple(group["betas"]) == tuple(kwargs["betas"])
+        assert group["eps"] == kwargs["eps"]
+        assert group["weight_decay"] == args.weight_decay
+    assert recipe.train.lr_scheduler == args.lr_scheduler_type.value and recipe.train.warmup_ratio == 0
+    assert args.warmup_steps == 0
+    # TRL 1.12's PPO loop steps without clipping, so rlft's side clips at infinity (a norm is still logged)
+    assert ppo_bench.OPTIMIZER["max_grad_norm"] is None and recipe.train.max_grad_norm == float("inf")
+    assert recipe.ppo.temperature == ppo_bench.PPO["temperature"] and recipe.ppo.kl_coef == ppo_bench.PPO["kl_coef"]
+    assert recipe.ppo.vf_coef == ppo_bench.PPO["vf_coef"] and recipe.ppo.missing_eos_penalty is None
