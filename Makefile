@@ -114,8 +114,9 @@ bench: $(STAMP)  ## speed and memory beside TRL, TRL 1.12's PPO and separate cop
 	else PY=$(PY) bash bench/gpu_check.sh --tiny --out bench/gpu_check_tiny_cpu.md; fi
 	$(PY) bench/results.py
 
-bench-e2e: $(STAMP)  ## wall times of make sft dpo and make compare on a fresh clone (~30 min)
+bench-e2e: $(STAMP)  ## wall times of make sft dpo and make compare on a fresh clone; PPO memory sharded (~45 min)
 	bash bench/fresh_clone.sh
+	$(PY) bench/ppo_memory.py --sharding --out bench/ppo_memory_sharding.json
 	$(PY) bench/results.py
 
 test: $(STAMP)  ## run the whole test suite (what CI runs)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from noise import ROUNDS, ratios, spread, verdict  # noqa: E402
 
 BATCH = 16
-STEPS = {"sft": 20, "dpo": 10}
+STEPS = {"sft": 20, "dpo": 6}
 TARGET = "<= 1.03"
 
 

@@ -8,7 +8,7 @@ layers; saved with save_pretrained, no hub) is the backbone. Each layout runs in
 whose peak resident memory (ru_maxrss from os.wait4) is the figure:
 
 - `rlft`: `rlft ppo` itself (policy and value LoRA adapters + a scalar head on one frozen backbone;
-  the reference is the backbone with adapters off; the rule reward needs no model), 2 updates.
+  the reference is the backbone with adapters off; the rule reward needs no model), 1 update (the peak: the optimizer's state appears at its first step).
 - `separate-full`: what TRL 1.12's PPOTrainer holds without peft: a trainable policy, a frozen
   reference, a trainable value model and a frozen reward model, each a full copy, with AdamW on
   policy and value; the same rollout and two PPO epochs of forward and backward passes.
@@ -19,7 +19,8 @@ whose peak resident memory (ru_maxrss from os.wait4) is the figure:
 - `rlft-2-ddp`, `rlft-2-fsdp`: `rlft ppo` under `accelerate launch --num_processes 2`, data parallel
   (recipes/accelerate/ddp.yaml) and sharded with FSDP 2 (recipes/accelerate/fsdp.yaml); the
   figure is the larger of the two processes' peaks (wait4 reports the largest descendant), each
-  process rolling out its 16 prompts.
+  process rolling out its 16 prompts. Only with `--sharding` (`make bench-e2e` runs it, into
+  bench/ppo_memory_sharding.json): they double the time of a round.
 
 Every layout uses the same prompts (16), response length (64), minibatches (2 x 8) and epochs (2).
 Medians of `--repeats` runs of each (5), interleaved; the ratios to rlft are taken round by round and
@@ -122,6 +123,8 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--out", default="bench/ppo_memory.json")
     parser.add_argument("--repeats", type=int, default=ROUNDS)
+    parser.add_argument("--sharding", action="store_true",
+                        help="also the two-process layouts (data parallel, FSDP 2); about 3 minutes a round more")
     parser.add_argument("--layout", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -145,7 +148,7 @@ def main() -> None:
                                 for w in ("--set", s)]
         subprocess.run(sft, cwd=ROOT, check=True, capture_output=True)
         ppo = [py, "-m", "rlft.cli", "ppo", "--recipe", "recipes/customer_support/ppo.yaml", "--output-dir",
-               f"{tmp}/ppo"] + [w for s in (f"model={folder}", f"parent={tmp}/sft", "ppo.updates=2",
+               f"{tmp}/ppo"] + [w for s in (f"model={folder}", f"parent={tmp}/sft", "ppo.updates=1",
                                              f"ppo.rollout_batch_size={PROMPTS}", f"ppo.forward_batch_size={PROMPTS}",
                                              f"ppo.mini_batches={PROMPTS // MINI}", f"ppo.micro_batch_size={MINI}",
                                              f"ppo.ppo_epochs={EPOCHS}", f"ppo.response_length={RESPONSE}",
@@ -156,7 +159,7 @@ def main() -> None:
         accelerate = [str(Path(py).parent / "accelerate"), "launch", "--num_processes", "2", "--num_machines", "1",
                       "--mixed_precision", "no", "--dynamo_backend", "no"]
         two = {"rlft-2-ddp": accelerate + ["--multi_gpu"], "rlft-2-fsdp": accelerate + [
-            "--config_file", "recipes/accelerate/fsdp.yaml"]}
+            "--config_file", "recipes/accelerate/fsdp.yaml"]} if args.sharding else {}
         every: dict[str, list[float]] = {"load-only": [], "rlft": [], "separate-lora": [], "separate-full": [],
                                          **{k: [] for k in two}}
         for _ in range(args.repeats):  # interleaved; peak RSS moves by a few hundred MiB from run to run
@@ -170,7 +173,8 @@ def main() -> None:
     result = {"command": "python bench/ppo_memory.py", "machine": platform.machine(), "parameters": n,
               "backbone_mib_fp32": n * 4 / 2 ** 20, "peak_rss_mib": peaks, "runs": every,
               "ratio_rlft_over": {k: ratios(every["rlft"], every[k]) for k in ("separate-full", "separate-lora")},
-              "ratio_fsdp_over_ddp_2_processes": ratios(every["rlft-2-fsdp"], every["rlft-2-ddp"])}
+              **({"ratio_fsdp_over_ddp_2_processes": ratios(every["rlft-2-fsdp"], every["rlft-2-ddp"])}
+                 if two else {})}
     result["verdict"] = {k: verdict(r, "< 1") for k, r in result["ratio_rlft_over"].items()}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -15,10 +15,10 @@ who removed it, so that the comparison with TRL's loop itself can be read.
 
 Sizes. `toy` is the task of shared/notes/ppo.md §4.4: a random-weight 2-layer Llama (hidden 64,
 vocabulary 256, a word-level tokenizer); the reward is 0.25 for every target token (ids divisible by 10)
-in an 8-token response; 16 prompts per update, 4 PPO epochs x 2 minibatches, 40 updates. `88m` is the
+in an 8-token response; 16 prompts per update, 4 PPO epochs x 2 minibatches, 20 updates. `88m` is the
 backbone of bench/ppo_memory.py (hidden 768, 12 layers, rlft-tiny's vocabulary of 4096, tied
 embeddings, random weights): the same reward, 16 prompts of 16 tokens, 32-token responses, 2 epochs x
-2 minibatches, 3 updates.
+2 minibatches, 2 updates (one timed).
 
 The same settings on both sides (`OPTIMIZER`, read by tests/test_bench.py for both configurations):
 AdamW, lr 5e-3 constant, betas (0.9, 0.999), eps 1e-5, no weight decay, no gradient clipping (TRL 1.12's
@@ -52,9 +52,9 @@ OPTIMIZER = {"learning_rate": 5e-3, "lr_scheduler": "constant", "betas": (0.9, 0
 
 SIZES = {
     "toy": {"vocab": 256, "hidden": 64, "intermediate": 128, "layers": 2, "heads": 4, "kv_heads": 2, "tied": False,
-            "prompt": 6, "response": 8, "batch": 16, "mini_batches": 2, "epochs": 4, "updates": 40},
+            "prompt": 6, "response": 8, "batch": 16, "mini_batches": 2, "epochs": 4, "updates": 20},
     "88m": {"vocab": 4096, "hidden": 768, "intermediate": 2048, "layers": 12, "heads": 12, "kv_heads": 12,
-            "tied": True, "prompt": 16, "response": 32, "batch": 16, "mini_batches": 2, "epochs": 2, "updates": 3},
+            "tied": True, "prompt": 16, "response": 32, "batch": 16, "mini_batches": 2, "epochs": 2, "updates": 2},
 }
 PPO = {"temperature": 0.7, "kl_coef": 0.05, "vf_coef": 0.1, "cliprange": 0.2, "cliprange_value": 0.2}
 SEED = 0

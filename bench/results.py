@@ -100,12 +100,27 @@ def rows() -> list[dict]:
                             f"vs {layout} ({_range(r)} over {len(r['values'])} interleaved rounds)", mem["command"],
                             p["rlft"], f"{layout} {p[layout]:.0f} MiB", r["median"], "ratio < 1 over the whole range",
                             mem["verdict"][layout], "MiB"))
-        if "verdict" in mem:
-            r = mem["ratio_fsdp_over_ddp_2_processes"]
-            out.append(_row("5. memory", f"PPO peak RSS per process, 2 processes, {mem['parameters'] / 1e6:.0f}M "
-                            f"backbone: FSDP 2 vs data parallel ({_range(r)})", mem["command"], p["rlft-2-fsdp"],
-                            f"data parallel {p['rlft-2-ddp']:.0f} MiB", r["median"],
-                            unit="MiB"))  # no target: see results_notes.md
+    shard = _load("ppo_memory_sharding.json")
+    if shard and "ratio_fsdp_over_ddp_2_processes" in shard:
+        p, r = shard["peak_rss_mib"], shard["ratio_fsdp_over_ddp_2_processes"]
+        out.append(_row("5. memory", f"PPO peak RSS per process, 2 processes, {shard['parameters'] / 1e6:.0f}M "
+                        f"backbone: FSDP 2 vs data parallel ({_range(r)})", shard["command"] + " --sharding",
+                        p["rlft-2-fsdp"], f"data parallel {p['rlft-2-ddp']:.0f} MiB", r["median"],
+                        unit="MiB"))  # no target: see results_notes.md
+    gpu = _load("gpu_check.json")
+    if gpu and not gpu.get("tiny"):
+        cmd = "bash bench/gpu_check.sh"
+        for r in gpu["rows"]:
+            if r.get("tokens_per_second") and r.get("mfu_target") and r.get("mfu_spec") is not None:
+                out.append(_row(f"7. GPU ({gpu['device']})", f"{r['id']}: training tokens/s; MFU (stated in "
+                                "bench/gpu_check.md) of the datasheet peak", cmd, r["tokens_per_second"],
+                                f"MFU {r['mfu_spec']:.1%}", r["mfu_spec"], f">= {r['mfu_target']:.0%} over the whole "
+                                "range", r["mfu_verdict"], "tokens/s"))
+        for c in gpu["comparisons"]:
+            if c.get("ratio") is not None:
+                out.append(_row(f"7. GPU ({gpu['device']})", f"tokens/s, {c['a']} over {c['b']} ({c['ratio_min']:.2f}"
+                                f" to {c['ratio_max']:.2f})", cmd, None, None, c["ratio"],
+                                "" if c["target"] is None else f">= {c['target']} over the whole range", c["verdict"]))
     e2e = _load("e2e.json")
     if e2e:
         out.append(_row("6. end to end", f"make sft dpo on a fresh clone, set-up included ({e2e['date']}, "
@@ -134,7 +149,8 @@ def _fmt(x) -> str:
 
 def main() -> None:
     table = rows()
-    missing = [n for n in ("overhead.json", "ppo_vs_trl112.json", "hardware.json", "ppo_memory.json", "e2e.json")
+    missing = [n for n in ("overhead.json", "ppo_vs_trl112.json", "hardware.json", "length_grouping.json",
+                           "ppo_memory.json", "gpu_check.json", "e2e.json")
                if not (BENCH / n).is_file()]
     lines = ["# rlft benchmarks", "",
              f"Machine: {platform.machine()}, {__import__('os').cpu_count()} CPU cores. Every figure is the median "
