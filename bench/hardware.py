@@ -1,7 +1,7 @@
 """Hardware efficiency: how many tokens per second rlft trains and generates, and how far that is
 from what this machine's matrix multiply can do.
 
-    python bench/hardware.py [--repeats 5] [--steps 12] [--out bench/hardware.json]
+    python bench/hardware.py [--repeats 5] [--steps 8] [--out bench/hardware.json]
 
 1. The machine's dense matrix-multiply rate: fp32 `torch.mm` of two 2048 x 2048 matrices, in the
    thread count training uses (median of `repeats` timings of 10 products each).
@@ -113,7 +113,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=ROUNDS)
-    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--ppo-updates", type=int, default=4)
     parser.add_argument("--out", default="bench/hardware.json")
     args = parser.parse_args()

@@ -22,7 +22,7 @@ whose peak resident memory (ru_maxrss from os.wait4) is the figure:
   process rolling out its 16 prompts. Only with `--sharding` (`make bench-e2e` runs it, into
   bench/ppo_memory_sharding.json): they double the time of a round.
 
-Every layout uses the same prompts (16), response length (64), minibatches (2 x 8) and epochs (2).
+Every layout uses the same prompts (16), response length (32), minibatches (2 x 8) and epochs (2).
 Medians of `--repeats` runs of each (5), interleaved; the ratios to rlft are taken round by round and
 judged over their whole range (bench/noise.py).
 """
@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from noise import ROUNDS, ratios, verdict  # noqa: E402
 
-PROMPTS, RESPONSE, MINI, EPOCHS = 16, 64, 8, 2
+PROMPTS, RESPONSE, MINI, EPOCHS = 16, 32, 8, 2
 
 
 def build(folder: Path, hidden: int, layers: int) -> int:
