@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rlft import config
 from rlft.errors import InputError
@@ -18,11 +19,22 @@ def test_recipes_are_found_recursively():
     assert len(RECIPES) >= 3
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=str)
-def test_every_shipped_recipe_loads(path):
-    if "accelerate" in path.parts:  # accelerate launch configs, not stage recipes
-        import yaml
+def _leaves(tree: dict, prefix: str = "") -> dict:
+    """{"train.learning_rate": 2e-4, ...}: every value a nested mapping sets, by its dotted key."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
+
+@pytest.mark.parametrize("path", RECIPES, ids=str)
+def test_every_shipped_recipe_loads(path, tmp_path):
+    """A stage recipe loads with every value its file sets, and round-trips: what to_dict writes (a run's
+    manifest, which `rlft eval` reads back) loads again to an equal recipe."""
+    if "accelerate" in path.parts:  # accelerate launch configs, not stage recipes
         launch = yaml.safe_load(path.read_text())
         assert launch["distributed_type"] in ("MULTI_GPU", "FSDP", "DEEPSPEED") and launch["num_processes"] >= 1
         return
@@ -31,8 +43,14 @@ def test_every_shipped_recipe_loads(path):
 
         assert sweep.load(path).space
         return
-    recipe = config.load_recipe(path.stem.split("_")[0], path)  # rm_minilm.yaml is an rm recipe
-    assert recipe.seed >= 0
+    stage = path.stem.split("_")[0]  # rm_minilm.yaml is an rm recipe
+    recipe = config.load_recipe(stage, path)
+    loaded = _leaves(config.to_dict(recipe))
+    for key, value in _leaves(yaml.safe_load(path.read_text()) or {}).items():
+        assert loaded[key] == (float(value) if isinstance(loaded[key], float) else value), key
+    again = tmp_path / path.name
+    again.write_text(yaml.safe_dump(config.to_dict(recipe)))
+    assert config.load_recipe(stage, again) == recipe
 
 
 def test_defaults_live_in_the_dataclasses():

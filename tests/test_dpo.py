@@ -6,8 +6,12 @@ import json
 import math
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
-from rlft import cli
+from rlft import cli, data, models
+from rlft.eval.generate import token_logits
+from rlft.rl.core import logprobs_of
 from tests.conftest import cli_args
 
 FAST = ["data.n_train=32", "data.n_val=8", "train.batch_size=8", "train.logging_steps=1", "train.save_steps=50",
@@ -33,6 +37,22 @@ def _first_log(run_dir):
     return next(e for e in log if "loss" in e)
 
 
+@torch.no_grad()
+def _preference_gap(run_dir, tok, rows: list[dict]) -> float:
+    """Mean over preference rows of log p(chosen) - log p(rejected) under a run's policy, each answer's
+    log-probability summed over its tokens after the chat-templated prompt."""
+    policy = models.run_model(run_dir).eval()
+    prompts = [tok.apply_chat_template(r["prompt"], add_generation_prompt=True, return_dict=False) for r in rows]
+
+    def logp(key: str) -> float:  # summed over every row's answer
+        answers = [tok.apply_chat_template(r["prompt"] + r[key], return_dict=False)[len(p):]
+                   for r, p in zip(rows, prompts)]
+        return sum((logprobs_of(logits, ids) * mask).sum().item()  # logits (B, R, V); ids, mask (B, R)
+                   for logits, ids, mask in token_logits(policy, prompts, answers, tok.pad_token_id))
+
+    return (logp("chosen") - logp("rejected")) / len(rows)
+
+
 @pytest.mark.parametrize("parent,extra", [
     ("sft_full", ["lora.enabled=false"]),
     ("sft_lora", ["lora.enabled=true", "lora.r=4"]),
@@ -51,20 +71,26 @@ def test_dpo_step0_loss_is_ln2_so_the_reference_is_the_sft_policy(tiny_model_dir
 @pytest.mark.parametrize("loss", ["sigmoid", "ipo", "hinge", "robust", "apo_zero", "sigmoid,sft", "kto", "orpo",
                                   "simpo"])
 def test_each_loss_trains(tiny_model_dir, sft_runs, loss):
+    """Two steps of each loss (the first at warmup's lr 0) move the new adapter the way every one of
+    them asks: on the training pairs, chosen answers gain log-probability over rejected ones."""
     out = f"dpo_loss_{loss.replace(',', '_')}"
     extra = ["dpo.label_smoothing=0.1"] if loss == "robust" else []
     assert _run("dpo", tiny_model_dir, sft_runs, out, f"parent={sft_runs / 'sft_full'}", "train.max_steps=2",
                 f"dpo.loss_type=[{loss}]", *extra) == 0
     manifest = json.loads((sft_runs / out / "manifest.json").read_text())
     assert math.isfinite(manifest["metrics"]["train_loss"])
+    spec = manifest["recipe"]["data"]
+    rows = data.load(spec["train"], "preference", manifest["seed"], spec["n_train"], spec["system_prompt"])
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    before, after = (_preference_gap(sft_runs / run, tok, rows) for run in ("sft_full", out))
+    print(f"{loss}: chosen - rejected log-prob {before:.4f} -> {after:.4f}")
+    assert after > before
 
 
 def test_lora_dpo_keeps_one_copy_and_the_reference_is_the_sft_policy(tiny_model_dir, sft_runs, tmp_path):
     """Under LoRA there is no reference model: the policy with its new adapter disabled gives exactly
     the SFT policy's logits, and the base weights exist once."""
-    import torch
-
-    from rlft import config, data, models
+    from rlft import config
     from rlft.stages import dpo
 
     recipe = config.load_recipe("dpo", "recipes/customer_support/dpo.yaml",
@@ -103,3 +129,8 @@ def test_dpo_and_rm_train_with_length_grouped_pairs(tiny_model_dir, sft_runs, tm
     for run in ("dpo", "rm"):
         manifest = json.loads((tmp_path / run / "manifest.json").read_text())
         assert manifest["recipe"]["train"]["group_by_length"] and math.isfinite(manifest["metrics"]["train_loss"])
+    # both trained: DPO's adapter left its init (B = 0), the reward model's weights left the base's
+    adapter = load_file(str(tmp_path / "dpo" / "adapter" / "adapter_model.safetensors"))
+    assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
+    scorer, base = (load_file(str(d / "model.safetensors")) for d in (tmp_path / "rm" / "model", tiny_model_dir))
+    assert any(not torch.equal(scorer[k], base[k]) for k in base if k in scorer)

@@ -4,8 +4,11 @@ the reference logged even at beta 0, and bad rewards refused before anything is 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 import reward_models
 from rlft import cli, models
@@ -20,22 +23,40 @@ def _args(model_dir, parent, out, *extra):
     return cli_args("grpo", [f"model={model_dir}", f"parent={parent}", *FAST, *extra], out)
 
 
+def _letter_toy(prompts, completions):
+    """0.25 for every letter 'e': dense, so the tiny model's answers to one prompt score differently
+    and GRPO's group advantages are not all 0. (house_tone gave every answer in a group the same
+    score: a zero gradient, an adapter left at B = 0 and a KL of exactly 0.)"""
+    return [0.25 * c.count("e") for c in completions]
+
+
 @pytest.mark.parametrize("extra", [
     ["grpo.algorithm=grpo", "grpo.beta=0.04"],
     ["grpo.algorithm=grpo", "grpo.beta=0.0", "quant.load_in_4bit=true"],
     ["grpo.algorithm=rloo", "grpo.beta=0.05"],
 ], ids=["grpo", "grpo-qlora-beta0", "rloo"])
-def test_grpo_and_rloo_train_a_lora_and_log_the_kl(tiny_model_dir, sft_lora_run, tmp_path, extra):
+def test_grpo_and_rloo_train_a_lora_and_log_the_kl(tiny_model_dir, sft_lora_run, tmp_path, monkeypatch, extra):
+    monkeypatch.setitem(reward_models.RULES, "letter_toy", _letter_toy)
     out = tmp_path / "run"
-    assert cli.main(_args(tiny_model_dir, sft_lora_run, out, *extra)) == 0
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, out, *extra, "grpo.reward=letter_toy")) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "grpo" and manifest["metrics"]["steps"] == 2
     assert manifest["metrics"]["algorithm"] == extra[0].split("=")[1]
     log = json.loads((out / "train_log.json").read_text())
     ref_kl = [e["kl_ref/task"] for e in log if "kl_ref/task" in e]
-    assert len(ref_kl) == 2 and all(k >= 0 for k in ref_kl)  # measured even where TRL skips the reference
+    # measured after each step, even where TRL skips the reference (beta 0): the policy has moved
+    assert len(ref_kl) == 2 and all(0 < k < math.inf for k in ref_kl)
     assert any("reward" in e for e in log)
-    assert models.run_model(out) is not None
+    # the harness loads the result: the adapter merged into the SFT policy, whose logits it moves;
+    # every weight the adapter does not touch is the SFT policy's
+    policy, sft_policy = models.run_model(out), models.run_model(sft_lora_run)
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+    with torch.no_grad():
+        assert not torch.allclose(policy(input_ids=ids).logits, sft_policy(input_ids=ids).logits, atol=1e-6)
+    adapter = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    adapted = {k.removeprefix("base_model.model.").split(".lora_")[0] + ".weight" for k in adapter}
+    ours, theirs = policy.state_dict(), sft_policy.state_dict()
+    assert all(torch.equal(ours[name], theirs[name]) for name in theirs if name not in adapted)
 
 
 def _nan_reward(prompts, completions):
@@ -58,9 +79,6 @@ def test_grpo_sigkill_then_resume_matches_the_uninterrupted_run(tiny_model_dir, 
     import os
     import subprocess
     import sys
-
-    import torch
-    from safetensors.torch import load_file
 
     extra = ["train.max_steps=4", "train.save_steps=2"]
     assert cli.main(_args(tiny_model_dir, sft_lora_run, tmp_path / "straight", *extra)) == 0

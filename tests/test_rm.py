@@ -29,9 +29,13 @@ def _rm(recipe, out, *extra):
 
 
 def test_policy_backbone_trains_and_is_measured(tiny_model_dir, tmp_path):
+    """Three steps already rank most pairs right: held-out and training pair accuracy (16 pairs each) well
+    above chance. Seeds 0-4 gave 0.875-0.94 held out and 0.75-0.94 on training pairs; a scorer that
+    learned nothing reaches 12 of 16 held-out pairs 4% of the time."""
     assert _rm("recipes/customer_support/rm.yaml", tmp_path / "rm", f"model={tiny_model_dir}",
                "train.learning_rate=0.01") == 0
     ev = json.loads((tmp_path / "rm" / "eval.json").read_text())
+    assert ev["pair_accuracy"] > 0.7 and ev["train_pair_accuracy"] > 0.6
     assert ev["pair_accuracy_by_kind"] and set(ev["pair_accuracy_by_kind"]) <= {"tone", "facts", "both", "padding",
                                                                                 "other_intent"}
     for key in ("pair_accuracy", "margin_mean", "length_bias_pass", "train_val_gap", "bt_loss"):

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
-from rlft import cli
+from rlft import cli, data, models
+from rlft.tasks.harbor import judge
 from tests.conftest import cli_args
 
 FAST = ["data.n_train=48", "data.n_val=16", "train.max_steps=4", "train.batch_size=8", "train.save_steps=2",
@@ -19,7 +22,8 @@ def _sft(model_dir, runs_dir, *extra: str) -> int:
 
 
 def test_sft_full_writes_a_complete_evaluated_run(tiny_model_dir, runs_dir):
-    assert _sft(tiny_model_dir, runs_dir, "lora.enabled=false") == 0
+    sets = ("lora.enabled=false", "eval.n_samples=11")  # every task's pair of answers kept in eval.json
+    assert _sft(tiny_model_dir, runs_dir, *sets) == 0
     run = runs_dir / "sft"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["stage"] == "sft"
@@ -29,9 +33,17 @@ def test_sft_full_writes_a_complete_evaluated_run(tiny_model_dir, runs_dir):
     for key in ("task_accuracy", "tone_score", "kl_task", "general_ppl_drift", "win_rate_vs_parent"):
         assert key in ev
     assert ev["kl_task_base"] > 0  # trained weights differ from the base
+    # the win rate and its counts, recomputed from the answers eval.json keeps: the held-out judge on
+    # each task's pair (ours, the parent's), matched to its task by the customer's message. (On this
+    # tiny model every pair ties; the check is that the harness pairs, judges and counts them right.)
+    rows = data.load(ev["tasks_file"], "tasks", manifest["seed"], ev["n_tasks"],
+                     manifest["recipe"]["data"]["system_prompt"])
+    assert [s["prompt"] for s in ev["samples"]] == [t["messages"][-1]["content"] for t in rows]
+    assert [s["response"] for s in ev["samples"]] == ev["answers"]["texts"]
+    judged = [judge.compare(t, s["response"], s["parent_response"]) for t, s in zip(rows, ev["samples"])]
     wtl = ev["win_tie_loss_vs_parent"]
-    assert wtl["wins"] + wtl["ties"] + wtl["losses"] == ev["n_tasks"]
-    assert ev["win_rate_vs_parent"] == pytest.approx((wtl["wins"] + wtl["ties"] / 2) / ev["n_tasks"])
+    assert (wtl["wins"], wtl["ties"], wtl["losses"]) == (judged.count(1.0), judged.count(0.5), judged.count(0.0))
+    assert ev["win_rate_vs_parent"] == pytest.approx(sum(judged) / len(judged))
     # the shipped recipe reports the test split, judged by the held-out judge, the reward beside it
     assert ev["split"] == "test" and ev["tasks_file"] == "harbor_test" and ev["harness_revision"] == 2
     assert ev["win_rate_judge"] == "harbor.judge" and ev["judge"]["win_rate_vs_parent"] == ev["win_rate_vs_parent"]
@@ -41,29 +53,34 @@ def test_sft_full_writes_a_complete_evaluated_run(tiny_model_dir, runs_dir):
     assert lo <= ev["judge"]["task_accuracy"] <= hi
     # an evaluation killed after the run finished: the same command again evaluates, nothing retrains
     (run / "eval.json").unlink()
-    assert _sft(tiny_model_dir, runs_dir, "lora.enabled=false") == 0
+    assert _sft(tiny_model_dir, runs_dir, *sets) == 0
     assert json.loads((run / "manifest.json").read_text())["finished_at"] == manifest["finished_at"]
     assert json.loads((run / "eval.json").read_text())["task_accuracy"] == ev["task_accuracy"]
 
 
 @pytest.mark.parametrize("quant", [False, True])
 def test_sft_lora_and_qlora_train_only_the_adapter(tiny_model_dir, runs_dir, quant):
+    """Only the adapter could train (the trainable count is the adapter's size) and it moved; the
+    run's policy is the base with the adapter merged: every weight the adapter does not touch is the
+    base's, bit for bit."""
     assert _sft(tiny_model_dir, runs_dir, "lora.enabled=true", f"quant.load_in_4bit={str(quant).lower()}",
                 "lora.r=4", "eval.enabled=false") == 0
     manifest = json.loads((runs_dir / "sft" / "manifest.json").read_text())
     assert manifest["artifacts"] == {"adapter": "adapter/"}
-    from safetensors.torch import load_file
-
     adapter = load_file(str(runs_dir / "sft" / "adapter" / "adapter_model.safetensors"))
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: training moved the adapter
     assert not any("lora" not in k for k in adapter)  # and nothing but the adapter was saved
+    assert manifest["metrics"]["trainable_parameters"] == sum(v.numel() for v in adapter.values())
+    policy = models.run_model(runs_dir / "sft").state_dict()
+    base = models.load_causal_lm(str(tiny_model_dir)).state_dict()
+    adapted = {k.removeprefix("base_model.model.").split(".lora_")[0] + ".weight" for k in adapter}
+    frozen = [name for name in base if name not in adapted]
+    assert frozen and all(torch.equal(policy[name], base[name]) for name in frozen)
+    assert any(not torch.equal(policy[name], base[name]) for name in adapted)
 
 
 def test_selective_freezing_leaves_frozen_weights_unchanged(tiny_model_dir, runs_dir):
-    import torch
-    from safetensors.torch import load_file
-
     assert _sft(tiny_model_dir, runs_dir, "lora.enabled=false", "sft.freeze_embeddings=true", "sft.freeze_layers=1",
                 "eval.enabled=false", "train.learning_rate=0.01") == 0
     after = load_file(str(runs_dir / "sft" / "model" / "model.safetensors"))
@@ -74,14 +91,16 @@ def test_selective_freezing_leaves_frozen_weights_unchanged(tiny_model_dir, runs
 
 
 def test_packing_trains(tiny_model_dir, runs_dir):
+    """Packed rows train: the adapter left its init (B = 0) and the loss fell."""
     assert _sft(tiny_model_dir, runs_dir, "sft.packing=true", "eval.enabled=false") == 0
+    adapter = load_file(str(runs_dir / "sft" / "adapter" / "adapter_model.safetensors"))
+    assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
+    losses = [e["loss"] for e in json.loads((runs_dir / "sft" / "train_log.json").read_text()) if "loss" in e]
+    assert len(losses) == 4 and losses[-1] < losses[0]
 
 
 def test_merged_adapter_loads_in_plain_transformers(tiny_model_dir, runs_dir):
-    import torch
     from transformers import AutoModelForCausalLM
-
-    from rlft import models
 
     assert _sft(tiny_model_dir, runs_dir, "lora.enabled=true", "lora.r=4", "sft.merge_adapter=true",
                 "eval.enabled=false", "train.learning_rate=0.01") == 0
@@ -96,7 +115,6 @@ def test_packed_sequences_do_not_see_each_other(tiny_model_dir):
     """Packing (TRL's padding-free best fit) puts several chats in one row, told apart only by
     position_ids restarting at 0. Without flash attention, transformers must still build a mask per
     chat: the second chat's logits in the packed row equal its logits alone."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
@@ -115,10 +133,6 @@ def test_packed_sequences_do_not_see_each_other(tiny_model_dir):
 def test_max_steps_zero_is_the_starting_model_as_a_run(tiny_model_dir, runs_dir):
     """A baseline (train.max_steps 0, LoRA): nothing trains, the adapter is zeros, and the run's policy
     gives the base model's logits exactly, so the harness evaluates the untrained model as a run."""
-    import torch
-
-    from rlft import models
-
     assert _sft(tiny_model_dir, runs_dir, "train.max_steps=0", "lora.enabled=true", "eval.enabled=false") == 0
     run = runs_dir / "sft"
     manifest = json.loads((run / "manifest.json").read_text())
@@ -134,10 +148,9 @@ def test_max_steps_zero_is_the_starting_model_as_a_run(tiny_model_dir, runs_dir)
 def test_length_grouping_pads_less_than_random_order_and_keeps_every_row():
     """The sampler rlft installs for train.group_by_length, on the shipped SFT data's tokenized lengths: each
     epoch is a permutation of the rows, and batches of 16 carry far less padding than in random order."""
-    import torch
     from datasets import Dataset
 
-    from rlft import config, data, models
+    from rlft import config
     from rlft.stages import group_by_length
 
     recipe = config.load_recipe("sft", "recipes/customer_support/sft.yaml", ["train.group_by_length=true"])
