@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from reward_models.learned import Ensemble, LearnedReward
 from rlft import tasks
 from rlft.errors import InputError
 
@@ -19,8 +20,6 @@ RULES: dict[str, Reward] = {name: r for task in tasks.BUILTIN.values() for name,
 
 def one(name: str) -> Reward:
     """A rule by name, `learned:RUN_DIR` (a trained rm run), or `ensemble:RUN_DIR,RUN_DIR,...`."""
-    from reward_models.learned import Ensemble, LearnedReward
-
     kind, _, arg = name.partition(":")
     if kind == "learned" and arg:
         return LearnedReward(arg)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from reward_models.scoring import as_text, score
 from rlft import runs
 
 
@@ -30,8 +31,6 @@ class LearnedReward:
         self.batch_size = batch_size
 
     def texts(self, prompts: list[list[dict]], completions: list[str]) -> list[str]:
-        from rlft.stages.reward import as_text
-
         if self.format == "plain":
             return [as_text(p, c) + self.tok.eos_token for p, c in zip(prompts, completions)]
         return [self.tok.apply_chat_template(p + [{"role": "assistant", "content": c}], tokenize=False)
@@ -39,8 +38,6 @@ class LearnedReward:
 
     @torch.no_grad()
     def __call__(self, prompts: list[list[dict]], completions: list[str]) -> list[float]:
-        from rlft.stages.reward import score
-
         return score(self.model, self.tok, self.texts(prompts, completions), self.batch_size, self.max_length)
 
 

@@ -116,17 +116,16 @@ def verdict_main(run: Path, out: str | None = None, max_ppl_drift: float | None 
 def stage_main(args) -> int:
     from rlft import config, runs
 
-    recipe = config.load_recipe(args.command, args.recipe, args.set)
     name = config.recipe_name(args.recipe)
-    if recipe.parent is None and PREVIOUS.get(args.command):
-        recipe.parent = str(Path(os.environ.get("RLFT_RUNS", "runs")) / name / PREVIOUS[args.command])
+    previous = PREVIOUS.get(args.command)  # the stage's default parent, used where the recipe names none
+    recipe = config.load_recipe(args.command, args.recipe, args.set, default_parent=previous and str(
+        Path(os.environ.get("RLFT_RUNS", "runs")) / name / previous))
     # runs/<recipe folder>/<recipe file>: sft.yaml -> sft, rm_minilm.yaml -> rm_minilm
     out = Path(args.output_dir or Path(os.environ.get("RLFT_RUNS", "runs")) / name / Path(args.recipe).stem)
     if args.print_config:
         print(json.dumps(config.to_dict(recipe), indent=2))
         return 0
-    if args.no_eval:
-        recipe.eval.enabled = False
+    evaluate = recipe.eval.enabled and not args.no_eval  # the recipe stays as loaded: its fingerprint too
     from rlft import distributed
 
     quant = getattr(recipe, "quant", None)
@@ -149,7 +148,7 @@ def stage_main(args) -> int:
         from rlft.stages import grpo as stage
     else:
         raise InputError(f"unknown stage {args.command!r}")
-    if recipe.eval.enabled and args.command in POLICY_STAGES:
+    if evaluate and args.command in POLICY_STAGES:
         from rlft import data
 
         if recipe.eval.tasks not in data.BUILTIN:  # a bad tasks file stops us now; built-in sets are not read
@@ -162,7 +161,7 @@ def stage_main(args) -> int:
         stage.export(out, Path(args.export))
     # a finished run whose evaluation was killed is evaluated now: rerunning the command finishes the job
     unevaluated = manifest is not None or ((out / "manifest.json").is_file() and not (out / "eval.json").is_file())
-    if unevaluated and recipe.eval.enabled and args.command in POLICY_STAGES and runs.is_main_process():
+    if unevaluated and evaluate and args.command in POLICY_STAGES and runs.is_main_process():
         from rlft.eval import harness
 
         harness.evaluate_run(out)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+import reward_models
 from rlft.data import TEST_SETS
 from rlft.errors import InputError
 
@@ -423,8 +424,11 @@ def apply_override(values: dict, assignment: str) -> None:
     node[parts[-1]] = _parse_scalar(text)
 
 
-def load_recipe(stage: str, path: str | Path | None, overrides: list[str] = ()) -> Recipe:
-    """Read a recipe YAML for `stage`, apply --set overrides, and check every key and type."""
+def load_recipe(stage: str, path: str | Path | None, overrides: list[str] = (),
+                default_parent: str | None = None) -> Recipe:
+    """Read a recipe YAML for `stage`, apply --set overrides, and check every key and type.
+    default_parent: the parent where neither the file nor an override names one (the CLI's
+    runs/<recipe>/<previous stage>), part of the recipe from the start: nothing changes it later."""
     if stage not in STAGES:
         raise InputError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
     values: dict = {}
@@ -444,6 +448,8 @@ def load_recipe(stage: str, path: str | Path | None, overrides: list[str] = ()) 
     for assignment in overrides:
         apply_override(values, assignment)
         where = f"{where} (with --set)" if "--set" not in where else where
+    if default_parent is not None and values.get("parent") is None:
+        values = {**values, "parent": default_parent}
     recipe = _build(STAGES[stage], values, f"{where}:")
     _check_values(recipe, where)
     return recipe
@@ -563,8 +569,6 @@ def _check_liger(recipe: Recipe, where: str) -> None:
 def _check_reward(spec: str | dict | None, key: str, where: str) -> None:
     if spec is None:
         return
-    import reward_models
-
     for name in [spec] if isinstance(spec, str) else list(spec):
         if name not in reward_models.RULES and not name.startswith(("learned:", "ensemble:")):
             raise InputError(f"{where}: {key}: unknown reward {name!r}; rewards: "

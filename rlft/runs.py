@@ -23,6 +23,10 @@ from pathlib import Path
 from rlft.errors import InputError
 
 MANIFEST = "manifest.json"
+STAGE_FIELDS = ("parent", "model", "tokenizer_sha256", "recipe", "recipe_path", "data", "seed", "metrics", "warnings",
+                "artifacts", "budget")
+"""What every stage hands Run.finish; finish adds stage, status, fingerprint, versions, launch and times."""
+DATA_FIELDS = ("name", "sha256", "n_train")
 
 
 def is_main_process() -> bool:
@@ -122,9 +126,16 @@ class Run:
         return latest_checkpoint(self.work)
 
     def finish(self, manifest: dict) -> dict:
-        """Write the manifest last, then move the finished work folder into place."""
+        """Write the manifest last, then move the finished work folder into place. Every stage's
+        manifest has the same fields (MANIFEST_FIELDS, DESIGN's contract and rlft's lineage); a stage
+        that leaves one out is a bug, stopped here before anything is written."""
         from rlft import distributed, models
 
+        manifest = {"warnings": [], "budget": None, **manifest}
+        missing = [k for k in STAGE_FIELDS if k not in manifest] + [
+            f"data.{k}" for k in DATA_FIELDS if k not in (manifest.get("data") or {})]
+        if missing:
+            raise ValueError(f"{self.stage}: the manifest lacks {', '.join(missing)}")
         source = models.model_source(manifest["model"]) if manifest.get("model") else None
         manifest = {"stage": self.stage, "status": "complete", **manifest, **({"model_source": source} if source else {}),
                     "fingerprint": self.fingerprint,

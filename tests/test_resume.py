@@ -69,6 +69,9 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_model_dir, tmp_path,
 
     manifest = json.loads((tmp_path / "killed" / "manifest.json").read_text())
     assert manifest["metrics"]["steps"] == 6
+    # the manifest's figures mean the same for a resumed run: the loss over all 6 steps, not the resumed ones
+    straight_manifest = json.loads((tmp_path / "straight" / "manifest.json").read_text())
+    assert manifest["metrics"]["train_loss"] == pytest.approx(straight_manifest["metrics"]["train_loss"], rel=1e-5)
     resumed, straight = _losses(tmp_path / "killed"), _losses(tmp_path / "straight")
     assert [s for s, _ in resumed] == [s for s, _ in straight] == list(range(1, 7))
     assert [v for _, v in resumed] == pytest.approx([v for _, v in straight], rel=1e-5)

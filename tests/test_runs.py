@@ -95,3 +95,37 @@ def test_base_export_copies_a_finished_model_and_replaces_the_old_copy(tmp_path)
     base.export(run, to)
     assert sorted(p.name for p in to.iterdir()) == ["config.json"]
     assert not list(to.parent.glob("rlft-tiny.*"))  # no temporary or old copy left behind
+
+
+CONTRACT = {"stage", "status", "parent", "model", "recipe", "data", "seed", "versions", "started_at", "finished_at",
+            "wall_seconds", "metrics", "artifacts"}
+"""A run folder's manifest.json as DESIGN.md's contract names it."""
+
+
+def _complete_manifest() -> dict:
+    return {"parent": None, "model": "rlft-tiny", "tokenizer_sha256": "0" * 64, "recipe": {}, "recipe_path": None,
+            "data": {"name": "harbor_sft", "sha256": "0" * 64, "n_train": 1}, "seed": 0,
+            "metrics": {"train_loss": 1.0}, "artifacts": {"adapter": "adapter/"}}
+
+
+def test_one_function_writes_every_manifest_with_the_contracts_fields(tmp_path):
+    run = runs.Run("sft", tmp_path / "run", "fp")
+    run.work.mkdir()
+    manifest = json.loads(json.dumps(run.finish(_complete_manifest())))
+    assert CONTRACT <= manifest.keys() and set(runs.STAGE_FIELDS) <= manifest.keys()
+    assert json.loads((tmp_path / "run" / runs.MANIFEST).read_text()) == manifest
+    assert manifest["warnings"] == [] and manifest["budget"] is None  # the defaults a stage may leave out
+
+
+@pytest.mark.parametrize("drop", ["tokenizer_sha256", "recipe_path", "artifacts", "data.sha256"])
+def test_a_manifest_missing_a_field_is_refused_before_anything_is_written(tmp_path, drop):
+    manifest = _complete_manifest()
+    if drop.startswith("data."):
+        del manifest["data"][drop.split(".")[1]]
+    else:
+        del manifest[drop]
+    run = runs.Run("rm", tmp_path / "run", "fp")
+    run.work.mkdir()
+    with pytest.raises(ValueError, match=f"rm: the manifest lacks {drop}"):
+        run.finish(manifest)
+    assert not (tmp_path / "run").exists() and not (run.work / runs.MANIFEST).exists()

@@ -142,3 +142,17 @@ def test_the_cpu_loss_equals_the_models_own_on_the_trained_tokens(tiny_model_dir
     assert torch.allclose(nll / n, expected, atol=1e-5)
     assert torch.allclose(model.lm_head.weight.grad, grad, atol=1e-6)
     assert 0 <= int(correct) <= int(n)
+
+
+def test_the_cpu_loss_path_logs_the_tokens_trained_on(tiny_model_dir, tmp_path):
+    """num_tokens (the real, non-padding tokens seen: TRL's own count) stays in the log on CPU, where
+    `rlft sft` computes its own loss: every step adds at least a token per row and at most a full row."""
+    out = tmp_path / "sft"
+    assert cli.main(cli_args("sft", [f"model={tiny_model_dir}", *FAST, "train.logging_steps=1"], out)) == 0
+    log = [e for e in json.loads((out / "train_log.json").read_text()) if "num_tokens" in e]
+    counts = [e["num_tokens"] for e in log]
+    recipe = json.loads((out / "manifest.json").read_text())["recipe"]
+    batch, width = recipe["train"]["batch_size"], recipe["data"]["max_length"]
+    assert len(counts) == 2 and counts[0] < counts[1]
+    for step, count in zip((1, 2), counts):
+        assert step * batch < count <= step * batch * width

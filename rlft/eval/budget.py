@@ -23,6 +23,8 @@ import math
 import torch
 from transformers import TrainerCallback
 
+from rlft import data
+from rlft.data import chitchat
 from rlft.eval.generate import generate, sequence_nll, token_logits
 from rlft.rl.core import exact_kl
 
@@ -126,3 +128,16 @@ def _trainable_state(model) -> dict:
 
 def frozen_copy(model):
     return copy.deepcopy(model).eval().requires_grad_(False)
+
+
+def drift_budget(recipe, tok, model, reference=None):
+    """The drift-budget callback a recipe asks for, or None (DriftBudget above). The reference is a
+    frozen copy of `model` unless a `reference` that shares its weights is given (PPO's)."""
+    ev = recipe.eval
+    if ev.max_general_ppl_drift is None and ev.max_kl_task is None:
+        return None
+    tasks = data.load(ev.dev_tasks, "tasks", recipe.seed, ev.n_tasks, recipe.data.system_prompt)[:ev.budget_samples]
+    reference = reference if reference is not None else frozen_copy(model)
+    return DriftBudget(tok, reference, chitchat.chats("held_out")[-ev.budget_samples:],
+                       [t["messages"] for t in tasks], ev.budget_every, ev.max_general_ppl_drift,
+                       ev.max_kl_task, ev.budget_action)

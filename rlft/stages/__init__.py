@@ -80,3 +80,17 @@ def group_by_length(trainer, recipe) -> None:
                                     generator=torch.Generator().manual_seed(recipe.seed * 1_000 + epoch))
 
     trainer._get_train_sampler = sampler  # the one hook Trainer offers for the order of its training rows
+
+
+def mean_train_loss(trainer) -> float | None:
+    """The training loss over every optimizer step of the run, from the logged losses (each weighted by
+    the steps it covers). TrainOutput.training_loss is the mean over the steps this process trained
+    (transformers' Trainer._finalize_training), so after --resume it would cover the resumed steps
+    only; the log history is restored from the checkpoint, so this figure means the same either way."""
+    last, total, steps = 0, 0.0, 0
+    for entry in trainer.state.log_history:
+        if "loss" in entry and "step" in entry and entry["step"] > last:
+            total += entry["loss"] * (entry["step"] - last)
+            steps += entry["step"] - last
+            last = entry["step"]
+    return total / steps if steps else None

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
-from rlft import faults, runs
+from rlft import faults, models, runs
 from rlft.config import BaseRecipe, to_dict
 from rlft.data import chitchat, probes
-from rlft.stages import trainer_kwargs
+from rlft.stages import mean_train_loss, trainer_kwargs
 from rlft.tasks.harbor import generator as harbor
 
 CHAT_TEMPLATE = (
@@ -177,10 +177,11 @@ def run(recipe: BaseRecipe, out: Path, recipe_path: str | None = None, force: bo
     quality = measure(model, tok, recipe.seed, cfg.context_length)
     quality["unigram_ppl"] = math.exp(unigram_nll(blocks, held_rows, len(tok)))
     facts = {"parameters": n, "steps": result.global_step, "tokens_seen": result.global_step * tr.batch_size
-             * tr.grad_accum * cfg.context_length, "train_loss": result.training_loss,
+             * tr.grad_accum * cfg.context_length, "train_loss": mean_train_loss(trainer),
              "train_minutes": round(train_minutes, 1), "threads": torch.get_num_threads(), **quality}
     (model_dir / "README.md").write_text(model_card(recipe, recipe_path, facts, len(chats)))
     manifest = run_.finish({"parent": None, "model": "rlft-tiny (trained here)", "recipe": to_dict(recipe),
+                            "recipe_path": recipe_path, "tokenizer_sha256": models.tokenizer_sha256(tok),
                             "data": {"name": "base-mixture", "sha256": runs.sha256_json(chats[:1000]),
                                      "n_train": len(blocks), "n_val": len(val_blocks)},
                             "seed": recipe.seed, "metrics": facts, "artifacts": {"model": "model/"}})

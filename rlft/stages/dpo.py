@@ -32,7 +32,8 @@ from pathlib import Path
 from rlft import data, faults, models, runs
 from rlft.config import DpoRecipe, to_dict
 from rlft.errors import InputError
-from rlft.stages import group_by_length, sft, tokenizer_and_parent, trainer_kwargs
+from rlft.eval.budget import drift_budget
+from rlft.stages import group_by_length, mean_train_loss, tokenizer_and_parent, trainer_kwargs
 
 PAIRWISE_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "apo_zero", "apo_down", "sft", "sigmoid_norm",
                    "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "discopop")
@@ -98,7 +99,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     faults.raise_if_faulted(trainer.rlft_guard, "dpo", run_.work)
     if budget:
         budget.restore(trainer.model)
-    metrics = {"train_loss": result.training_loss, "steps": result.global_step,
+    metrics = {"train_loss": mean_train_loss(trainer), "steps": result.global_step,
                "trainable_parameters": models.n_params(trainer.model, trainable_only=True)}
     warnings_ = []
     if val_rows:
@@ -166,7 +167,7 @@ def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list
     if not use_lora and not cfg.precompute_ref_log_probs and not reference_free:
         ref_model = models.policy_for_training(recipe, recipe.parent).eval().requires_grad_(False)
     peft_config = models.lora_config(recipe.lora) if use_lora else None
-    budget = sft.drift_budget(recipe, tok, ref_model if ref_model is not None else model)
+    budget = drift_budget(recipe, tok, ref_model if ref_model is not None else model)
     guard = faults.NonFiniteGuard()
     callbacks = [budget] * bool(budget) + [guard] + faults.callbacks()
 

@@ -32,9 +32,10 @@ import reward_models
 from rlft import data, faults, models, runs
 from rlft.config import GrpoRecipe, to_dict
 from rlft.errors import InputError, TrainingFault
+from rlft.eval.budget import drift_budget
 from rlft.eval.generate import generate, token_logits
 from rlft.rl.core import exact_kl
-from rlft.stages import rl_prompts, sft, tokenizer_and_parent, trainer_kwargs
+from rlft.stages import mean_train_loss, rl_prompts, tokenizer_and_parent, trainer_kwargs
 
 
 def run(recipe: GrpoRecipe, out: Path, recipe_path: str | None = None, force: bool = False,
@@ -72,7 +73,7 @@ def run(recipe: GrpoRecipe, out: Path, recipe_path: str | None = None, force: bo
         tok.save_pretrained(str(run_.work / "adapter"))
         runs.atomic_write_json(run_.work / "train_log.json", trainer.state.log_history)
     logged = [e for e in trainer.state.log_history if "reward" in e]
-    metrics = {"train_loss": result.training_loss, "steps": result.global_step, "algorithm": cfg.algorithm,
+    metrics = {"train_loss": mean_train_loss(trainer), "steps": result.global_step, "algorithm": cfg.algorithm,
                "trainable_parameters": models.n_params(trainer.model, trainable_only=True),
                "reward_first": logged[0]["reward"] if logged else None,
                "reward_last": logged[-1]["reward"] if logged else None,
@@ -136,7 +137,7 @@ def build_trainer(recipe: GrpoRecipe, tok, rows: list[dict], reward, work: Path)
     tasks = data.load(recipe.eval.dev_tasks, "tasks", recipe.seed, recipe.eval.n_tasks,
                       recipe.data.system_prompt)[:recipe.eval.budget_samples]
     ref_kl = ReferenceKL(tok, model, [t["messages"] for t in tasks], recipe.train.logging_steps)
-    budget = sft.drift_budget(recipe, tok, model)
+    budget = drift_budget(recipe, tok, model)
     guard = faults.NonFiniteGuard()
     callbacks = [ref_kl] + [budget] * bool(budget) + [guard] + faults.callbacks()
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "logs")

@@ -63,6 +63,7 @@ import reward_models
 from rlft import data, distributed, faults, models, runs, tracking
 from rlft.config import PpoRecipe, to_dict
 from rlft.errors import InputError, TrainingFault
+from rlft.eval.budget import drift_budget
 from rlft.eval.generate import left_pad, only_the_recipes_sampling
 from rlft.rl import core
 from rlft.stages import rl_prompts, tokenizer_and_parent
@@ -552,9 +553,7 @@ def _probe_reward(reward, spec, model, tok, chats: list[list[dict]], ids: list[l
 def _drift_budget(recipe: PpoRecipe, tok, model):
     """The drift budget during training, measured against the reference: the same weights with the
     adapters disabled, so the budget adds no copy of the backbone."""
-    from rlft.stages import sft
-
-    return sft.drift_budget(recipe, tok, model, reference=Reference(model))
+    return drift_budget(recipe, tok, model, reference=Reference(model))
 
 
 class Reference(torch.nn.Module):

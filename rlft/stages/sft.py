@@ -34,7 +34,8 @@ from trl import SFTTrainer
 from rlft import data, faults, models, runs
 from rlft.config import SftRecipe, to_dict
 from rlft.errors import InputError
-from rlft.stages import group_by_length, trainer_kwargs
+from rlft.eval.budget import drift_budget
+from rlft.stages import group_by_length, mean_train_loss, trainer_kwargs
 
 
 def reply_nll(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,6 +61,9 @@ class ReplyLossSFTTrainer(SFTTrainer):
         n = (inputs["labels"][:, 1:] != -100).sum()
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["mean_token_accuracy"].append((correct / n.clamp(min=1)).item())
+        if mode == "train":  # the real (non-padding) tokens seen, num_tokens in the log, as TRL's own loss counts
+            self._total_train_tokens += self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
         loss = nll / torch.as_tensor(num_items_in_batch if num_items_in_batch is not None else n).clamp(min=1)
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes  # the count is global and DDP averages: as TRL's own loss
@@ -212,7 +216,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     faults.raise_if_faulted(guard, "sft", run_.work)
     if budget:
         budget.restore(trainer.model)
-    metrics = {"train_loss": result.training_loss if result else None, "steps": result.global_step if result else 0,
+    metrics = {"train_loss": mean_train_loss(trainer) if result else None, "steps": result.global_step if result else 0,
                "trainable_parameters": models.n_params(trainer.model, trainable_only=True),
                "frozen_by_recipe": len(frozen), "loss_on": {"assistant": "assistant tokens (TRL's masks)",
                                                              "completion": "assistant tokens (completion rows)",
@@ -254,19 +258,3 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
         "seed": recipe.seed, "metrics": metrics, "artifacts": artifacts,
         "budget": {"tripped": budget.tripped, "history": budget.history} if budget else None})
     return manifest
-
-
-def drift_budget(recipe, tok, model, reference=None):
-    """The drift-budget callback a recipe asks for, or None (rlft/eval/budget.py). The reference is a
-    frozen copy of `model` unless a `reference` that shares its weights is given (PPO's)."""
-    ev = recipe.eval
-    if ev.max_general_ppl_drift is None and ev.max_kl_task is None:
-        return None
-    from rlft.data import chitchat
-    from rlft.eval.budget import DriftBudget, frozen_copy
-
-    tasks = data.load(ev.dev_tasks, "tasks", recipe.seed, ev.n_tasks, recipe.data.system_prompt)[:ev.budget_samples]
-    reference = reference if reference is not None else frozen_copy(model)
-    return DriftBudget(tok, reference, chitchat.chats("held_out")[-ev.budget_samples:],
-                       [t["messages"] for t in tasks], ev.budget_every, ev.max_general_ppl_drift,
-                       ev.max_kl_task, ev.budget_action)
