@@ -104,7 +104,7 @@ seeds: $(STAMP)  ## every method over SEEDS (default 0 1 2) on the test split, i
 report: $(STAMP)  ## keep the seed runs' figures in bench/measured/ and write them into README.md
 	$(PY) bench/readme_figures.py --collect $(RUNS)/$(NAME) --recipe $(NAME)
 
-bench: $(STAMP)  ## speed and memory beside TRL, TRL 1.12's PPO and separate copies; bench/results.md (~20 min)
+bench: $(STAMP)  ## speed and memory beside TRL, TRL 1.12's PPO and separate copies; bench/results.md (~35 min)
 	$(PY) bench/overhead.py --out bench/overhead.md
 	PY=$(PY) bash bench/ppo_vs_trl112.sh
 	$(PY) bench/hardware.py --out bench/hardware.json
