@@ -8,6 +8,7 @@ import pytest
 
 from rlft import cli, runs
 from rlft.eval import compare
+from tests.conftest import full_manifest
 
 pytestmark = pytest.mark.unit  # pure functions, configs, data: no model is trained
 
@@ -24,7 +25,7 @@ def _fake_run(folder, stage, parent, acc, tone, kl):
     log = ([{"update": 1, "objective/scores": 0.2}, {"update": 2, "objective/scores": 0.5}] if stage == "ppo"
            else [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}])
     (run.work / "train_log.json").write_text(json.dumps(log))
-    run.finish({"parent": parent, "artifacts": {}})
+    run.finish(full_manifest({"parent": parent, "artifacts": {}}))
     ev = {"task_accuracy": acc, "task_accuracy_ci": [acc - 0.1, acc + 0.1], "tone_score": tone, "kl_task_base": kl,
           "probe_accuracy": {"count_up": 0.9, "count_down": 0.8},
           "parent": {"run": "rlft-tiny", "task_accuracy": 0.0, "fact_recall": 0.1, "tone_score": 0.3}}
@@ -50,7 +51,7 @@ def test_compare_refuses_unevaluated_or_unfinished_runs(tmp_path, capsys):
     (tmp_path / "half").mkdir()
     assert cli.main(["compare", str(tmp_path / "half"), "--out", str(tmp_path / "c")]) == 2
     assert "not a finished run" in capsys.readouterr().err
-    runs.start("sft", tmp_path / "sft", {}, False, False).finish({})
+    runs.start("sft", tmp_path / "sft", {}, False, False).finish(full_manifest({}))
     assert cli.main(["compare", str(tmp_path / "sft"), "--out", str(tmp_path / "c")]) == 2
     assert "no eval.json" in capsys.readouterr().err and not (tmp_path / "c").exists()
 

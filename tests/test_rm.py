@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 import reward_models
 from rlft import cli
 from rlft.rl.core import bradley_terry_loss
+from tests.conftest import full_manifest
 
 
 def test_bradley_terry_loss_hand_computed():
@@ -85,6 +86,6 @@ def test_ensemble_mean_and_disagreement(minilm_rm):
 def test_learned_reward_refuses_a_policy_run(tmp_path):
     from rlft import runs
 
-    runs.start("sft", tmp_path / "sft", {}, False, False).finish({"artifacts": {"model": "model/"}})
+    runs.start("sft", tmp_path / "sft", {}, False, False).finish(full_manifest({"artifacts": {"model": "model/"}}))
     with pytest.raises(ValueError, match="not a reward model"):
         reward_models.one(f"learned:{tmp_path / 'sft'}")

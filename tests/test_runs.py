@@ -8,6 +8,7 @@ import pytest
 
 from rlft import runs
 from rlft.errors import InputError
+from tests.conftest import full_manifest
 
 pytestmark = pytest.mark.unit  # pure functions, configs, data: no model is trained
 
@@ -17,14 +18,14 @@ def test_finish_writes_manifest_last_and_moves_into_place(tmp_path):
     run = runs.start("sft", out, {"a": 1}, force=False, resume=False)
     assert run.work.is_dir() and not out.exists()
     (run.work / "weights.bin").write_text("w")
-    run.finish({"parent": None, "artifacts": {}})
+    run.finish(full_manifest({"parent": None, "artifacts": {}}))
     manifest = runs.read_manifest(out)
     assert manifest["status"] == "complete" and (out / "weights.bin").is_file() and not run.work.exists()
 
 
 def test_same_inputs_skip_and_other_inputs_need_force(tmp_path):
     out = tmp_path / "sft"
-    runs.start("sft", out, {"a": 1}, False, False).finish({})
+    runs.start("sft", out, {"a": 1}, False, False).finish(full_manifest({}))
     assert runs.start("sft", out, {"a": 1}, False, False) is None
     with pytest.raises(InputError, match="--force"):
         runs.start("sft", out, {"a": 2}, False, False)
@@ -53,7 +54,7 @@ def test_incomplete_parent_is_refused(tmp_path):
 
 def test_parent_of_another_model_is_refused(tmp_path):
     out = tmp_path / "sft"
-    runs.start("sft", out, {}, False, False).finish({"model": "rlft-tiny", "tokenizer_sha256": "abc"})
+    runs.start("sft", out, {}, False, False).finish(full_manifest({"model": "rlft-tiny", "tokenizer_sha256": "abc"}))
     with pytest.raises(InputError, match="trained from model"):
         runs.check_parent(out, "Qwen/Qwen2.5-0.5B", "abc", "dpo")
     with pytest.raises(InputError, match="another tokenizer"):
