@@ -70,3 +70,21 @@ def full_manifest(fields: dict) -> dict:
     return {"parent": None, "model": "rlft-tiny", "tokenizer_sha256": None, "recipe": {}, "recipe_path": None,
             "data": {"name": "test", "sha256": "0" * 64, "n_train": 0}, "seed": 0, "metrics": {},
             "artifacts": {}, **fields}
+
+
+def assert_adapter_moved_only_its_weights(run, parent) -> None:
+    """The harness loads a LoRA run as its adapter merged into the parent's policy: its logits must move
+    off the parent's, and every weight the adapter does not touch must be the parent's, bit for bit."""
+    import torch
+    from safetensors.torch import load_file
+
+    from rlft import models
+
+    policy, parent_policy = models.run_model(run), models.run_model(parent)
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+    with torch.no_grad():
+        assert not torch.allclose(policy(input_ids=ids).logits, parent_policy(input_ids=ids).logits, atol=1e-6)
+    adapter = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+    adapted = {k.removeprefix("base_model.model.").split(".lora_")[0] + ".weight" for k in adapter}
+    ours, theirs = policy.state_dict(), parent_policy.state_dict()
+    assert all(torch.equal(ours[name], theirs[name]) for name in theirs if name not in adapted)

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 import reward_models
-from rlft import cli, models
-from tests.conftest import cli_args, tree
+from rlft import cli
+from tests.conftest import assert_adapter_moved_only_its_weights, cli_args, tree
 
 FAST = ["data.n_train=16", "train.batch_size=8", "grpo.num_generations=4", "grpo.max_completion_length=12",
         "train.max_steps=2", "train.logging_steps=1", "train.save_steps=50", "lora.r=4", "eval.enabled=false",
@@ -47,16 +47,7 @@ def test_grpo_and_rloo_train_a_lora_and_log_the_kl(tiny_model_dir, sft_lora_run,
     # measured after each step, even where TRL skips the reference (beta 0): the policy has moved
     assert len(ref_kl) == 2 and all(0 < k < math.inf for k in ref_kl)
     assert any("reward" in e for e in log)
-    # the harness loads the result: the adapter merged into the SFT policy, whose logits it moves;
-    # every weight the adapter does not touch is the SFT policy's
-    policy, sft_policy = models.run_model(out), models.run_model(sft_lora_run)
-    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
-    with torch.no_grad():
-        assert not torch.allclose(policy(input_ids=ids).logits, sft_policy(input_ids=ids).logits, atol=1e-6)
-    adapter = load_file(str(out / "adapter" / "adapter_model.safetensors"))
-    adapted = {k.removeprefix("base_model.model.").split(".lora_")[0] + ".weight" for k in adapter}
-    ours, theirs = policy.state_dict(), sft_policy.state_dict()
-    assert all(torch.equal(ours[name], theirs[name]) for name in theirs if name not in adapted)
+    assert_adapter_moved_only_its_weights(out, sft_lora_run)
 
 
 def _nan_reward(prompts, completions):

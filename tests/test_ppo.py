@@ -17,7 +17,7 @@ from rlft import cli, models
 from rlft.config import load_recipe
 from rlft.eval.generate import prompt_ids
 from rlft.stages import ppo
-from tests.conftest import cli_args, tree
+from tests.conftest import assert_adapter_moved_only_its_weights, cli_args, tree
 
 FAST = ["data.n_train=64", "ppo.rollout_batch_size=8", "ppo.forward_batch_size=8", "ppo.micro_batch_size=4",
         "ppo.mini_batches=2", "ppo.ppo_epochs=2", "ppo.response_length=12", "ppo.updates=2", "train.logging_steps=1",
@@ -146,16 +146,7 @@ def test_first_update_starts_at_the_reference(tiny_model_dir, sft_lora_run, tmp_
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stage"] == "ppo" and manifest["parent"] == str(sft_lora_run)
     assert (out / "adapter" / "adapter_config.json").is_file() and (out / "adapter" / "value" / "value_head.pt").is_file()
-    # the harness loads the result: the trained policy adapter merged into the SFT policy, which it
-    # moves (other logits) only where the adapter sits; every other weight is the SFT policy's
-    policy, sft_policy = models.run_model(out), models.run_model(sft_lora_run)
-    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
-    with torch.no_grad():
-        assert not torch.allclose(policy(input_ids=ids).logits, sft_policy(input_ids=ids).logits, atol=1e-6)
-    adapter = load_file(str(out / "adapter" / "adapter_model.safetensors"))
-    adapted = {k.removeprefix("base_model.model.").split(".lora_")[0] + ".weight" for k in adapter}
-    ours, theirs = policy.state_dict(), sft_policy.state_dict()
-    assert all(torch.equal(ours[name], theirs[name]) for name in theirs if name not in adapted)
+    assert_adapter_moved_only_its_weights(out, sft_lora_run)
 
 
 def _letter_toy(prompts, completions):
