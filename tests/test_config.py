@@ -9,6 +9,7 @@ import yaml
 
 from rlft import config
 from rlft.errors import InputError
+from rlft.tracking import flatten
 
 pytestmark = pytest.mark.unit  # pure functions, configs, data: no model is trained
 
@@ -17,17 +18,6 @@ RECIPES = sorted(Path("recipes").rglob("*.yaml"))
 
 def test_recipes_are_found_recursively():
     assert len(RECIPES) >= 3
-
-
-def _leaves(tree: dict, prefix: str = "") -> dict:
-    """{"train.learning_rate": 2e-4, ...}: every value a nested mapping sets, by its dotted key."""
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_leaves(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=str)
@@ -45,8 +35,8 @@ def test_every_shipped_recipe_loads(path, tmp_path):
         return
     stage = path.stem.split("_")[0]  # rm_minilm.yaml is an rm recipe
     recipe = config.load_recipe(stage, path)
-    loaded = _leaves(config.to_dict(recipe))
-    for key, value in _leaves(yaml.safe_load(path.read_text()) or {}).items():
+    loaded = flatten(config.to_dict(recipe))
+    for key, value in flatten(yaml.safe_load(path.read_text()) or {}).items():
         assert loaded[key] == (float(value) if isinstance(loaded[key], float) else value), key
     again = tmp_path / path.name
     again.write_text(yaml.safe_dump(config.to_dict(recipe)))
