@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import noise
+from noise import spread
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = "recipes/customer_support/sft.yaml"
@@ -50,14 +52,10 @@ def tokens() -> int:
     return sum(len(tok(tok.apply_chat_template(r["messages"], tokenize=False))["input_ids"]) for r in rows)
 
 
-def spread(values: list[float]) -> dict:
-    return {"min": min(values), "median": statistics.median(values), "max": max(values), "values": values}
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=str(ROOT / "bench" / "length_grouping.json"))
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=noise.ROUNDS)
     args = p.parse_args()
     n_tokens = tokens()
     runs: dict[str, list[dict]] = {"padding": [], "grouped": []}
@@ -66,14 +64,14 @@ def main() -> int:
             for side in ("padding", "grouped"):  # A B A B ...: drift in the machine's speed hits both sides
                 runs[side].append(one_run(side == "grouped", r, Path(tmp) / f"{side}{r}"))
                 print(f"round {r + 1}/{args.repeats} {side}: {runs[side][-1]}", flush=True)
-    ratios = [p["train_runtime_s"] / g["train_runtime_s"] for p, g in zip(runs["padding"], runs["grouped"])]
-    verdict = "met" if min(ratios) >= TARGET else "within noise" if max(ratios) >= TARGET else "missed"
+    ratio = noise.ratios([p["train_runtime_s"] for p in runs["padding"]], [g["train_runtime_s"] for g in runs["grouped"]])
+    ratios, verdict = ratio["values"], noise.verdict(ratio, f">= {TARGET}")
     result = {"command": "python bench/length_grouping.py", "recipe": RECIPE, "sets": SETS, "training_tokens": n_tokens,
               "tokens_per_s": {side: spread([n_tokens / x["train_runtime_s"] for x in rs]) for side, rs in runs.items()},
               "eval_loss": {side: spread([x["eval_loss"] for x in rs]) for side, rs in runs.items()},
               "eval_loss_difference": spread([g["eval_loss"] - p["eval_loss"]
                                               for p, g in zip(runs["padding"], runs["grouped"])]),
-              "ratio": spread(ratios), "target": f"grouped / padding tokens per second >= {TARGET}",
+              "ratio": ratio, "target": f"grouped / padding tokens per second >= {TARGET}",
               "verdict": verdict, "runs": runs}
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     t = result["tokens_per_s"]
