@@ -1,13 +1,17 @@
 """Generation samples what the caller asks for, and nothing a checkpoint's generation_config adds; the
-optional model judge asks in both orders."""
+optional model judge asks in both orders; the harness's cheaper ways of scoring equal the plain ones."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
 
 from rlft import models
-from rlft.eval.generate import generate, left_pad, only_the_recipes_sampling, prompt_ids
+from rlft.eval import harness
+from rlft.eval.generate import generate, left_pad, only_the_recipes_sampling, prompt_ids, response_logits, sequence_nll
+from rlft.rl.core import exact_kl
 
 CHATS = [[{"role": "user", "content": "Where is my order #12345?"}],
          [{"role": "user", "content": "I forgot my password."}],
@@ -55,3 +59,66 @@ def test_the_model_judge_asks_both_orders_so_an_answer_ties_with_itself(tiny_mod
     expected = sum((p + 1 - q) / 2 for p, q in zip(first, second)) / 2
     assert out["win_rate_vs_parent"] == pytest.approx(expected)
     assert 0 <= out["length_controlled_win_rate"] <= 1
+
+
+def _perturbed(model, scale: float = 0.05):
+    other = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale)
+    return other
+
+
+def test_kl_on_samples_scores_the_sampling_logits_as_a_second_pass_would(tiny_model_dir):
+    """The harness takes the policy's side of KL(policy || other) from the logits each token was
+    sampled from; a second, teacher-forced pass of the policy over the same samples gives the same KL."""
+    model = models.load_causal_lm(str(tiny_model_dir))
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    other = _perturbed(model)
+    chats = CHATS * 3
+    self_kl, kl = harness.kl_on_samples(model, [model, other], tok, chats, 16, seed=5, batch_size=4,
+                                        generate_batch_size=5)
+    gen = generate(model, tok, chats, 16, 5, temperature=1.0, seed=5)  # the same samples
+    total, count = 0.0, 0
+    for s in range(0, len(chats), 4):
+        p, r = gen.prompt_ids[s:s + 4], gen.response_ids[s:s + 4]
+        lp, mask = response_logits(model, p, r, tok.pad_token_id)
+        lq, _ = response_logits(other, p, r, tok.pad_token_id)
+        total += exact_kl(lp, lq, mask)[0].item()
+        count += int(mask.sum())
+    assert self_kl == pytest.approx(0.0, abs=1e-5)  # a logit one position off would not be 0
+    assert total / count > 0.01  # the perturbation moved the model, so the comparison means something
+    assert kl == pytest.approx(total / count, rel=1e-4)
+
+
+def test_sequence_nll_in_length_sorted_batches_equals_one_chat_at_a_time(tiny_model_dir):
+    model = models.load_causal_lm(str(tiny_model_dir))
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    chats = [[{"role": "user", "content": "hi " * n}, {"role": "assistant", "content": "hello there " * (9 - n)}]
+             for n in range(1, 9)]
+    batched, n_batched = sequence_nll(model, tok, chats, max_length=12, batch_size=3)
+    sums = [sequence_nll(model, tok, [c], max_length=12, batch_size=1) for c in chats]
+    assert n_batched == sum(n for _, n in sums)
+    assert batched == pytest.approx(sum(v * n for v, n in sums) / n_batched, rel=1e-5)
+
+
+def test_a_result_of_the_base_is_computed_once_per_machine_for_known_weights(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "cache_dir", lambda: tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return [1.5, "x"]
+
+    monkeypatch.setattr(models, "model_source", lambda name: None)
+    assert harness.of_the_base("some/model", "answers", [1, 2], compute) == [1.5, "x"]
+    assert harness.of_the_base("some/model", "answers", [1, 2], compute) == [1.5, "x"]
+    assert len(calls) == 2  # unknown weights: nothing kept
+    monkeypatch.setattr(models, "model_source", lambda name: {"sha256": "ab" * 32})
+    for _ in range(2):
+        assert harness.of_the_base("m.gguf", "answers", [1, 2], compute) == [1.5, "x"]
+    assert len(calls) == 3
+    harness.of_the_base("m.gguf", "answers", [1, 3], compute)  # other inputs: another entry
+    harness.of_the_base("m.gguf", "general_nll", [1, 2], compute)
+    assert len(calls) == 5

@@ -6,7 +6,7 @@ is the default (accuracy); sampling takes an explicit seed (KL and diversity).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -62,8 +62,13 @@ def only_the_recipes_sampling(model) -> Iterator[None]:
 
 @torch.no_grad()
 def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, batch_size: int = 32,
-             temperature: float = 0.0, seed: int | None = None) -> Generations:
-    """Answer each chat; greedy when temperature is 0, else seeded sampling."""
+             temperature: float = 0.0, seed: int | None = None,
+             on_batch: Callable[[list[list[int]], list[list[int]], torch.Tensor], None] | None = None) -> Generations:
+    """Answer each chat; greedy when temperature is 0, else seeded sampling.
+
+    `on_batch(prompts, responses, logits)` is called after each batch with the raw logits each
+    response token was chosen from, (B, R, V) (before any processor; softmax(logits / T) is the
+    sampling distribution), so a caller scores the samples without a second pass of the model."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -83,18 +88,19 @@ def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, batch_siz
             out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                  do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
                                  top_k=0 if temperature > 0 else None, top_p=1.0 if temperature > 0 else None,
-                                 eos_token_id=eos, pad_token_id=tok.pad_token_id)
-        new = out[:, ids.shape[1]:].tolist()  # (B, new)
-        for row in new:
+                                 eos_token_id=eos, pad_token_id=tok.pad_token_id,
+                                 output_logits=on_batch is not None, return_dict_in_generate=on_batch is not None)
+        sequences = out.sequences if on_batch is not None else out  # (B, P + new)
+        first = len(responses)
+        for row in sequences[:, ids.shape[1]:].tolist():
+            truncated.append(eos not in row)  # a row that never stopped ran every column: all of them sampled
             if eos in row:
                 row = row[:row.index(eos) + 1]
-                truncated.append(False)
-            else:
-                row = [t for t in row if t != tok.pad_token_id]
-                truncated.append(True)
             responses.append(row)
             n_tokens.append(len(row))
             texts.append(tok.decode(row, skip_special_tokens=True).strip())
+        if on_batch is not None:
+            on_batch(rows, responses[first:], torch.stack(out.logits, 1))  # (B, new, V)
     model.train(was_training)
     return Generations(texts, n_tokens, truncated, all_prompts, responses)
 
@@ -124,6 +130,26 @@ def token_logits(model, prompts: list[list[int]], responses: list[list[int]], pa
         yield logits, ids[:, first + 1:].to(device), resp_mask[:, first + 1:].to(device)
 
 
+def response_logits(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits that predict each response token, laid out as generation lays them out: (B, R, V),
+    and the mask of real response tokens (B, R). Prompts are left-padded (positions counted from
+    each row's first real token, as `generate` counts them) and responses right-padded, so column t
+    is response token t in every row and lines up with the logits `generate` hands `on_batch`."""
+    device = next(model.parameters()).device
+    queries, qmask = left_pad(prompts, pad_id)  # (B, P)
+    R = max(len(r) for r in responses)
+    resp = torch.full((len(responses), R), pad_id, dtype=torch.long)  # (B, R)
+    rmask = torch.zeros((len(responses), R), dtype=torch.long)  # (B, R)
+    for i, r in enumerate(responses):
+        resp[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        rmask[i, :len(r)] = 1
+    ids, mask = torch.cat([queries, resp], 1).to(device), torch.cat([qmask, rmask], 1).to(device)  # (B, P + R)
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P + R)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=R + 1).logits
+    return logits[:, :-1].float(), rmask.bool().to(device)  # (B, R, V), (B, R)
+
+
 @torch.no_grad()
 def sequence_nll(model, tok, chats: list[list[dict]], max_length: int = 256, batch_size: int = 16) -> tuple[float, int]:
     """Mean negative log-likelihood (nats per token) of whole chats, every token scored.
@@ -136,6 +162,7 @@ def sequence_nll(model, tok, chats: list[list[dict]], max_length: int = 256, bat
     for ids in tok.apply_chat_template(chats, tokenize=True, return_dict=False):
         ids = list(ids)
         windows += [ids[i:i + max_length] for i in range(0, len(ids), max_length) if len(ids[i:i + max_length]) > 1]
+    windows.sort(key=len, reverse=True)  # batches of similar length: little padding (the sum does not depend on order)
     total, count = 0.0, 0
     for logits, targets, mask in token_logits(model, [[]] * len(windows), windows, tok.pad_token_id, batch_size):
         nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")  # (B * (T-1),)

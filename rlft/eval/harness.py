@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 
 import reward_models
-from rlft import data, runs, tasks
+from rlft import data, models, runs, tasks
 from rlft.data import chitchat, probes, skills
 from rlft.eval import metrics
-from rlft.eval.generate import generate, sequence_nll, token_logits
+from rlft.eval.generate import generate, response_logits, sequence_nll
+from rlft.rl.core import exact_kl
 from rlft.tasks.harbor import tone
 
 HARNESS_REVISION = 2
@@ -38,20 +39,22 @@ def probe_accuracy(model, tok, batch_size: int = 64) -> dict[str, float]:
     return out
 
 
-def retention(policy, base, tok, parent_eval: dict | None, batch_size: int = 48) -> dict:
+def retention(policy, base, tok, model_name: str, parent_eval: dict | None, batch_size: int = 48) -> dict:
     """General skills the base model has (rlft/data/skills.py) and the share of them the policy keeps.
 
     Only items the base answers right count, so 1.0 means nothing forgotten. Which items those are is
     read from the parent's eval.json when it holds the same pool (a run's parent shares its base), else
-    measured with one greedy pass of the base."""
+    measured with one greedy pass of the base (kept per machine for a base of known weights)."""
     pool = skills.items()
     pool_sha = data.sha256_rows(pool)
     before = (parent_eval or {}).get("retention") or {}
-    if before.get("pool_sha256") == pool_sha:
-        kept = before["kept"]
-    else:
+
+    def base_has() -> list[int]:
         answers = generate(base, tok, [it["messages"] for it in pool], skills.MAX_NEW_TOKENS, batch_size).texts
-        kept = [i for i, (it, a) in enumerate(zip(pool, answers)) if skills.correct(it, a)]
+        return [i for i, (it, a) in enumerate(zip(pool, answers)) if skills.correct(it, a)]
+
+    kept = before["kept"] if before.get("pool_sha256") == pool_sha else \
+        of_the_base(model_name, "skills", {"pool": pool_sha, "max_new_tokens": skills.MAX_NEW_TOKENS}, base_has)
     items = [pool[i] for i in kept]
     answers = generate(policy, tok, [it["messages"] for it in items], skills.MAX_NEW_TOKENS, batch_size).texts if items else []
     right = [skills.correct(it, a) for it, a in zip(items, answers)]
@@ -170,17 +173,24 @@ def training_reward(recipe: dict, task_module) -> str | dict | None:
 def kl_on_samples(policy, others: list, tok, chats: list[list[dict]], max_new_tokens: int, seed: int,
                   batch_size: int = 16, generate_batch_size: int = 32) -> list[float]:
     """KL(policy || other) per response token, exact over the vocabulary, on one set of the policy's
-    samples, for each model in `others` (the policy's own logits are computed once per batch)."""
-    from rlft.rl.core import exact_kl
-
-    gen = generate(policy, tok, chats, max_new_tokens, generate_batch_size, temperature=1.0, seed=seed)
+    samples, for each model in `others`. The policy's side is the logits each token was sampled from
+    (no second pass of the policy); each other model scores the samples once, in batches of rows of
+    similar length."""
     total, count = [0.0] * len(others), 0
-    streams = [token_logits(m, gen.prompt_ids, gen.response_ids, tok.pad_token_id, batch_size) for m in others]
-    for lp, _, mask in token_logits(policy, gen.prompt_ids, gen.response_ids, tok.pad_token_id, batch_size):
-        for k, stream in enumerate(streams):
-            lq, _, _ = next(stream)
-            total[k] += exact_kl(lp, lq, mask)[0].item()
-        count += int(mask.sum().item())
+
+    def score(prompts: list[list[int]], responses: list[list[int]], logits: torch.Tensor) -> None:
+        nonlocal count
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            p, r = [prompts[i] for i in rows], [responses[i] for i in rows]
+            lp = logits[rows, :max(len(x) for x in r)]  # (b, R, V)
+            for k, other in enumerate(others):
+                lq, mask = response_logits(other, p, r, tok.pad_token_id)  # (b, R, V), (b, R)
+                total[k] += exact_kl(lp.to(lq.device), lq, mask)[0].item()
+            count += sum(len(x) for x in r)
+
+    generate(policy, tok, chats, max_new_tokens, generate_batch_size, temperature=1.0, seed=seed, on_batch=score)
     return [t / max(count, 1) for t in total]
 
 
@@ -190,23 +200,23 @@ def answers_key(run_fingerprint: str, prompt_ids: list[list[int]], max_new_token
                              {"prompts": prompt_ids}])
 
 
-def base_answers(name: str, base, tok, chats: list[list[dict]], prompt_ids: list[list[int]], max_new_tokens: int,
-                 batch_size: int) -> list[str]:
-    """The base model's greedy answers (the parent of an SFT run). For a model of known weights (one
-    converted from GGUF: its file's sha256) they are kept in the cache ($RLFT_CACHE/answers) and
-    computed once per machine; the key holds the weights, the prompts, the length and the revision."""
-    from rlft import models
-
+def of_the_base(name: str, what: str, inputs, compute):
+    """A result of the base model alone (its greedy answers, its NLL on the general chats, the general
+    skills it has), computed once per machine for a model of known weights (one converted from GGUF:
+    its file's sha256) and kept in $RLFT_CACHE/base/; the key holds the weights, what was computed,
+    its inputs (token ids, lengths) and the harness revision. Any other model: computed each time."""
     source = models.model_source(name)
     if source is None:
-        return generate(base, tok, chats, max_new_tokens, batch_size).texts
-    path = models.cache_dir() / "answers" / f"{answers_key(source['sha256'], prompt_ids, max_new_tokens)}.json"
+        return compute()
+    key = data.sha256_rows([{"weights": source["sha256"], "what": what, "revision": HARNESS_REVISION},
+                            {"inputs": inputs}])
+    path = models.cache_dir() / "base" / f"{what}-{key[:32]}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    texts = generate(base, tok, chats, max_new_tokens, batch_size).texts
+    result = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    runs.atomic_write_json(path, texts)
-    return texts
+    runs.atomic_write_json(path, result)
+    return result
 
 
 def parent_answers(parent_eval: dict | None, key: str) -> list[str] | None:
@@ -236,8 +246,6 @@ def read_eval(run_dir: str | Path) -> dict | None:
 
 def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | None = None) -> dict:
     """Evaluate a finished run against its parent and the base; write eval.json (the contract)."""
-    from rlft import models
-
     run_dir = Path(run_dir)
     manifest = runs.read_manifest(run_dir)
     recipe = manifest["recipe"]
@@ -270,8 +278,8 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     parent_texts = parent_answers(parent_eval, answers_key(parent_fingerprint, gen.prompt_ids, max_new)) \
         if parent_dir else None
     if parent_texts is None and parent is base:
-        parent_texts = base_answers(recipe["model"], base, tok, [t["messages"] for t in task_rows], gen.prompt_ids,
-                                    max_new, bs)
+        parent_texts = of_the_base(recipe["model"], "answers", {"prompts": gen.prompt_ids, "max_new_tokens": max_new},
+                                   lambda: generate(base, tok, [t["messages"] for t in task_rows], max_new, bs).texts)
     elif parent_texts is None:
         parent_texts = generate(parent, tok, [t["messages"] for t in task_rows], max_new, bs).texts
     theirs = score_texts(task_rows, parent_texts)
@@ -303,11 +311,18 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
                                               generate_batch_size=bs)
     kl_general = kl_on_samples(policy, [base], tok, general_prompts, max_new, seed, generate_batch_size=bs)[0]
     lap("kl")
+    # the base's and the parent's NLL on the same chats come from the parent's eval.json when it holds them
+    general_key = data.sha256_rows([{"revision": HARNESS_REVISION}, {"general": general}])
+    known = parent_eval if (parent_eval or {}).get("general_key") == general_key else {}
     nll, _ = sequence_nll(policy, tok, general)
-    nll_base, _ = sequence_nll(base, tok, general)
-    nll_parent = sequence_nll(parent, tok, general)[0] if parent is not base else nll_base
+    nll_base = known.get("general_nll_base")
+    if nll_base is None:
+        nll_base = of_the_base(recipe["model"], "general_nll", general_key, lambda: sequence_nll(base, tok, general)[0])
+    nll_parent = nll_base if parent is base else known.get("general_nll")
+    if nll_parent is None:
+        nll_parent = sequence_nll(parent, tok, general)[0]
     lap("general_nll")
-    kept = retention(policy, base, tok, parent_eval)
+    kept = retention(policy, base, tok, recipe["model"], parent_eval)
     probe = probe_accuracy(policy, tok) if recipe["model"] == "rlft-tiny" else None
     lap("retention")
     win_rate = metrics.mean(wins)
@@ -326,7 +341,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "proxy": (proxy_section(proxy_spec, task_rows, gen.texts, parent_texts, win_rate, seed)
                   if proxy_spec else None),
         "kl_task": kl_task, "kl_task_base": kl_task_base, "kl_general": kl_general,
-        "general_nll": nll, "general_nll_base": nll_base,
+        "general_nll": nll, "general_nll_base": nll_base, "general_key": general_key,
         "general_ppl_drift": math.exp(nll - nll_base) - 1,
         "general_nll_parent": nll_parent, "general_ppl_drift_parent": math.exp(nll - nll_parent) - 1,
         "probe_accuracy": probe,
