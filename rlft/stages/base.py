@@ -142,7 +142,7 @@ def run(recipe: BaseRecipe, out: Path, recipe_path: str | None = None, force: bo
     inputs = {"stage": "base", "recipe": to_dict(recipe)}
     run_ = runs.start("base", out, inputs, force=force, resume=resume)
     if run_ is None:
-        print(f"{out} is up to date (same recipe); nothing to do. Use --force to rebuild.")
+        runs.log(f"{out} is up to date (same recipe); nothing to do. Use --force to rebuild.")
         return None
 
     # --- tokenizer and data ---
@@ -154,13 +154,13 @@ def run(recipe: BaseRecipe, out: Path, recipe_path: str | None = None, force: bo
     val_blocks = pack(tok, chitchat.chats("held_out")[:200], cfg.context_length)
     train_ds = [{"input_ids": b, "labels": b} for b in blocks]
     val_ds = [{"input_ids": b, "labels": b} for b in val_blocks]
-    print(f"base: {len(chats)} chats → {blocks.numel():,} tokens in {len(blocks)} blocks of "
+    runs.log(f"base: {len(chats)} chats → {blocks.numel():,} tokens in {len(blocks)} blocks of "
           f"{cfg.context_length}; vocabulary {len(tok)}")
 
     # --- model and training ---
     model = build_model(tok, cfg, recipe.seed)
     n = sum(p.numel() for p in model.parameters())
-    print(f"base: Llama, {cfg.num_layers} layers × {cfg.hidden_size}, {n / 1e6:.2f}M parameters")
+    runs.log(f"base: Llama, {cfg.num_layers} layers × {cfg.hidden_size}, {n / 1e6:.2f}M parameters")
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_.work / "logs")
     args = TrainingArguments(**trainer_kwargs(recipe, run_.work, has_validation=True), save_total_limit=2,
                              dataloader_num_workers=0)
@@ -199,7 +199,7 @@ def export(run_dir: Path, to: Path) -> None:
         os.replace(to, old)
     os.replace(tmp, to)
     shutil.rmtree(old, ignore_errors=True)
-    print(f"base: exported {run_dir / 'model'} to {to}")
+    runs.log(f"base: exported {run_dir / 'model'} to {to}")
 
 
 def model_card(recipe: BaseRecipe, recipe_path: str | None, f: dict, n_chats: int) -> str:

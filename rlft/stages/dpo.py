@@ -89,7 +89,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     inputs = {"stage": "dpo", "recipe": to_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
     run_ = runs.start("dpo", out, inputs, force=force, resume=resume)
     if run_ is None:
-        print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+        runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
     t0 = time.time()
 
@@ -120,7 +120,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
             warnings_.append(f"likelihood displacement: on validation pairs the chosen answers became less "
                              f"likely than under the SFT reference (rewards/chosen = {chosen:.4f})")
     for w in warnings_:
-        print(f"dpo: warning: {w}")
+        runs.log(f"dpo: warning: {w}")
 
     # --- save ---
     if recipe.lora.enabled or recipe.quant.load_in_4bit:

@@ -83,13 +83,13 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     data_sha = data.sha256_rows(rows)
     inputs = {"stage": "ppo", "recipe": to_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
     if not force and runs.up_to_date(out, inputs):  # before the model is built: nothing to do is instant
-        print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+        runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
     model, value_head = build_policy(recipe, fsdp)
     _probe_reward(reward, cfg.reward, model, tok, chats[:4], ids[:4])
     run_ = runs.start("ppo", out, inputs, force=force, resume=resume)
     if run_ is None:
-        print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+        runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
     t0 = time.time()
     budget = _drift_budget(recipe, tok, model)
@@ -134,7 +134,7 @@ def build_policy(recipe: PpoRecipe, fsdp: dict | None = None) -> tuple[torch.nn.
     base = models.policy_for_training(recipe, recipe.parent)
     base.requires_grad_(False)
     if torch.cuda.is_available() and not models.is_quantized_4bit(base) and fsdp is None:
-        base.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")  # 4-bit weights load onto their GPU;
+        base.to(f"cuda:{distributed.local_rank()}")  # 4-bit weights load onto their GPU;
         # sharded ones go there from fully_shard, each process's shard only
     model = get_peft_model(base, models.lora_config(recipe.lora), adapter_name=POLICY)
     model.add_adapter(VALUE, models.lora_config(recipe.lora))
@@ -397,7 +397,7 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
     from transformers import get_scheduler
 
     cfg, tr = recipe.ppo, recipe.train
-    rank, world = int(os.environ.get("RANK", "0")), distributed.world()
+    rank, world = distributed.rank(), distributed.world()
     random.seed(recipe.seed + rank)  # each process samples its own responses
     np.random.seed(recipe.seed + rank)
     torch.manual_seed(recipe.seed + rank)
@@ -408,7 +408,7 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
     ckpt = runs.latest_checkpoint(work) if resume else None
     if ckpt is not None:
         state = _load_checkpoint(ckpt, model, value_head, optimizer, scheduler)
-        print(f"ppo: resuming from {ckpt.name} (update {state['update']} of {cfg.updates})")
+        runs.log(f"ppo: resuming from {ckpt.name} (update {state['update']} of {cfg.updates})")
     tracker = tracking.Tracker(tr.report_to, str(work / "logs"), work.name.removesuffix(".partial"),
                                to_dict(recipe), enabled=runs.is_main_process())
     if budget is not None:
@@ -443,10 +443,10 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
         state["history"].append(m)
         tracker.log(m, u + 1)
         if (u + 1) % tr.logging_steps == 0 or u == 0:
-            print(f"ppo update {u + 1}/{cfg.updates}: score {m['objective/scores']:.3f}  kl {m['objective/kl']:.3f}  "
+            runs.log(f"ppo update {u + 1}/{cfg.updates}: score {m['objective/scores']:.3f}  kl {m['objective/kl']:.3f}  "
                   f"len {m['response/length_mean']:.1f}  eos {m['response/eos_rate']:.2f}  "
                   f"clipfrac {m['policy/clipfrac']:.3f}  ev {m['val/explained_variance']:.2f}  "
-                  f"({m['time/rollout_s']:.1f}+{m['time/update_s']:.1f} s)", flush=True)
+                  f"({m['time/rollout_s']:.1f}+{m['time/update_s']:.1f} s)")
         if u == 0 and m["response/eos_rate"] < 0.9 and runs.is_main_process():
             _note_cut_answers(m["response/eos_rate"], cfg)
         if (u + 1) % cfg.sample_every == 0 or u == 0:
@@ -473,10 +473,10 @@ def _note_cut_answers(eos_rate: float, cfg) -> None:
     """Answers cut at response_length are scored cut (and penalised): PPO then learns to avoid
     whatever answers are long, right ones included. Found on the Harbor Goods task (README)."""
     cost = f" and lose ppo.missing_eos_penalty ({cfg.missing_eos_penalty})" if cfg.missing_eos_penalty else ""
-    print(f"ppo: note: {1 - eos_rate:.0%} of the first rollout's answers reached ppo.response_length "
+    runs.log(f"ppo: note: {1 - eos_rate:.0%} of the first rollout's answers reached ppo.response_length "
           f"({cfg.response_length} tokens) without stopping; they are scored as cut{cost}, so PPO learns to "
           f"avoid long answers, right ones included. If the task's answers are longer, raise "
-          f"ppo.response_length.", flush=True)
+          f"ppo.response_length.")
 
 
 def _first_bad(m: dict) -> str:
@@ -488,7 +488,7 @@ def _save_checkpoint(work: Path, state: dict, model, value_head, optimizer, sche
     temporary name and renamed, and trainer_state.json last, so a torn checkpoint is never resumed."""
     final = work / f"checkpoint-{state['update']}"
     tmp = work / f".checkpoint-{state['update']}.tmp"
-    rank = int(os.environ.get("RANK", "0"))
+    rank = distributed.rank()
     if runs.is_main_process():
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -522,7 +522,7 @@ def _load_checkpoint(ckpt: Path, model, value_head, optimizer, scheduler) -> dic
     value_head.load_state_dict(saved["value_head"])
     distributed.load_optimizer_state(optimizer, saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
-    rng = torch.load(ckpt / f"rng-{int(os.environ.get('RANK', '0'))}.pt", weights_only=True)
+    rng = torch.load(ckpt / f"rng-{distributed.rank()}.pt", weights_only=True)
     torch.set_rng_state(rng["torch"])
     random.setstate(rng["python"])
     n = rng["numpy"]

@@ -136,7 +136,7 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
     data_sha = data.sha256_rows(train_rows + val_rows)
     run_ = runs.start("rm", out, {"stage": "rm", "recipe": to_dict(recipe), "data": data_sha}, force, resume)
     if run_ is None:
-        print(f"{out} is up to date (same recipe and data); nothing to do. Use --force to rerun.")
+        runs.log(f"{out} is up to date (same recipe and data); nothing to do. Use --force to rerun.")
         return None
     t0 = time.time()
     model, tok = load_scorer(recipe)
@@ -185,7 +185,7 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
     if runs.is_main_process():
         runs.atomic_write_json(out / "eval.json", {"run": str(out), "stage": "rm", **ev})
         kinds = ", ".join(f"{k} {v:.3f}" for k, v in ev["pair_accuracy_by_kind"].items())
-        print(f"rm ({cfg.backbone}): held-out pair accuracy {ev['pair_accuracy']:.3f} ({kinds}); margin "
+        runs.log(f"rm ({cfg.backbone}): held-out pair accuracy {ev['pair_accuracy']:.3f} ({kinds}); margin "
               f"{ev['margin_mean']:.3f}; train-val gap {ev['train_val_gap']:.3f}; length-bias probe "
               f"{'passed' if ev['length_bias_pass'] else 'FAILED'} ({ev['length_bias_unpadded_wins']:.2f}); right answer "
               f"above another intent's on {ev['intent_probe_right_above_other']:.0%} of dev tasks")

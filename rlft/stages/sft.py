@@ -166,7 +166,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
         check_template(tok, train_rows, recipe.model)
     injected = template_system_prompt(tok) if recipe.data.system_prompt is None else None
     if injected:
-        print(f"sft: note: the chat template of {recipe.model} adds a system turn of its own to every chat "
+        runs.log(f"sft: note: the chat template of {recipe.model} adds a system turn of its own to every chat "
               f"({injected[:100]!r}); set data.system_prompt to choose it ('' for an empty one)")
     use_lora = recipe.lora.enabled or recipe.quant.load_in_4bit
     if use_lora and (cfg.freeze_layers or cfg.freeze_embeddings or cfg.freeze_modules):
@@ -176,7 +176,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
               "parent": parent_manifest and parent_manifest["fingerprint"]}
     run_ = runs.start("sft", out, inputs, force=force, resume=resume)
     if run_ is None:
-        print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+        runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
     t0 = time.time()
 
@@ -193,7 +193,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_.work / "logs")
     attention = getattr(model.config, "_attn_implementation", None) or "sdpa"
     if cfg.packing and "flash" not in attention:
-        print(f"sft: note: packing puts each batch's chats in one padding-free row; with {attention} attention "
+        runs.log(f"sft: note: packing puts each batch's chats in one padding-free row; with {attention} attention "
               f"(not flash attention's per-chat kernels) the row is attended whole behind a block mask, which "
               f"can cost more than the padding it saves (on CPU it does: bench/results.md, section 3)")
     early = tr.early_stopping_patience > 0 and bool(val_rows) and tr.eval_steps > 0
@@ -210,7 +210,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
         group_by_length(trainer, recipe)
     ckpt = run_.resume_from() if resume else None
     if ckpt:
-        print(f"sft: resuming from {ckpt}")
+        runs.log(f"sft: resuming from {ckpt}")
     untrained = tr.max_steps == 0  # a baseline: the starting model as a run (TrainCfg.max_steps)
     result = None if untrained else trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     faults.raise_if_faulted(guard, "sft", run_.work)
