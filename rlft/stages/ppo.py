@@ -46,21 +46,16 @@ with `quant`), so train.optim and train.bf16 do not apply.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import random
-import shutil
 import time
 import weakref
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import reward_models
-from rlft import data, distributed, faults, models, runs, tracking
+from rlft import checkpoint, data, distributed, faults, models, runs, tracking
 from rlft.config import PpoRecipe, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.budget import drift_budget
@@ -398,9 +393,7 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
 
     cfg, tr = recipe.ppo, recipe.train
     rank, world = distributed.rank(), distributed.world()
-    random.seed(recipe.seed + rank)  # each process samples its own responses
-    np.random.seed(recipe.seed + rank)
-    torch.manual_seed(recipe.seed + rank)
+    checkpoint.seed_process(recipe.seed)  # each process samples its own responses
     optimizer = make_optimizer(model, value_head, recipe)
     scheduler = get_scheduler(tr.lr_scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * cfg.updates),
                               num_training_steps=cfg.updates)
@@ -484,37 +477,16 @@ def _first_bad(m: dict) -> str:
 
 
 def _save_checkpoint(work: Path, state: dict, model, value_head, optimizer, scheduler) -> None:
-    """checkpoint-<update>/: adapters, head, optimizer, scheduler, RNG and loop state. Written under a
-    temporary name and renamed, and trainer_state.json last, so a torn checkpoint is never resumed."""
-    final = work / f"checkpoint-{state['update']}"
-    tmp = work / f".checkpoint-{state['update']}.tmp"
-    rank = distributed.rank()
-    if runs.is_main_process():
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    runs.wait_for_everyone()
-    kind, key, pos, has_gauss, cached = np.random.get_state()
-    rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
-           "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": pos, "has_gauss": has_gauss,
-                     "cached": cached},  # tensors and numbers only, so it loads with weights_only=True
-           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    torch.save(rng, tmp / f"rng-{rank}.pt")  # every process has its own random streams
-    runs.wait_for_everyone()
+    """checkpoint-<update>/ (rlft/checkpoint.py): adapters, head, optimizer, scheduler, RNG and loop state."""
     # whole tensors, gathered by every process when sharded, so a checkpoint is one file whatever the launch
-    trainable = {n: distributed.full(p) for n, p in model.named_parameters() if "lora_" in n}
-    optimizer_state = distributed.full_optimizer_state(optimizer)
-    if runs.is_main_process():
-        torch.save({"adapters": trainable, "value_head": value_head.state_dict(), "optimizer": optimizer_state,
-                    "scheduler": scheduler.state_dict()}, tmp / "state.pt")
-        runs.atomic_write_json(tmp / "trainer_state.json", state)
-        os.replace(tmp, final)
-        for old in sorted(work.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))[:-2]:
-            shutil.rmtree(old)  # keep the last two
-    runs.wait_for_everyone()
+    tensors = {"adapters": {n: distributed.full(p) for n, p in model.named_parameters() if "lora_" in n},
+               "value_head": value_head.state_dict(), "optimizer": distributed.full_optimizer_state(optimizer),
+               "scheduler": scheduler.state_dict()}
+    checkpoint.save(work, state["update"], tensors, state)
 
 
 def _load_checkpoint(ckpt: Path, model, value_head, optimizer, scheduler) -> dict:
-    saved = torch.load(ckpt / "state.pt", weights_only=True)  # never unpickle code from a checkpoint
+    saved, state = checkpoint.load(ckpt)
     params = dict(model.named_parameters())
     with torch.no_grad():
         for n, v in saved["adapters"].items():
@@ -522,14 +494,7 @@ def _load_checkpoint(ckpt: Path, model, value_head, optimizer, scheduler) -> dic
     value_head.load_state_dict(saved["value_head"])
     distributed.load_optimizer_state(optimizer, saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
-    rng = torch.load(ckpt / f"rng-{distributed.rank()}.pt", weights_only=True)
-    torch.set_rng_state(rng["torch"])
-    random.setstate(rng["python"])
-    n = rng["numpy"]
-    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    return json.loads((ckpt / "trainer_state.json").read_text())
+    return state
 
 
 # --- checks before the run -------------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""Checkpoints of rlft's own training loop (PPO) and the random state of every process.
+
+A checkpoint is the folder `checkpoint-<step>/` in the run's work folder (runs.Run.work):
+    state.pt             the loop's tensors (weights, optimizer, scheduler), written by the main process
+    rng-<rank>.pt        each process's random streams: torch, python, numpy and cuda
+    trainer_state.json   the loop's own state (step, history), written last
+It is written as `.checkpoint-<step>.tmp/` and renamed when whole, so a `checkpoint-*` folder with
+its trainer_state.json, the only kind runs.latest_checkpoint resumes from, is never torn. The last
+two are kept. Every file loads with torch.load(weights_only=True): tensors and numbers, no code.
+
+The stages on transformers' Trainer (base, sft, dpo, rm, grpo) write the Trainer's own checkpoints,
+which hold the same random streams per process (Trainer._save_rng_state) and end with its
+trainer_state.json; they share runs.latest_checkpoint and nothing here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlft import distributed, runs
+
+
+def seed_process(seed: int) -> None:
+    """Seed torch, python and numpy with `seed` plus this process's rank: each process of a launch
+    samples its own responses, and a single process is seeded with `seed` itself."""
+    seed += distributed.rank()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """This process's random streams, as tensors and numbers only so that they load with weights_only."""
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": pos, "has_gauss": has_gauss,
+                      "cached": cached},
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(rng: dict) -> None:
+    """Put back the random streams of `rng_state`."""
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    n = rng["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def save(work: Path, step: int, tensors: dict, state: dict) -> None:
+    """Write checkpoint-<step>/ in `work`: `tensors` as state.pt, every process's random streams, and
+    `state` (JSON) last; then drop all but the last two. Every process calls it; only the main
+    process's `tensors` are written (gather sharded ones whole before, on every process)."""
+    final, tmp = work / f"checkpoint-{step}", work / f".checkpoint-{step}.tmp"
+    if runs.is_main_process():
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    runs.wait_for_everyone()
+    torch.save(rng_state(), tmp / f"rng-{distributed.rank()}.pt")  # every process has its own random streams
+    runs.wait_for_everyone()
+    if runs.is_main_process():
+        torch.save(tensors, tmp / "state.pt")
+        runs.atomic_write_json(tmp / "trainer_state.json", state)
+        os.replace(tmp, final)
+        for old in sorted(work.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))[:-2]:
+            shutil.rmtree(old)  # keep the last two
+    runs.wait_for_everyone()
+
+
+def load(ckpt: Path) -> tuple[dict, dict]:
+    """(tensors, state) of a checkpoint written by `save`, after restoring this process's random streams."""
+    tensors = torch.load(ckpt / "state.pt", weights_only=True)  # never unpickle code from a checkpoint
+    set_rng_state(torch.load(ckpt / f"rng-{distributed.rank()}.pt", weights_only=True))
+    return tensors, json.loads((ckpt / "trainer_state.json").read_text())
