@@ -10,7 +10,12 @@ two are kept. Every file loads with torch.load(weights_only=True): tensors and n
 
 The stages on transformers' Trainer (base, sft, dpo, rm, grpo) write the Trainer's own checkpoints,
 which hold the same random streams per process (Trainer._save_rng_state) and end with its
-trainer_state.json; they share runs.latest_checkpoint and nothing here.
+trainer_state.json; they share runs.latest_checkpoint and the hook points below.
+
+Hook points, for tests: every stage calls the functions in `BEFORE_SAVE` with the step number just
+before it writes a checkpoint of that step, and those in `STEP_END` when a step (an optimizer step;
+a PPO update) is done, after its checkpoint if it has one. rlft installs none. tests/faulty_cli.py
+installs a SIGKILL and a torn save there, to prove that --resume continues exactly.
 """
 
 from __future__ import annotations
@@ -19,12 +24,43 @@ import json
 import os
 import random
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import TrainerCallback
 
 from rlft import distributed, runs
+
+BEFORE_SAVE: list[Callable[[int], None]] = []
+"""Called with the step number just before a checkpoint of that step is written."""
+STEP_END: list[Callable[[int], None]] = []
+"""Called with the step number when the step is done, after its checkpoint if it has one."""
+
+
+def before_save(step: int) -> None:
+    for hook in BEFORE_SAVE:
+        hook(step)
+
+
+def step_end(step: int) -> None:
+    for hook in STEP_END:
+        hook(step)
+
+
+class TrainerHooks(TrainerCallback):
+    """The hook points under transformers' Trainer, which writes its checkpoint after on_step_end
+    when `control.should_save` is set (by then by every callback before this one) and calls on_save after."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save:
+            before_save(state.global_step)
+        else:
+            step_end(state.global_step)
+
+    def on_save(self, args, state, control, **kwargs):
+        step_end(state.global_step)
 
 
 def seed_process(seed: int) -> None:
@@ -59,6 +95,7 @@ def save(work: Path, step: int, tensors: dict, state: dict) -> None:
     """Write checkpoint-<step>/ in `work`: `tensors` as state.pt, every process's random streams, and
     `state` (JSON) last; then drop all but the last two. Every process calls it; only the main
     process's `tensors` are written (gather sharded ones whole before, on every process)."""
+    before_save(step)
     final, tmp = work / f"checkpoint-{step}", work / f".checkpoint-{step}.tmp"
     if runs.is_main_process():
         shutil.rmtree(tmp, ignore_errors=True)

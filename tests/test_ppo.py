@@ -4,9 +4,7 @@ rises on a toy task, the reference never moves, exact resume, and bad input refu
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 import torch
@@ -17,6 +15,7 @@ from rlft import cli, models
 from rlft.config import load_recipe
 from rlft.eval.generate import prompt_ids
 from rlft.stages import ppo
+from tests import faulty_cli
 from tests.conftest import assert_adapter_moved_only_its_weights, cli_args, tree
 
 FAST = ["data.n_train=64", "ppo.rollout_batch_size=8", "ppo.forward_batch_size=8", "ppo.micro_batch_size=4",
@@ -190,15 +189,15 @@ def test_sigkill_then_resume_continues_exactly(tiny_model_dir, sft_lora_run, tmp
     straight = tmp_path / "straight"
     assert cli.main(_args(tiny_model_dir, sft_lora_run, straight, *extra)) == 0
     a = load_file(str(straight / "adapter" / "adapter_model.safetensors"))
-    for fault, step in (("RLFT_KILL_AT_STEP", "2"), ("RLFT_KILL_IN_SAVE", "3")):
-        killed = tmp_path / fault.lower()
-        cmd = [sys.executable, "-m", "rlft.cli", *_args(tiny_model_dir, sft_lora_run, killed, *extra)]
-        proc = subprocess.run(cmd, env={**os.environ, fault: step}, capture_output=True, text=True)
+    for fault, step in (("--kill-at-step", 2), ("--tear-save-at", 3)):
+        killed = tmp_path / fault.strip("-")
+        proc = subprocess.run(faulty_cli.command(fault, step, _args(tiny_model_dir, sft_lora_run, killed, *extra)),
+                              capture_output=True, text=True)
         assert proc.returncode == -9, proc.stderr[-2000:]
         partial = killed.with_name(killed.name + ".partial")
         assert (partial / "checkpoint-2" / "trainer_state.json").is_file()
         assert not (partial / "checkpoint-3").exists()
-        if fault == "RLFT_KILL_IN_SAVE":
+        if fault == "--tear-save-at":
             assert (partial / ".checkpoint-3.tmp" / "rng-0.pt").read_bytes().endswith(b"torn")
         assert cli.main(_args(tiny_model_dir, sft_lora_run, killed, *extra) + ["--resume"]) == 0
         b = load_file(str(killed / "adapter" / "adapter_model.safetensors"))

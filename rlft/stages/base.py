@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from rlft import faults, models, runs
+from rlft import checkpoint, models, runs
 from rlft.config import BaseRecipe, to_dict
 from rlft.data import chitchat, probes
 from rlft.stages import mean_train_loss, trainer_kwargs
@@ -164,7 +164,8 @@ def run(recipe: BaseRecipe, out: Path, recipe_path: str | None = None, force: bo
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_.work / "logs")
     args = TrainingArguments(**trainer_kwargs(recipe, run_.work, has_validation=True), save_total_limit=2,
                              dataloader_num_workers=0)
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, callbacks=faults.callbacks())
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+                      callbacks=[checkpoint.TrainerHooks()])
     result = trainer.train(resume_from_checkpoint=str(run_.resume_from()) if resume and run_.resume_from() else None)
     train_minutes = (time.time() - t0) / 60
 

@@ -29,7 +29,7 @@ import os
 import time
 from pathlib import Path
 
-from rlft import data, faults, models, runs
+from rlft import checkpoint, data, faults, models, runs
 from rlft.config import DpoRecipe, to_dict
 from rlft.errors import InputError
 from rlft.eval.budget import drift_budget
@@ -169,7 +169,7 @@ def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list
     peft_config = models.lora_config(recipe.lora) if use_lora else None
     budget = drift_budget(recipe, tok, ref_model if ref_model is not None else model)
     guard = faults.NonFiniteGuard()
-    callbacks = [budget] * bool(budget) + [guard] + faults.callbacks()
+    callbacks = [budget] * bool(budget) + [guard, checkpoint.TrainerHooks()]
 
     # --- trainer ---
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "logs")

@@ -46,7 +46,6 @@ with `quant`), so train.optim and train.bf16 do not apply.
 
 from __future__ import annotations
 
-import math
 import time
 import weakref
 from collections import defaultdict
@@ -413,10 +412,8 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
             b = rollout(model, value_head, tok, [chats[i] for i in batch], [ids[i] for i in batch], reward, cfg,
                         state["kl_coef"])
         except TrainingFault as e:  # the reward failed on this update's answers
-            last = runs.latest_checkpoint(work)
-            raise TrainingFault(f"ppo: at update {u + 1}, {e}; "
-                                f"{f'the last good checkpoint is {last}' if last else 'no checkpoint was written'}"
-                                f". Fix the reward and rerun with --resume.") from e
+            raise TrainingFault(f"ppo: at update {u + 1}, {e}; {faults.last_good(work)}. "
+                                f"Fix the reward and rerun with --resume.") from e
         t0 = time.time()
         gen = torch.Generator().manual_seed(recipe.seed * 7919 + u)
         train_stats = ppo_epochs(model, value_head, optimizer, b, cfg, tr.max_grad_norm, gen)
@@ -424,12 +421,7 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
         m = {"update": u + 1, "episodes": (u + 1) * cfg.rollout_batch_size * world,
              **distributed.mean_over_processes({**update_metrics(b, state["kl_coef"]), **train_stats}),
              "time/update_s": time.time() - t0, "lr": scheduler.get_last_lr()[0]}
-        if not all(math.isfinite(v) for v in m.values() if isinstance(v, float)):
-            last = runs.latest_checkpoint(work)
-            raise TrainingFault(f"ppo: a non-finite value at update {u + 1} ({_first_bad(m)}), so training stopped "
-                                f"and nothing was saved after it; "
-                                f"{f'the last good checkpoint is {last}' if last else 'no checkpoint was written'}. "
-                                f"Lower train.learning_rate and rerun with --resume, or --force to start over.")
+        faults.raise_if_not_finite(m, "ppo", f"update {u + 1}", work)
         if cfg.kl_target is not None:
             state["kl_coef"] = core.adaptive_kl_coef(state["kl_coef"], m["objective/kl"], cfg.kl_target,
                                                      cfg.kl_horizon, cfg.rollout_batch_size)
@@ -454,9 +446,8 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
                 break
         state["update"] = u + 1
         if (u + 1) % tr.save_steps == 0 and u + 1 < cfg.updates:
-            faults.tear_save_if_asked(u + 1)
             _save_checkpoint(work, state, model, value_head, optimizer, scheduler)
-        faults.kill_if_asked(u + 1)
+        checkpoint.step_end(u + 1)  # a hook point for tests (rlft/checkpoint.py)
     tracker.close()
     distributed.check_in_sync(_params(model, POLICY) + _params(model, VALUE) + list(value_head.parameters()), "ppo")
     return state["history"], state["samples"], kept
@@ -470,10 +461,6 @@ def _note_cut_answers(eos_rate: float, cfg) -> None:
           f"({cfg.response_length} tokens) without stopping; they are scored as cut{cost}, so PPO learns to "
           f"avoid long answers, right ones included. If the task's answers are longer, raise "
           f"ppo.response_length.")
-
-
-def _first_bad(m: dict) -> str:
-    return next(f"{k} = {v}" for k, v in m.items() if isinstance(v, float) and not math.isfinite(v))
 
 
 def _save_checkpoint(work: Path, state: dict, model, value_head, optimizer, scheduler) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from reward_models.scoring import as_text, score
-from rlft import data, faults, models, runs
+from rlft import checkpoint, data, faults, models, runs
 from rlft.config import RmRecipe, to_dict
 from rlft.errors import InputError
 from rlft.rl.core import bradley_terry_loss
@@ -153,7 +153,7 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
                         max_length=recipe.data.max_length, center_rewards_coefficient=cfg.center_rewards_coefficient)
     guard = faults.NonFiniteGuard()
     trainer = RewardTrainer(model=model, args=args, processing_class=tok, train_dataset=train_ds,
-                            eval_dataset=val_ds, peft_config=peft_config, callbacks=[guard] + faults.callbacks())
+                            eval_dataset=val_ds, peft_config=peft_config, callbacks=[guard, checkpoint.TrainerHooks()])
     if recipe.train.group_by_length:
         group_by_length(trainer, recipe)
     ckpt = run_.resume_from() if resume else None

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from trl import SFTTrainer
 
-from rlft import data, faults, models, runs
+from rlft import checkpoint, data, faults, models, runs
 from rlft.config import SftRecipe, to_dict
 from rlft.errors import InputError
 from rlft.eval.budget import drift_budget
@@ -205,7 +205,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
         model=model, args=args, processing_class=tok, peft_config=peft_config,
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
         callbacks=[EarlyStoppingCallback(tr.early_stopping_patience)] * early + [budget] * bool(budget)
-        + [guard] + faults.callbacks())
+        + [guard, checkpoint.TrainerHooks()])
     if recipe.train.group_by_length:
         group_by_length(trainer, recipe)
     ckpt = run_.resume_from() if resume else None
