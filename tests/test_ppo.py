@@ -125,11 +125,11 @@ def test_rollout_masks_stop_exactly_after_eos(tiny_model_dir, sft_lora_run):
     b = ppo.rollout(model, head, tok, chats, prompt_ids(tok, chats), reward_models.load("house_tone"),
                     recipe.ppo, kl_coef=0.05)
     eos = tok.eos_token_id
-    for resp, mask, last, stop in zip(b["responses"].tolist(), b["mask"], b["last"], b["has_stop"]):
+    for resp, mask, last, stop in zip(b.responses.tolist(), b.mask, b.last, b.has_stop):
         real = resp[:int(last) + 1]
         assert mask.sum() == len(real) and bool(mask[int(last)]) and not mask[int(last) + 1:].any()
         assert bool(stop) == (eos in real) and (not stop or (real[-1] == eos and real.count(eos) == 1))
-    assert (b["values"] * ~b["mask"] == 0).all() and (b["advantages"] * ~b["mask"] == 0).all()
+    assert (b.values * ~b.mask == 0).all() and (b.advantages * ~b.mask == 0).all()
 
 
 def test_first_update_starts_at_the_reference(tiny_model_dir, sft_lora_run, tmp_path, capsys):

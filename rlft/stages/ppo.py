@@ -32,7 +32,8 @@ Deliberate deviations from TRL 1.12's PPOTrainer (shared/notes/ppo.md):
 5. Gradients are clipped (train.max_grad_norm), AdamW eps is 1e-5, dropout is off in every pass.
 6. The critic is a LoRA adapter + head on the shared backbone, not a full copy of the model;
    its head starts at zero (the N details) since a learned RM's head lives on another backbone.
-7. Every random stream is seeded and checkpointed (torch, python, numpy), so resume is exact.
+7. Every random stream is seeded and checkpointed (torch, python, numpy; rlft/checkpoint.py), so
+   resume is exact.
 8. Under `accelerate launch` each process rolls out its own prompts and whitens its own
    advantages. With a DDP config every process holds the model and gradients are averaged by
    hand before every step; with an FSDP 2 config the backbone and adapters are sharded across
@@ -49,9 +50,11 @@ from __future__ import annotations
 import time
 import weakref
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from transformers import GenerationConfig, get_scheduler
 
 import reward_models
 from rlft import checkpoint, data, distributed, faults, models, runs, tracking
@@ -198,101 +201,130 @@ def values_of(model, value_head, ids: torch.Tensor, mask: torch.Tensor, R: int) 
 # --- one update: rollout, score, advantages --------------------------------------------------
 
 
+@dataclass
+class Rollout:
+    """One update's experience: B prompts of P tokens (left-padded) and their responses of R tokens
+    (padded after the stop), with everything the PPO epochs need. The per-token tensors are 0 after
+    each response's last token, except `entropy`; all live on the CPU."""
+
+    queries: torch.Tensor  # (B, P) prompt ids
+    query_mask: torch.Tensor  # (B, P) 1 on prompt tokens, 0 on left padding
+    responses: torch.Tensor  # (B, R) sampled ids, pad after the stop token
+    last: torch.Tensor  # (B,) index of each response's last token: its stop token, or R - 1
+    has_stop: torch.Tensor  # (B,) bool: the response ended with the stop token
+    mask: torch.Tensor  # (B, R) bool: the response's tokens, the stop token included
+    logprobs: torch.Tensor  # (B, R) log pi_old(token) at temperature T, from the sampling logits
+    ref_logprobs: torch.Tensor  # (B, R) log pi_ref(token): the SFT policy, adapters disabled
+    entropy: torch.Tensor  # (B, R) entropy of pi_old's whole distribution at each position
+    values: torch.Tensor  # (B, R) V_old(s_t), the value function before the update
+    kl: torch.Tensor  # (B, R) per-token KL estimate (ppo.kl_estimator) of policy against reference
+    scores: torch.Tensor  # (B,) the reward's score of each response
+    penalized_scores: torch.Tensor  # (B,) the score minus missing_eos_penalty where no stop token came
+    raw_advantages: torch.Tensor  # (B, R) GAE before whitening
+    advantages: torch.Tensor  # (B, R) GAE whitened over the rollout
+    returns: torch.Tensor  # (B, R) raw advantages + values: the value function's targets
+    texts: list[str]  # the B responses as the reward read them
+    time_rollout: float  # seconds: sampling and the reference and value passes
+    time_score: float  # seconds: the reward
+
+
 @torch.no_grad()
 def rollout(model, value_head, tok, chats: list[list[dict]], ids: list[list[int]], reward, cfg,
-            kl_coef: float) -> dict:
-    """Sample, score and evaluate one batch of prompts; everything the PPO epochs need, (B, ...)."""
-    from transformers import GenerationConfig
-
+            kl_coef: float) -> Rollout:
+    """Sample, score and evaluate one batch of prompts: everything the PPO epochs need."""
     eos = tok.eos_token_id
     pad = tok.pad_token_id if tok.pad_token_id != eos else (eos + 1) % len(tok)  # any id but the stop
-    R = cfg.response_length
-    gen_config = GenerationConfig(max_new_tokens=R, do_sample=True, temperature=cfg.temperature, top_k=0,
-                                  top_p=1.0, min_new_tokens=0, eos_token_id=eos, pad_token_id=pad)
-    queries, qmask = left_pad(ids, pad)  # (B, P)
-    P = queries.shape[1]
-    device = next(model.parameters()).device
+    gen_config = GenerationConfig(max_new_tokens=cfg.response_length, do_sample=True, temperature=cfg.temperature,
+                                  top_k=0, top_p=1.0, min_new_tokens=0, eos_token_id=eos, pad_token_id=pad)
+    queries, query_mask = left_pad(ids, pad)  # (B, P)
     t0 = time.time()
-    chunks = defaultdict(list)
-    for s in range(0, len(ids), cfg.forward_batch_size):
-        q, m = queries[s:s + cfg.forward_batch_size].to(device), qmask[s:s + cfg.forward_batch_size].to(device)
-        use(model, POLICY)
-        with only_the_recipes_sampling(model):  # the checkpoint's generation_config stays out
-            out = model.generate(input_ids=q, attention_mask=m, generation_config=gen_config, output_logits=True,
-                                 return_dict_in_generate=True)
-        r = out.sequences.shape[1] - P  # r <= R: generate stops early when every row has stopped
-        resp = torch.full((len(q), R), pad, dtype=torch.long, device=device)  # (b, R)
-        resp[:, :r] = out.sequences[:, P:]
-        resp, last, has_stop = core.truncate_after_stop(resp.cpu(), eos, pad)
-        rmask = core.response_mask(last, R)  # (b, R)
-        full = torch.cat([q, resp.to(device)], 1)  # (b, P+R)
-        fmask = torch.cat([m, rmask.to(device).long()], 1)  # (b, P+R)
-        # the old log-probs from the logits the tokens were sampled from (raw, before any processor), as
-        # TRL's PPOTrainer does: no second policy pass; positions after the stop are masked below
-        logits = torch.zeros(len(q), R, out.logits[0].shape[-1], device=device)  # (b, R, V)
-        logits[:, :r] = torch.stack(out.logits, 1).float() / cfg.temperature
-        chunks["logprobs"].append(core.logprobs_of(logits, full[:, P:]).cpu())
-        chunks["entropy"].append(core.entropy_of(logits).cpu())
-        with model.disable_adapter():  # the reference: the SFT policy itself
-            ref_logits = policy_logits(model, full, fmask, R, cfg.temperature)
-        chunks["ref_logprobs"].append(core.logprobs_of(ref_logits, full[:, P:]).cpu())
-        use(model, VALUE)
-        chunks["values"].append(values_of(model, value_head, full, fmask, R).cpu())
-        for name, x in (("responses", resp), ("last", last), ("has_stop", has_stop), ("mask", rmask)):
-            chunks[name].append(x)
+    chunks = [_sample(model, value_head, queries[s:s + cfg.forward_batch_size],
+                      query_mask[s:s + cfg.forward_batch_size], gen_config, eos, pad, cfg)
+              for s in range(0, len(ids), cfg.forward_batch_size)]
     use(model, POLICY)
-    b = {k: torch.cat(v) for k, v in chunks.items()}
-    b["queries"], b["query_mask"] = queries, qmask
+    responses, last, has_stop, mask, logprobs, entropy, ref_logprobs, values = (torch.cat(c) for c in zip(*chunks))
     t1 = time.time()
-    texts = [tok.decode(r[:n + 1], skip_special_tokens=True).strip() for r, n in zip(b["responses"].tolist(), b["last"])]
+    texts = [tok.decode(r[:n + 1], skip_special_tokens=True).strip() for r, n in zip(responses.tolist(), last)]
     try:
         raw = reward(chats, texts)
     except RuntimeError as e:
         raise TrainingFault(str(e)) from e
-    b["texts"], b["time_score"], b["time_rollout"] = texts, time.time() - t1, t1 - t0
-    b["scores"] = torch.tensor(raw, dtype=torch.float32)  # (B,)
-    scores = b["scores"].clone()
+    time_score = time.time() - t1
+    scores = torch.tensor(raw, dtype=torch.float32)  # (B,)
+    penalized = scores.clone()  # (B,)
     if cfg.missing_eos_penalty is not None:
-        scores[~b["has_stop"]] -= cfg.missing_eos_penalty
-    b["penalized_scores"] = scores
+        penalized[~has_stop] -= cfg.missing_eos_penalty
     # --- rewards and advantages (Huang et al. 2024, details 8-11) ---
-    mask = b["mask"]
-    b["logprobs"] = b["logprobs"] * mask
-    b["ref_logprobs"] = b["ref_logprobs"] * mask
-    b["values"] = b["values"] * mask
-    kl = core.kl_per_token(b["logprobs"], b["ref_logprobs"], cfg.kl_estimator) * mask  # (B, R)
-    b["kl"] = kl
-    rewards = core.assemble_rewards(kl, scores, b["last"], mask, kl_coef)  # (B, R)
+    logprobs, ref_logprobs, values = logprobs * mask, ref_logprobs * mask, values * mask  # (B, R) each
+    kl = core.kl_per_token(logprobs, ref_logprobs, cfg.kl_estimator) * mask  # (B, R)
+    rewards = core.assemble_rewards(kl, penalized, last, mask, kl_coef)  # (B, R)
     if cfg.whiten_rewards:
         rewards = core.masked_whiten(rewards, mask, shift_mean=False)
-    advantages, returns = core.gae(rewards, b["values"], mask, cfg.gamma, cfg.lam)  # (B, R)
-    b["raw_advantages"] = advantages
-    b["advantages"] = core.masked_whiten(advantages, mask)
-    b["returns"] = returns
-    return b
+    advantages, returns = core.gae(rewards, values, mask, cfg.gamma, cfg.lam)  # (B, R)
+    return Rollout(queries=queries, query_mask=query_mask, responses=responses, last=last, has_stop=has_stop,
+                   mask=mask, logprobs=logprobs, ref_logprobs=ref_logprobs, entropy=entropy, values=values, kl=kl,
+                   scores=scores, penalized_scores=penalized, raw_advantages=advantages,
+                   advantages=core.masked_whiten(advantages, mask), returns=returns, texts=texts,
+                   time_rollout=t1 - t0, time_score=time_score)
 
 
-def ppo_epochs(model, value_head, optimizer, b: dict, cfg, max_grad_norm: float, gen: torch.Generator) -> dict:
+def _sample(model, value_head, queries: torch.Tensor, query_mask: torch.Tensor, gen_config, eos: int, pad: int,
+            cfg) -> tuple:
+    """One forward batch of the rollout: the sampled responses (cut after the stop), their mask, and the
+    policy's log-probs and entropy, the reference's log-probs and the values at each response token."""
+    R, P = cfg.response_length, queries.shape[1]
+    device = next(model.parameters()).device
+    q, m = queries.to(device), query_mask.to(device)  # (b, P)
+    use(model, POLICY)
+    with only_the_recipes_sampling(model):  # the checkpoint's generation_config stays out
+        out = model.generate(input_ids=q, attention_mask=m, generation_config=gen_config, output_logits=True,
+                             return_dict_in_generate=True)
+    r = out.sequences.shape[1] - P  # r <= R: generate stops early when every row has stopped
+    resp = torch.full((len(q), R), pad, dtype=torch.long, device=device)  # (b, R)
+    resp[:, :r] = out.sequences[:, P:]
+    resp, last, has_stop = core.truncate_after_stop(resp.cpu(), eos, pad)
+    rmask = core.response_mask(last, R)  # (b, R)
+    full = torch.cat([q, resp.to(device)], 1)  # (b, P+R)
+    fmask = torch.cat([m, rmask.to(device).long()], 1)  # (b, P+R)
+    # the old log-probs from the logits the tokens were sampled from (raw, before any processor), as
+    # TRL's PPOTrainer does: no second policy pass; positions after the stop are masked by the caller
+    logits = torch.zeros(len(q), R, out.logits[0].shape[-1], device=device)  # (b, R, V)
+    logits[:, :r] = torch.stack(out.logits, 1).float() / cfg.temperature
+    logprobs, entropy = core.logprobs_of(logits, full[:, P:]).cpu(), core.entropy_of(logits).cpu()  # (b, R)
+    with model.disable_adapter():  # the reference: the SFT policy itself
+        ref_logits = policy_logits(model, full, fmask, R, cfg.temperature)  # (b, R, V)
+    ref_logprobs = core.logprobs_of(ref_logits, full[:, P:]).cpu()  # (b, R)
+    use(model, VALUE)
+    values = values_of(model, value_head, full, fmask, R).cpu()  # (b, R)
+    return resp, last, has_stop, rmask, logprobs, entropy, ref_logprobs, values
+
+
+# --- the PPO epochs: clipped policy and value updates -----------------------------------------
+
+
+def ppo_epochs(model, value_head, optimizer, batch: Rollout, cfg, max_grad_norm: float,
+               gen: torch.Generator) -> dict:
     """`ppo_epochs` passes of shuffled minibatches over one rollout; one optimizer step per minibatch."""
     device = next(model.parameters()).device
-    B, R = b["responses"].shape
-    P = b["queries"].shape[1]
+    B, R = batch.responses.shape
+    P = batch.queries.shape[1]
     policy_params, value_params = _params(model, POLICY), _params(model, VALUE) + list(value_head.parameters())
     stats = defaultdict(list)
     model.train()  # dropout is off (build_policy); train mode only turns on gradient checkpointing
     for _ in range(cfg.ppo_epochs):
         for mb in torch.randperm(B, generator=gen).split(B // cfg.mini_batches):
-            n_tokens = b["mask"][mb].sum().clamp(min=1)  # the minibatch's tokens: accumulation = full mean
+            n_tokens = batch.mask[mb].sum().clamp(min=1)  # the minibatch's tokens: accumulation = full mean
             for micro in mb.split(cfg.micro_batch_size):
-                ids = torch.cat([b["queries"][micro], b["responses"][micro]], 1).to(device)  # (b, P+R)
-                amask = torch.cat([b["query_mask"][micro], b["mask"][micro].long()], 1).to(device)  # (b, P+R)
-                mask = b["mask"][micro].to(device)  # (b, R)
+                ids = torch.cat([batch.queries[micro], batch.responses[micro]], 1).to(device)  # (b, P+R)
+                amask = torch.cat([batch.query_mask[micro], batch.mask[micro].long()], 1).to(device)  # (b, P+R)
+                mask = batch.mask[micro].to(device)  # (b, R)
                 # policy: forward and backward with only the policy adapter active
                 use(model, POLICY)
                 logits = policy_logits(model, ids, amask, R, cfg.temperature)  # (b, R, V)
                 logprobs = core.logprobs_of(logits, ids[:, P:])  # (b, R)
-                pg_loss, pg_stats = core.policy_loss(logprobs, b["logprobs"][micro].to(device),
-                                                     b["advantages"][micro].to(device), mask, cfg.cliprange, n_tokens)
+                pg_loss, pg_stats = core.policy_loss(logprobs, batch.logprobs[micro].to(device),
+                                                     batch.advantages[micro].to(device), mask, cfg.cliprange,
+                                                     n_tokens)
                 loss = pg_loss
                 if cfg.entropy_coef:
                     loss = loss - cfg.entropy_coef * (core.entropy_of(logits) * mask).sum() / n_tokens
@@ -300,8 +332,8 @@ def ppo_epochs(model, value_head, optimizer, b: dict, cfg, max_grad_norm: float,
                 # value: a separate forward and backward with the value adapter active
                 use(model, VALUE)
                 values = values_of(model, value_head, ids, amask, R)  # (b, R)
-                vf_loss, vf_stats = core.value_loss(values, b["values"][micro].to(device),
-                                                    b["returns"][micro].to(device), mask, cfg.cliprange_value,
+                vf_loss, vf_stats = core.value_loss(values, batch.values[micro].to(device),
+                                                    batch.returns[micro].to(device), mask, cfg.cliprange_value,
                                                     n_tokens)
                 (cfg.vf_coef * vf_loss).backward()
                 weight = float(mask.sum() / n_tokens)
@@ -332,33 +364,33 @@ def ppo_epochs(model, value_head, optimizer, b: dict, cfg, max_grad_norm: float,
     return out
 
 
-def update_metrics(b: dict, kl_coef: float) -> dict:
+def update_metrics(batch: Rollout, kl_coef: float) -> dict:
     """The rollout's figures, TRL's names where they mean the same thing."""
-    mask = b["mask"]
-    kl_sum = b["kl"].sum(1)  # (B,)
-    k3 = core.kl_per_token(b["logprobs"], b["ref_logprobs"], "k3") * mask
+    mask = batch.mask
+    kl_sum = batch.kl.sum(1)  # (B,)
+    k3 = core.kl_per_token(batch.logprobs, batch.ref_logprobs, "k3") * mask  # (B, R)
     non_score = -kl_coef * kl_sum  # (B,)
     lengths = mask.sum(1).float()  # (B,)
     return {
-        "objective/scores": float(b["scores"].mean()), "objective/scores_std": float(b["scores"].std()),
-        "objective/scores_penalized": float(b["penalized_scores"].mean()),
+        "objective/scores": float(batch.scores.mean()), "objective/scores_std": float(batch.scores.std()),
+        "objective/scores_penalized": float(batch.penalized_scores.mean()),
         "objective/kl": float(kl_sum.mean()), "objective/kl_k3": float(k3.sum(1).mean()),
         "objective/kl_coef": kl_coef,
-        "objective/entropy": float((-b["logprobs"]).sum(1).mean()),  # TRL's: sampled tokens' NLL, summed
-        "policy/entropy": float(core.masked_mean(b["entropy"], mask)),  # the full distribution's, per token
+        "objective/entropy": float((-batch.logprobs).sum(1).mean()),  # TRL's: sampled tokens' NLL, summed
+        "policy/entropy": float(core.masked_mean(batch.entropy, mask)),  # the full distribution's, per token
         "objective/non_score_reward": float(non_score.mean()),
-        "objective/rlhf_reward": float((b["penalized_scores"] + non_score).mean()),
-        "val/explained_variance": float(core.explained_variance(b["values"], b["returns"], mask)),
-        "val/mean": float(core.masked_mean(b["values"], mask)),
-        "returns/mean": float(core.masked_mean(b["returns"], mask)),
-        "advantages/raw_mean": float(core.masked_mean(b["raw_advantages"], mask)),
+        "objective/rlhf_reward": float((batch.penalized_scores + non_score).mean()),
+        "val/explained_variance": float(core.explained_variance(batch.values, batch.returns, mask)),
+        "val/mean": float(core.masked_mean(batch.values, mask)),
+        "returns/mean": float(core.masked_mean(batch.returns, mask)),
+        "advantages/raw_mean": float(core.masked_mean(batch.raw_advantages, mask)),
         "response/length_mean": float(lengths.mean()), "response/length_max": float(lengths.max()),
-        "response/eos_rate": float(b["has_stop"].float().mean()),
-        "time/rollout_s": b["time_rollout"], "time/score_s": b["time_score"],
+        "response/eos_rate": float(batch.has_stop.float().mean()),
+        "time/rollout_s": batch.time_rollout, "time/score_s": batch.time_score,
     }
 
 
-# --- the loop: updates, logging, checkpoints, resume -----------------------------------------
+# --- the loop: updates, then what is kept of them (log, samples, budget, checkpoints) -------------
 
 
 def prompt_batch(n_prompts: int, batch: int, update: int, seed: int) -> list[int]:
@@ -388,8 +420,8 @@ def make_optimizer(model, value_head, recipe: PpoRecipe) -> torch.optim.AdamW:
 
 def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: Path, resume: bool,
           budget=None) -> tuple[list[dict], list[dict], int | None]:
-    from transformers import get_scheduler
-
+    """ppo.updates updates, each a rollout on this process's prompts, its advantages and the clipped
+    updates; returns the per-update figures, sample answers, and the update a tripped budget kept."""
     cfg, tr = recipe.ppo, recipe.train
     rank, world = distributed.rank(), distributed.world()
     checkpoint.seed_process(recipe.seed)  # each process samples its own responses
@@ -397,53 +429,36 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
     scheduler = get_scheduler(tr.lr_scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * cfg.updates),
                               num_training_steps=cfg.updates)
     state = {"update": 0, "kl_coef": cfg.kl_coef, "history": [], "samples": []}
-    ckpt = runs.latest_checkpoint(work) if resume else None
-    if ckpt is not None:
-        state = _load_checkpoint(ckpt, model, value_head, optimizer, scheduler)
-        runs.log(f"ppo: resuming from {ckpt.name} (update {state['update']} of {cfg.updates})")
+    if resume and (ckpt := runs.latest_checkpoint(work)) is not None:
+        state = _resume(ckpt, model, value_head, optimizer, scheduler, cfg.updates)
     tracker = tracking.Tracker(tr.report_to, str(work / "logs"), work.name.removesuffix(".partial"),
                                to_dict(recipe), enabled=runs.is_main_process())
     if budget is not None:
         budget.begin(model, str(work / "logs" / "budget"), runs.is_main_process(), "tensorboard" in tr.report_to)
     kept = None
     for u in range(state["update"], cfg.updates):
-        batch = prompt_batch(len(chats), cfg.rollout_batch_size, u * world + rank, recipe.seed)
+        prompts = prompt_batch(len(chats), cfg.rollout_batch_size, u * world + rank, recipe.seed)
         try:
-            b = rollout(model, value_head, tok, [chats[i] for i in batch], [ids[i] for i in batch], reward, cfg,
-                        state["kl_coef"])
+            batch = rollout(model, value_head, tok, [chats[i] for i in prompts], [ids[i] for i in prompts], reward,
+                            cfg, state["kl_coef"])
         except TrainingFault as e:  # the reward failed on this update's answers
             raise TrainingFault(f"ppo: at update {u + 1}, {e}; {faults.last_good(work)}. "
                                 f"Fix the reward and rerun with --resume.") from e
         t0 = time.time()
-        gen = torch.Generator().manual_seed(recipe.seed * 7919 + u)
-        train_stats = ppo_epochs(model, value_head, optimizer, b, cfg, tr.max_grad_norm, gen)
+        train_stats = ppo_epochs(model, value_head, optimizer, batch, cfg, tr.max_grad_norm,
+                                 torch.Generator().manual_seed(recipe.seed * 7919 + u))
         scheduler.step()
         m = {"update": u + 1, "episodes": (u + 1) * cfg.rollout_batch_size * world,
-             **distributed.mean_over_processes({**update_metrics(b, state["kl_coef"]), **train_stats}),
+             **distributed.mean_over_processes({**update_metrics(batch, state["kl_coef"]), **train_stats}),
              "time/update_s": time.time() - t0, "lr": scheduler.get_last_lr()[0]}
         faults.raise_if_not_finite(m, "ppo", f"update {u + 1}", work)
-        if cfg.kl_target is not None:
+        if cfg.kl_target is not None:  # the adaptive KL controller (Ziegler et al. 2019)
             state["kl_coef"] = core.adaptive_kl_coef(state["kl_coef"], m["objective/kl"], cfg.kl_target,
                                                      cfg.kl_horizon, cfg.rollout_batch_size)
-        state["history"].append(m)
-        tracker.log(m, u + 1)
-        if (u + 1) % tr.logging_steps == 0 or u == 0:
-            runs.log(f"ppo update {u + 1}/{cfg.updates}: score {m['objective/scores']:.3f}  kl {m['objective/kl']:.3f}  "
-                  f"len {m['response/length_mean']:.1f}  eos {m['response/eos_rate']:.2f}  "
-                  f"clipfrac {m['policy/clipfrac']:.3f}  ev {m['val/explained_variance']:.2f}  "
-                  f"({m['time/rollout_s']:.1f}+{m['time/update_s']:.1f} s)")
-        if u == 0 and m["response/eos_rate"] < 0.9 and runs.is_main_process():
-            _note_cut_answers(m["response/eos_rate"], cfg)
-        if (u + 1) % cfg.sample_every == 0 or u == 0:
-            state["samples"] += [{"update": u + 1, "prompt": chats[i][-1]["content"], "response": t,
-                                  "score": float(s), "kl": float(k)}
-                                 for i, t, s, k in zip(batch[:2], b["texts"][:2], b["scores"][:2], b["kl"].sum(1)[:2])]
-        if budget is not None and (u + 1) % recipe.eval.budget_every == 0:
-            m.update({f"budget/{k}": v for k, v in budget.check(model, u + 1).items()})
-            if budget.tripped and budget.action == "stop":
-                budget.restore(model)
-                kept = budget.good_step
-                break
+        _record(state, m, batch, [chats[i] for i in prompts[:2]], tracker, cfg, tr.logging_steps)
+        if budget is not None and (u + 1) % recipe.eval.budget_every == 0 and _budget_stops(budget, model, m, u + 1):
+            kept = budget.good_step
+            break
         state["update"] = u + 1
         if (u + 1) % tr.save_steps == 0 and u + 1 < cfg.updates:
             _save_checkpoint(work, state, model, value_head, optimizer, scheduler)
@@ -453,14 +468,44 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
     return state["history"], state["samples"], kept
 
 
+def _record(state: dict, m: dict, batch: Rollout, first_chats: list, tracker, cfg, logging_steps: int) -> None:
+    """Keep an update's figures, send them to the trackers, show progress, and keep two of its answers
+    every `sample_every` updates."""
+    u = m["update"]
+    state["history"].append(m)
+    tracker.log(m, u)
+    if u % logging_steps == 0 or u == 1:
+        runs.log(f"ppo update {u}/{cfg.updates}: score {m['objective/scores']:.3f}  kl {m['objective/kl']:.3f}  "
+                 f"len {m['response/length_mean']:.1f}  eos {m['response/eos_rate']:.2f}  "
+                 f"clipfrac {m['policy/clipfrac']:.3f}  ev {m['val/explained_variance']:.2f}  "
+                 f"({m['time/rollout_s']:.1f}+{m['time/update_s']:.1f} s)")
+    if u == 1 and m["response/eos_rate"] < 0.9:
+        _note_cut_answers(m["response/eos_rate"], cfg)
+    if u % cfg.sample_every == 0 or u == 1:
+        state["samples"] += [{"update": u, "prompt": chat[-1]["content"], "response": t, "score": float(s),
+                              "kl": float(k)}
+                             for chat, t, s, k in zip(first_chats, batch.texts[:2], batch.scores[:2],
+                                                      batch.kl.sum(1)[:2])]
+
+
 def _note_cut_answers(eos_rate: float, cfg) -> None:
     """Answers cut at response_length are scored cut (and penalised): PPO then learns to avoid
     whatever answers are long, right ones included. Found on the Harbor Goods task (README)."""
     cost = f" and lose ppo.missing_eos_penalty ({cfg.missing_eos_penalty})" if cfg.missing_eos_penalty else ""
     runs.log(f"ppo: note: {1 - eos_rate:.0%} of the first rollout's answers reached ppo.response_length "
-          f"({cfg.response_length} tokens) without stopping; they are scored as cut{cost}, so PPO learns to "
-          f"avoid long answers, right ones included. If the task's answers are longer, raise "
-          f"ppo.response_length.")
+             f"({cfg.response_length} tokens) without stopping; they are scored as cut{cost}, so PPO learns to "
+             f"avoid long answers, right ones included. If the task's answers are longer, raise "
+             f"ppo.response_length.")
+
+
+def _budget_stops(budget, model, m: dict, update: int) -> bool:
+    """Measure the drift budget into the update's figures; when it trips with action stop, put back
+    the last weights measured inside it and say so."""
+    m.update({f"budget/{k}": v for k, v in budget.check(model, update).items()})
+    if budget.tripped and budget.action == "stop":
+        budget.restore(model)
+        return True
+    return False
 
 
 def _save_checkpoint(work: Path, state: dict, model, value_head, optimizer, scheduler) -> None:
@@ -472,7 +517,8 @@ def _save_checkpoint(work: Path, state: dict, model, value_head, optimizer, sche
     checkpoint.save(work, state["update"], tensors, state)
 
 
-def _load_checkpoint(ckpt: Path, model, value_head, optimizer, scheduler) -> dict:
+def _resume(ckpt: Path, model, value_head, optimizer, scheduler, updates: int) -> dict:
+    """Load a checkpoint written by _save_checkpoint; the loop state to continue from."""
     saved, state = checkpoint.load(ckpt)
     params = dict(model.named_parameters())
     with torch.no_grad():
@@ -481,6 +527,7 @@ def _load_checkpoint(ckpt: Path, model, value_head, optimizer, scheduler) -> dic
     value_head.load_state_dict(saved["value_head"])
     distributed.load_optimizer_state(optimizer, saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
+    runs.log(f"ppo: resuming from {ckpt.name} (update {state['update']} of {updates})")
     return state
 
 
