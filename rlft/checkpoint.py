@@ -1,7 +1,7 @@
 """Checkpoints of rlft's own training loop (PPO) and the random state of every process.
 
 A checkpoint is the folder `checkpoint-<step>/` in the run's work folder (runs.Run.work):
-    state.pt             the loop's tensors (weights, optimizer, scheduler), written by the main process
+    state.pt             the trained weights, whole, and the optimizer and scheduler (main process)
     rng-<rank>.pt        each process's random streams: torch, python, numpy and cuda
     trainer_state.json   the loop's own state (step, history), written last
 It is written as `.checkpoint-<step>.tmp/` and renamed when whole, so a `checkpoint-*` folder with
@@ -117,3 +117,27 @@ def load(ckpt: Path) -> tuple[dict, dict]:
     tensors = torch.load(ckpt / "state.pt", weights_only=True)  # never unpickle code from a checkpoint
     set_rng_state(torch.load(ckpt / f"rng-{distributed.rank()}.pt", weights_only=True))
     return tensors, json.loads((ckpt / "trainer_state.json").read_text())
+
+
+def save_training(work: Path, step: int, state: dict, weights: dict[str, dict[str, torch.Tensor]],
+                  optimizer: torch.optim.Optimizer, scheduler) -> None:
+    """`save` a training loop: `weights` (groups of named parameters) and the optimizer's state are
+    gathered whole when sharded, so a checkpoint is one file whatever the launch (every process
+    calls this)."""
+    tensors = {group: {n: distributed.full(p) for n, p in named.items()} for group, named in weights.items()}
+    tensors.update(optimizer=distributed.full_optimizer_state(optimizer), scheduler=scheduler.state_dict())
+    save(work, step, tensors, state)
+
+
+def load_training(ckpt: Path, weights: dict[str, dict[str, torch.Tensor]], optimizer: torch.optim.Optimizer,
+                  scheduler) -> dict:
+    """Put a `save_training` checkpoint back: the weights (laid out as each parameter is, a shard of
+    it when sharded), the optimizer, the scheduler and the random streams; returns the loop state."""
+    saved, state = load(ckpt)
+    with torch.no_grad():
+        for group, named in weights.items():
+            for n, value in saved[group].items():
+                named[n].copy_(distributed.like(named[n], value))
+    distributed.load_optimizer_state(optimizer, saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    return state

@@ -14,6 +14,7 @@ import reward_models
 from rlft import cli, models
 from rlft.config import load_recipe
 from rlft.eval.generate import prompt_ids
+from rlft.rl import actor_critic
 from rlft.stages import ppo
 from tests import faulty_cli
 from tests.conftest import assert_adapter_moved_only_its_weights, cli_args, tree
@@ -41,7 +42,7 @@ def test_one_backbone_and_the_reference_is_the_sft_policy(tiny_model_dir, sft_lo
     """Every weight exists once: the frozen backbone, two adapters and a head. With the adapters
     disabled the model gives the SFT policy's logits."""
     recipe = _recipe(tiny_model_dir, sft_lora_run, f"quant.load_in_4bit={str(four_bit).lower()}")
-    model, head = ppo.build_policy(recipe)
+    model, head = actor_critic.build_policy(recipe)
     storages = {}
     for name, p in list(model.named_parameters()) + list(model.named_buffers()):
         storages.setdefault(p.data_ptr(), name)
@@ -70,21 +71,21 @@ def test_one_backbone_and_the_reference_is_the_sft_policy(tiny_model_dir, sft_lo
 def test_values_come_from_the_final_normed_hidden_state(tiny_model_dir, sft_lora_run):
     """values_of runs the causal LM's own forward (so a sharded model is gathered) and reads its
     last hidden state, which must be the backbone's output after the final norm."""
-    model, head = ppo.build_policy(_recipe(tiny_model_dir, sft_lora_run))
+    model, head = actor_critic.build_policy(_recipe(tiny_model_dir, sft_lora_run))
     torch.nn.init.normal_(head.weight)
     ids, mask = torch.tensor([[5, 17, 42, 99, 7, 3, 8]]), torch.ones(1, 7, dtype=torch.long)
-    ppo.use(model, ppo.VALUE)
+    actor_critic.use(model, actor_critic.VALUE)
     base = model.get_base_model()
     with torch.no_grad():
         direct = head(base.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, -4:-1]).squeeze(-1)
-        assert torch.allclose(ppo.values_of(model, head, ids, mask, 3), direct, atol=1e-6)
+        assert torch.allclose(actor_critic.values_of(model, head, ids, mask, 3), direct, atol=1e-6)
 
 
 def test_both_adapters_train_and_the_reference_does_not_move(tiny_model_dir, sft_lora_run):
     """One update: the policy and value adapters both change (peft's set_adapter would freeze one,
     ppo.md §4.5), the frozen weights do not, and the reference logits are the same as before."""
     recipe = _recipe(tiny_model_dir, sft_lora_run, "train.learning_rate=0.01")
-    model, head = ppo.build_policy(recipe)
+    model, head = actor_critic.build_policy(recipe)
     tok = models.load_tokenizer(str(tiny_model_dir))
     chats = [[{"role": "user", "content": f"where is my order #{70000 + i}?"}] for i in range(8)]
     ids = prompt_ids(tok, chats)
@@ -95,8 +96,9 @@ def test_both_adapters_train_and_the_reference_does_not_move(tiny_model_dir, sft
     reward = reward_models.load("house_tone")
     torch.manual_seed(0)
     b = ppo.rollout(model, head, tok, chats, ids, reward, recipe.ppo, kl_coef=0.05)
-    optimizer = torch.optim.AdamW([{"params": ppo._params(model, "default")},
-                                   {"params": ppo._params(model, "value") + list(head.parameters())}], lr=0.01)
+    optimizer = torch.optim.AdamW([{"params": actor_critic.adapter_params(model, "default")},
+                                   {"params": actor_critic.adapter_params(model, "value") + list(head.parameters())}],
+                                  lr=0.01)
     stats = ppo.ppo_epochs(model, head, optimizer, b, recipe.ppo, 1.0, torch.Generator().manual_seed(0))
     assert stats["optimizer_steps"] == recipe.ppo.ppo_epochs * recipe.ppo.mini_batches
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
@@ -108,17 +110,18 @@ def test_both_adapters_train_and_the_reference_does_not_move(tiny_model_dir, sft
 
 
 def test_peft_set_adapter_alone_would_starve_the_policy(tiny_model_dir, sft_lora_run):
-    """The trap ppo.use() avoids: after set_adapter("value") the policy adapter no longer requires grad."""
-    model, _ = ppo.build_policy(_recipe(tiny_model_dir, sft_lora_run))
+    """The trap actor_critic.use() avoids: after set_adapter("value") the policy adapter no longer requires grad."""
+    model, _ = actor_critic.build_policy(_recipe(tiny_model_dir, sft_lora_run))
     model.set_adapter("value")
-    assert not any(p.requires_grad for p in ppo._params(model, "default"))
-    ppo.use(model, "value")
-    assert all(p.requires_grad for p in ppo._params(model, "default") + ppo._params(model, "value"))
+    assert not any(p.requires_grad for p in actor_critic.adapter_params(model, "default"))
+    actor_critic.use(model, "value")
+    both = actor_critic.adapter_params(model, "default") + actor_critic.adapter_params(model, "value")
+    assert all(p.requires_grad for p in both)
 
 
 def test_rollout_masks_stop_exactly_after_eos(tiny_model_dir, sft_lora_run):
     recipe = _recipe(tiny_model_dir, sft_lora_run, "ppo.response_length=24", "ppo.temperature=1.5")
-    model, head = ppo.build_policy(recipe)
+    model, head = actor_critic.build_policy(recipe)
     tok = models.load_tokenizer(str(tiny_model_dir))
     chats = [[{"role": "user", "content": "hello there"}]] * 16
     torch.manual_seed(3)
@@ -297,7 +300,7 @@ def test_an_up_to_date_run_is_not_rebuilt(tiny_model_dir, sft_lora_run, tmp_path
     def no_model(recipe):
         raise AssertionError("the model was built for a run that is up to date")
 
-    monkeypatch.setattr(ppo, "build_policy", no_model)
+    monkeypatch.setattr(actor_critic, "build_policy", no_model)
     assert cli.main(_args(tiny_model_dir, sft_lora_run, out, "ppo.updates=1")) == 0
     assert "is up to date" in capsys.readouterr().out
     assert (out / "manifest.json").read_text() == manifest

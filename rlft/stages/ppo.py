@@ -16,11 +16,8 @@ PPO (Schulman et al. 2017, eq. 7 and 9) for language models as in Ziegler et al.
      loss, gradients accumulated over micro-batches, clipped, one optimizer step per minibatch.
 The maths is in rlft/rl/core.py; this file is the loop.
 
-One backbone in memory. The parent's SFT policy (its adapter merged in full precision, then
-quantized to 4-bit NF4 where the recipe says so) is frozen. Two LoRA adapters sit on it: the
-policy ("default") and the value function ("value", with a scalar head on its last hidden
-state). The reference is the same model with the adapters disabled, which is exactly the
-SFT policy, so there is no second copy of any weights (tests/test_ppo.py counts them).
+One backbone in memory (rlft/rl/actor_critic.py): the frozen SFT policy carries a policy LoRA and
+a value LoRA with a scalar head; the reference is the same model with the adapters disabled.
 
 Deliberate deviations from TRL 1.12's PPOTrainer (shared/notes/ppo.md):
 1. The score goes on the stop token itself, not one slot after it.
@@ -48,7 +45,6 @@ with `quant`), so train.optim and train.bf16 do not apply.
 from __future__ import annotations
 
 import time
-import weakref
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,15 +53,13 @@ import torch
 from transformers import GenerationConfig, get_scheduler
 
 import reward_models
-from rlft import checkpoint, data, distributed, faults, models, runs, tracking
+from rlft import checkpoint, data, distributed, faults, runs, tracking
 from rlft.config import PpoRecipe, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.budget import drift_budget
-from rlft.eval.generate import left_pad, only_the_recipes_sampling
-from rlft.rl import core
+from rlft.eval.generate import left_pad
+from rlft.rl import actor_critic, core
 from rlft.stages import rl_prompts, tokenizer_and_parent
-
-POLICY, VALUE = "default", "value"
 
 
 def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: bool = False,
@@ -82,7 +76,7 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     if not force and runs.up_to_date(out, inputs):  # before the model is built: nothing to do is instant
         runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
-    model, value_head = build_policy(recipe, fsdp)
+    model, value_head = actor_critic.build_policy(recipe, fsdp)
     _probe_reward(reward, cfg.reward, model, tok, chats[:4], ids[:4])
     run_ = runs.start("ppo", out, inputs, force=force, resume=resume)
     if run_ is None:
@@ -93,10 +87,8 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     history, samples, kept = train(recipe, model, value_head, tok, chats, ids, reward, run_.work, resume, budget)
 
     # --- save: the policy adapter where every stage keeps it, the value function beside it ---
-    adapters = {n: distributed.full(p) for n, p in model.named_parameters() if "lora_" in n}  # every process
-    if runs.is_main_process():  # default -> adapter/, value -> adapter/value/
-        model.save_pretrained(str(run_.work / "adapter"), state_dict=adapters)
-        torch.save(value_head.state_dict(), run_.work / "adapter" / "value" / "value_head.pt")
+    actor_critic.save(model, value_head, run_.work / "adapter")
+    if runs.is_main_process():
         tok.save_pretrained(str(run_.work / "adapter"))
         runs.atomic_write_json(run_.work / "train_log.json", history)
         runs.atomic_write_json(run_.work / "samples.json", samples)
@@ -104,8 +96,7 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     first = history[0] if history else {}
     metrics = {"updates": len(history), "episodes": last.get("episodes", 0),
                "processes": distributed.world(), "weights_held_per_process": distributed.held_fraction(model),
-               "trainable_parameters": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
-               + sum(p.numel() for p in value_head.parameters()),
+               "trainable_parameters": sum(p.numel() for p in actor_critic.trainable(model, value_head)),
                "score_first": first.get("objective/scores"), "score_last": last.get("objective/scores"),
                "kl_last": last.get("objective/kl"), "kept_update": kept,
                "train_minutes": round((time.time() - t0) / 60, 2)}
@@ -117,85 +108,6 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         "artifacts": {"adapter": "adapter/", "value_adapter": "adapter/value/",
                       "value_head": "adapter/value/value_head.pt"},
         "budget": {"tripped": budget.tripped, "history": budget.history} if budget else None})
-
-
-# --- the model: one frozen backbone, a policy adapter, a value adapter and head -----------------
-
-
-def build_policy(recipe: PpoRecipe, fsdp: dict | None = None) -> tuple[torch.nn.Module, torch.nn.Linear]:
-    """The parent's policy, frozen, with a policy LoRA ("default") and a value LoRA ("value") on it;
-    sharded across the processes with the FSDP settings `fsdp`. The value head stays whole."""
-    from peft import get_peft_model
-
-    torch.manual_seed(recipe.seed)  # the adapters' random A matrices
-    base = models.policy_for_training(recipe, recipe.parent)
-    base.requires_grad_(False)
-    if torch.cuda.is_available() and not models.is_quantized_4bit(base) and fsdp is None:
-        base.to(f"cuda:{distributed.local_rank()}")  # 4-bit weights load onto their GPU;
-        # sharded ones go there from fully_shard, each process's shard only
-    model = get_peft_model(base, models.lora_config(recipe.lora), adapter_name=POLICY)
-    model.add_adapter(VALUE, models.lora_config(recipe.lora))
-    for name, p in model.named_parameters():
-        p.requires_grad_("lora_" in name)  # add_adapter leaves the new adapter frozen (ppo.md §4.5)
-    for module in model.modules():  # no dropout anywhere: the ratio must be exactly 1 before the first step
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    if recipe.train.gradient_checkpointing:  # active in train mode only, i.e. in the PPO epochs, not in generate
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        base.enable_input_require_grads()
-    model.eval()
-    if fsdp is not None:
-        distributed.shard(base, fsdp)
-    hidden = base.config.get_text_config().hidden_size
-    device = next(base.parameters()).device
-    value_head = torch.nn.Linear(hidden, 1, device=device, dtype=torch.float32)
-    torch.nn.init.zeros_(value_head.weight)
-    torch.nn.init.zeros_(value_head.bias)
-    return model, value_head
-
-
-def use(model, adapter: str) -> None:
-    """Activate one adapter and keep both trainable. peft's set_adapter freezes every other adapter
-    (BaseTunerLayer.set_adapter), and an adapter frozen at backward time silently gets no gradient
-    (ppo.md §4.5); it also walks every module and flips every adapter weight, four times per
-    minibatch. So the LoRA layers and weights are found once per model, and the switch is the
-    assignment peft's own set_adapter ends with (`_active_adapter` of each layer)."""
-    if model not in _LORA:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
-        _LORA[model] = ([m for m in model.modules() if isinstance(m, BaseTunerLayer)],
-                        [p for n, p in model.named_parameters() if "lora_" in n])
-    layers, weights = _LORA[model]
-    for layer in layers:
-        layer._active_adapter = [adapter]
-    model.base_model.active_adapter = adapter
-    for p in weights:  # disable_adapter() froze them all on the way out of the reference pass
-        p.requires_grad_(True)
-
-
-_LORA: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _params(model, adapter: str) -> list[torch.nn.Parameter]:
-    """An adapter's parameters by name, never by requires_grad (which set_adapter flips)."""
-    return [p for n, p in model.named_parameters() if "lora_" in n and f".{adapter}." in n]
-
-
-def policy_logits(model, ids: torch.Tensor, mask: torch.Tensor, R: int, temperature: float) -> torch.Tensor:
-    """Tempered logits that predict the R response tokens of query+response rows: (B, R, V)."""
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P+R): left padding shifts positions
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=R + 1)
-    return out.logits[:, :-1].float() / temperature  # (B, R, V)
-
-
-def values_of(model, value_head, ids: torch.Tensor, mask: torch.Tensor, R: int) -> torch.Tensor:
-    """V(s_t) before each response token, from the value adapter's last hidden state: (B, R).
-    Through the causal LM's own forward (the LM head on one position only), so a sharded model is
-    gathered as for every other pass; its last hidden state is the final norm's output."""
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P+R)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, output_hidden_states=True,
-                logits_to_keep=1)
-    return value_head(out.hidden_states[-1][:, -R - 1:-1].float()).squeeze(-1)  # (B, R)
 
 
 # --- one update: rollout, score, advantages --------------------------------------------------
@@ -238,10 +150,10 @@ def rollout(model, value_head, tok, chats: list[list[dict]], ids: list[list[int]
                                   top_k=0, top_p=1.0, min_new_tokens=0, eos_token_id=eos, pad_token_id=pad)
     queries, query_mask = left_pad(ids, pad)  # (B, P)
     t0 = time.time()
-    chunks = [_sample(model, value_head, queries[s:s + cfg.forward_batch_size],
-                      query_mask[s:s + cfg.forward_batch_size], gen_config, eos, pad, cfg)
-              for s in range(0, len(ids), cfg.forward_batch_size)]
-    use(model, POLICY)
+    chunks = [actor_critic.sample(model, value_head, queries[s:s + cfg.forward_batch_size],
+                                  query_mask[s:s + cfg.forward_batch_size], gen_config)
+              for s in range(0, len(ids), cfg.forward_batch_size)]  # forward_batch_size rows per pass
+    actor_critic.use(model, actor_critic.POLICY)
     responses, last, has_stop, mask, logprobs, entropy, ref_logprobs, values = (torch.cat(c) for c in zip(*chunks))
     t1 = time.time()
     texts = [tok.decode(r[:n + 1], skip_special_tokens=True).strip() for r, n in zip(responses.tolist(), last)]
@@ -268,37 +180,6 @@ def rollout(model, value_head, tok, chats: list[list[dict]], ids: list[list[int]
                    time_rollout=t1 - t0, time_score=time_score)
 
 
-def _sample(model, value_head, queries: torch.Tensor, query_mask: torch.Tensor, gen_config, eos: int, pad: int,
-            cfg) -> tuple:
-    """One forward batch of the rollout: the sampled responses (cut after the stop), their mask, and the
-    policy's log-probs and entropy, the reference's log-probs and the values at each response token."""
-    R, P = cfg.response_length, queries.shape[1]
-    device = next(model.parameters()).device
-    q, m = queries.to(device), query_mask.to(device)  # (b, P)
-    use(model, POLICY)
-    with only_the_recipes_sampling(model):  # the checkpoint's generation_config stays out
-        out = model.generate(input_ids=q, attention_mask=m, generation_config=gen_config, output_logits=True,
-                             return_dict_in_generate=True)
-    r = out.sequences.shape[1] - P  # r <= R: generate stops early when every row has stopped
-    resp = torch.full((len(q), R), pad, dtype=torch.long, device=device)  # (b, R)
-    resp[:, :r] = out.sequences[:, P:]
-    resp, last, has_stop = core.truncate_after_stop(resp.cpu(), eos, pad)
-    rmask = core.response_mask(last, R)  # (b, R)
-    full = torch.cat([q, resp.to(device)], 1)  # (b, P+R)
-    fmask = torch.cat([m, rmask.to(device).long()], 1)  # (b, P+R)
-    # the old log-probs from the logits the tokens were sampled from (raw, before any processor), as
-    # TRL's PPOTrainer does: no second policy pass; positions after the stop are masked by the caller
-    logits = torch.zeros(len(q), R, out.logits[0].shape[-1], device=device)  # (b, R, V)
-    logits[:, :r] = torch.stack(out.logits, 1).float() / cfg.temperature
-    logprobs, entropy = core.logprobs_of(logits, full[:, P:]).cpu(), core.entropy_of(logits).cpu()  # (b, R)
-    with model.disable_adapter():  # the reference: the SFT policy itself
-        ref_logits = policy_logits(model, full, fmask, R, cfg.temperature)  # (b, R, V)
-    ref_logprobs = core.logprobs_of(ref_logits, full[:, P:]).cpu()  # (b, R)
-    use(model, VALUE)
-    values = values_of(model, value_head, full, fmask, R).cpu()  # (b, R)
-    return resp, last, has_stop, rmask, logprobs, entropy, ref_logprobs, values
-
-
 # --- the PPO epochs: clipped policy and value updates -----------------------------------------
 
 
@@ -308,19 +189,20 @@ def ppo_epochs(model, value_head, optimizer, batch: Rollout, cfg, max_grad_norm:
     device = next(model.parameters()).device
     B, R = batch.responses.shape
     P = batch.queries.shape[1]
-    policy_params, value_params = _params(model, POLICY), _params(model, VALUE) + list(value_head.parameters())
+    policy_params = actor_critic.adapter_params(model, actor_critic.POLICY)
+    value_params = actor_critic.adapter_params(model, actor_critic.VALUE) + list(value_head.parameters())
     stats = defaultdict(list)
     model.train()  # dropout is off (build_policy); train mode only turns on gradient checkpointing
     for _ in range(cfg.ppo_epochs):
-        for mb in torch.randperm(B, generator=gen).split(B // cfg.mini_batches):
-            n_tokens = batch.mask[mb].sum().clamp(min=1)  # the minibatch's tokens: accumulation = full mean
-            for micro in mb.split(cfg.micro_batch_size):
+        for minibatch in torch.randperm(B, generator=gen).split(B // cfg.mini_batches):
+            n_tokens = batch.mask[minibatch].sum().clamp(min=1)  # the minibatch's tokens: accumulation = full mean
+            for micro in minibatch.split(cfg.micro_batch_size):
                 ids = torch.cat([batch.queries[micro], batch.responses[micro]], 1).to(device)  # (b, P+R)
                 amask = torch.cat([batch.query_mask[micro], batch.mask[micro].long()], 1).to(device)  # (b, P+R)
                 mask = batch.mask[micro].to(device)  # (b, R)
                 # policy: forward and backward with only the policy adapter active
-                use(model, POLICY)
-                logits = policy_logits(model, ids, amask, R, cfg.temperature)  # (b, R, V)
+                actor_critic.use(model, actor_critic.POLICY)
+                logits = actor_critic.policy_logits(model, ids, amask, R, cfg.temperature)  # (b, R, V)
                 logprobs = core.logprobs_of(logits, ids[:, P:])  # (b, R)
                 pg_loss, pg_stats = core.policy_loss(logprobs, batch.logprobs[micro].to(device),
                                                      batch.advantages[micro].to(device), mask, cfg.cliprange,
@@ -330,8 +212,8 @@ def ppo_epochs(model, value_head, optimizer, batch: Rollout, cfg, max_grad_norm:
                     loss = loss - cfg.entropy_coef * (core.entropy_of(logits) * mask).sum() / n_tokens
                 loss.backward()
                 # value: a separate forward and backward with the value adapter active
-                use(model, VALUE)
-                values = values_of(model, value_head, ids, amask, R)  # (b, R)
+                actor_critic.use(model, actor_critic.VALUE)
+                values = actor_critic.values_of(model, value_head, ids, amask, R)  # (b, R)
                 vf_loss, vf_stats = core.value_loss(values, batch.values[micro].to(device),
                                                     batch.returns[micro].to(device), mask, cfg.cliprange_value,
                                                     n_tokens)
@@ -350,7 +232,7 @@ def ppo_epochs(model, value_head, optimizer, batch: Rollout, cfg, max_grad_norm:
             stats["grad_norm/policy"].append((float(gn_policy), 1.0))
             stats["grad_norm/value"].append((float(gn_value), 1.0))
             stats["optimizer_steps"].append((1.0, 0.0))
-    use(model, POLICY)
+    actor_critic.use(model, actor_critic.POLICY)
     model.eval()
     out = {}
     for k, v in stats.items():
@@ -409,8 +291,8 @@ def make_optimizer(model, value_head, recipe: PpoRecipe) -> torch.optim.AdamW:
     """AdamW over the policy adapter, the value adapter and the head, eps 1e-5 (Huang et al. 2024,
     detail 2); the head in a group of its own: it is never sharded, the adapters may be."""
     tr, value_lr = recipe.train, recipe.ppo.value_learning_rate or recipe.train.learning_rate
-    groups = [{"params": _params(model, POLICY), "lr": tr.learning_rate},
-              {"params": _params(model, VALUE), "lr": value_lr},
+    groups = [{"params": actor_critic.adapter_params(model, actor_critic.POLICY), "lr": tr.learning_rate},
+              {"params": actor_critic.adapter_params(model, actor_critic.VALUE), "lr": value_lr},
               {"params": list(value_head.parameters()), "lr": value_lr}]
     # torch's fused AdamW: one kernel over every tensor instead of a dozen per tensor, the same update
     # (torch/optim/adamw.py); for plain tensors only, not the DTensors of a sharded model
@@ -430,62 +312,64 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
                               num_training_steps=cfg.updates)
     state = {"update": 0, "kl_coef": cfg.kl_coef, "history": [], "samples": []}
     if resume and (ckpt := runs.latest_checkpoint(work)) is not None:
-        state = _resume(ckpt, model, value_head, optimizer, scheduler, cfg.updates)
+        state = checkpoint.load_training(ckpt, _weights(model, value_head), optimizer, scheduler)
+        runs.log(f"ppo: resuming from {ckpt.name} (update {state['update']} of {cfg.updates})")
     tracker = tracking.Tracker(tr.report_to, str(work / "logs"), work.name.removesuffix(".partial"),
                                to_dict(recipe), enabled=runs.is_main_process())
     if budget is not None:
         budget.begin(model, str(work / "logs" / "budget"), runs.is_main_process(), "tensorboard" in tr.report_to)
     kept = None
-    for u in range(state["update"], cfg.updates):
-        prompts = prompt_batch(len(chats), cfg.rollout_batch_size, u * world + rank, recipe.seed)
+    for update in range(state["update"] + 1, cfg.updates + 1):  # from 1
+        prompts = prompt_batch(len(chats), cfg.rollout_batch_size, (update - 1) * world + rank, recipe.seed)
         try:
             batch = rollout(model, value_head, tok, [chats[i] for i in prompts], [ids[i] for i in prompts], reward,
                             cfg, state["kl_coef"])
         except TrainingFault as e:  # the reward failed on this update's answers
-            raise TrainingFault(f"ppo: at update {u + 1}, {e}; {faults.last_good(work)}. "
+            raise TrainingFault(f"ppo: at update {update}, {e}; {faults.last_good(work)}. "
                                 f"Fix the reward and rerun with --resume.") from e
         t0 = time.time()
         train_stats = ppo_epochs(model, value_head, optimizer, batch, cfg, tr.max_grad_norm,
-                                 torch.Generator().manual_seed(recipe.seed * 7919 + u))
+                                 torch.Generator().manual_seed(recipe.seed * 7919 + update - 1))
         scheduler.step()
-        m = {"update": u + 1, "episodes": (u + 1) * cfg.rollout_batch_size * world,
-             **distributed.mean_over_processes({**update_metrics(batch, state["kl_coef"]), **train_stats}),
-             "time/update_s": time.time() - t0, "lr": scheduler.get_last_lr()[0]}
-        faults.raise_if_not_finite(m, "ppo", f"update {u + 1}", work)
+        metrics = {"update": update, "episodes": update * cfg.rollout_batch_size * world,
+                   **distributed.mean_over_processes({**update_metrics(batch, state["kl_coef"]), **train_stats}),
+                   "time/update_s": time.time() - t0, "lr": scheduler.get_last_lr()[0]}
+        faults.raise_if_not_finite(metrics, "ppo", f"update {update}", work)
         if cfg.kl_target is not None:  # the adaptive KL controller (Ziegler et al. 2019)
-            state["kl_coef"] = core.adaptive_kl_coef(state["kl_coef"], m["objective/kl"], cfg.kl_target,
+            state["kl_coef"] = core.adaptive_kl_coef(state["kl_coef"], metrics["objective/kl"], cfg.kl_target,
                                                      cfg.kl_horizon, cfg.rollout_batch_size)
-        _record(state, m, batch, [chats[i] for i in prompts[:2]], tracker, cfg, tr.logging_steps)
-        if budget is not None and (u + 1) % recipe.eval.budget_every == 0 and _budget_stops(budget, model, m, u + 1):
+        _record(state, metrics, batch, [chats[i] for i in prompts[:2]], tracker, cfg, tr.logging_steps)
+        if budget is not None and update % recipe.eval.budget_every == 0 and _budget_stops(budget, model, metrics):
             kept = budget.good_step
             break
-        state["update"] = u + 1
-        if (u + 1) % tr.save_steps == 0 and u + 1 < cfg.updates:
-            _save_checkpoint(work, state, model, value_head, optimizer, scheduler)
-        checkpoint.step_end(u + 1)  # a hook point for tests (rlft/checkpoint.py)
+        state["update"] = update
+        if update % tr.save_steps == 0 and update < cfg.updates:
+            checkpoint.save_training(work, update, state, _weights(model, value_head), optimizer, scheduler)
+        checkpoint.step_end(update)  # a hook point for tests (rlft/checkpoint.py)
     tracker.close()
-    distributed.check_in_sync(_params(model, POLICY) + _params(model, VALUE) + list(value_head.parameters()), "ppo")
+    distributed.check_in_sync(actor_critic.trainable(model, value_head), "ppo")
     return state["history"], state["samples"], kept
 
 
-def _record(state: dict, m: dict, batch: Rollout, first_chats: list, tracker, cfg, logging_steps: int) -> None:
+def _record(state: dict, metrics: dict, batch: Rollout, first_chats: list, tracker, cfg, logging_steps: int) -> None:
     """Keep an update's figures, send them to the trackers, show progress, and keep two of its answers
     every `sample_every` updates."""
-    u = m["update"]
-    state["history"].append(m)
-    tracker.log(m, u)
-    if u % logging_steps == 0 or u == 1:
-        runs.log(f"ppo update {u}/{cfg.updates}: score {m['objective/scores']:.3f}  kl {m['objective/kl']:.3f}  "
-                 f"len {m['response/length_mean']:.1f}  eos {m['response/eos_rate']:.2f}  "
-                 f"clipfrac {m['policy/clipfrac']:.3f}  ev {m['val/explained_variance']:.2f}  "
-                 f"({m['time/rollout_s']:.1f}+{m['time/update_s']:.1f} s)")
-    if u == 1 and m["response/eos_rate"] < 0.9:
-        _note_cut_answers(m["response/eos_rate"], cfg)
-    if u % cfg.sample_every == 0 or u == 1:
-        state["samples"] += [{"update": u, "prompt": chat[-1]["content"], "response": t, "score": float(s),
-                              "kl": float(k)}
-                             for chat, t, s, k in zip(first_chats, batch.texts[:2], batch.scores[:2],
-                                                      batch.kl.sum(1)[:2])]
+    update = metrics["update"]
+    state["history"].append(metrics)
+    tracker.log(metrics, update)
+    if update % logging_steps == 0 or update == 1:
+        runs.log(f"ppo update {update}/{cfg.updates}: score {metrics['objective/scores']:.3f}  "
+                 f"kl {metrics['objective/kl']:.3f}  len {metrics['response/length_mean']:.1f}  "
+                 f"eos {metrics['response/eos_rate']:.2f}  clipfrac {metrics['policy/clipfrac']:.3f}  "
+                 f"ev {metrics['val/explained_variance']:.2f}  "
+                 f"({metrics['time/rollout_s']:.1f}+{metrics['time/update_s']:.1f} s)")
+    if update == 1 and metrics["response/eos_rate"] < 0.9:
+        _note_cut_answers(metrics["response/eos_rate"], cfg)
+    if update % cfg.sample_every == 0 or update == 1:
+        state["samples"] += [{"update": update, "prompt": chat[-1]["content"], "response": text, "score": float(score),
+                              "kl": float(kl)}
+                             for chat, text, score, kl in zip(first_chats, batch.texts[:2], batch.scores[:2],
+                                                              batch.kl.sum(1)[:2])]
 
 
 def _note_cut_answers(eos_rate: float, cfg) -> None:
@@ -498,37 +382,20 @@ def _note_cut_answers(eos_rate: float, cfg) -> None:
              f"ppo.response_length.")
 
 
-def _budget_stops(budget, model, m: dict, update: int) -> bool:
+def _budget_stops(budget, model, metrics: dict) -> bool:
     """Measure the drift budget into the update's figures; when it trips with action stop, put back
     the last weights measured inside it and say so."""
-    m.update({f"budget/{k}": v for k, v in budget.check(model, update).items()})
+    metrics.update({f"budget/{k}": v for k, v in budget.check(model, metrics["update"]).items()})
     if budget.tripped and budget.action == "stop":
         budget.restore(model)
         return True
     return False
 
 
-def _save_checkpoint(work: Path, state: dict, model, value_head, optimizer, scheduler) -> None:
-    """checkpoint-<update>/ (rlft/checkpoint.py): adapters, head, optimizer, scheduler, RNG and loop state."""
-    # whole tensors, gathered by every process when sharded, so a checkpoint is one file whatever the launch
-    tensors = {"adapters": {n: distributed.full(p) for n, p in model.named_parameters() if "lora_" in n},
-               "value_head": value_head.state_dict(), "optimizer": distributed.full_optimizer_state(optimizer),
-               "scheduler": scheduler.state_dict()}
-    checkpoint.save(work, state["update"], tensors, state)
-
-
-def _resume(ckpt: Path, model, value_head, optimizer, scheduler, updates: int) -> dict:
-    """Load a checkpoint written by _save_checkpoint; the loop state to continue from."""
-    saved, state = checkpoint.load(ckpt)
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for n, v in saved["adapters"].items():
-            params[n].copy_(distributed.like(params[n], v))
-    value_head.load_state_dict(saved["value_head"])
-    distributed.load_optimizer_state(optimizer, saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    runs.log(f"ppo: resuming from {ckpt.name} (update {state['update']} of {updates})")
-    return state
+def _weights(model, value_head) -> dict[str, dict[str, torch.nn.Parameter]]:
+    """What a PPO checkpoint holds besides the optimizer, scheduler and random streams."""
+    return {"adapters": {n: p for n, p in model.named_parameters() if "lora_" in n},
+            "value_head": dict(value_head.named_parameters())}
 
 
 # --- checks before the run -------------------------------------------------------------------
@@ -552,21 +419,4 @@ def _probe_reward(reward, spec, model, tok, chats: list[list[dict]], ids: list[l
 def _drift_budget(recipe: PpoRecipe, tok, model):
     """The drift budget during training, measured against the reference: the same weights with the
     adapters disabled, so the budget adds no copy of the backbone."""
-    return drift_budget(recipe, tok, model, reference=Reference(model))
-
-
-class Reference(torch.nn.Module):
-    """The reference policy as a model of its own (for code that takes a model): the policy with
-    every adapter disabled, which is the SFT policy, sharing the one backbone."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, *args, **kwargs):
-        with self.model.disable_adapter():
-            return self.model(*args, **kwargs)
-
-    def generate(self, *args, **kwargs):
-        with self.model.disable_adapter():
-            return self.model.generate(*args, **kwargs)
+    return drift_budget(recipe, tok, model, reference=actor_critic.Reference(model))
