@@ -143,7 +143,7 @@ def is_target(ids: torch.Tensor) -> torch.Tensor:
 def run_rlft(s: dict) -> dict:
     from peft import get_peft_model
 
-    from rlft.rl import actor_critic
+    from rlft import actor_critic
     from rlft.stages import ppo
 
     floor = rss_mib()

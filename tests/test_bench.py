@@ -34,7 +34,7 @@ def test_ppo_bench_runs_the_same_optimiser_on_both_sides(tmp_path):
     from peft import get_peft_model
     from transformers import Trainer, TrainingArguments
 
-    from rlft.rl import actor_critic
+    from rlft import actor_critic
     from rlft.stages import ppo
 
     size = ppo_bench.SIZES["toy"]

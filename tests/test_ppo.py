@@ -11,10 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 import reward_models
-from rlft import cli, models
+from rlft import actor_critic, cli, models
 from rlft.config import load_recipe
 from rlft.eval.generate import prompt_ids
-from rlft.rl import actor_critic
 from rlft.stages import ppo
 from tests import faulty_cli
 from tests.conftest import assert_adapter_moved_only_its_weights, cli_args, tree

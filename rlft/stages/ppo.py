@@ -16,8 +16,9 @@ PPO (Schulman et al. 2017, eq. 7 and 9) for language models as in Ziegler et al.
      loss, gradients accumulated over micro-batches, clipped, one optimizer step per minibatch.
 The maths is in rlft/rl/core.py; this file is the loop.
 
-One backbone in memory (rlft/rl/actor_critic.py): the frozen SFT policy carries a policy LoRA and
-a value LoRA with a scalar head; the reference is the same model with the adapters disabled.
+One backbone in memory (rlft/actor_critic.py, every forward pass): the frozen SFT policy carries a
+policy LoRA and a value LoRA with a scalar head; the reference is the same model with the adapters
+disabled.
 
 Deliberate deviations from TRL 1.12's PPOTrainer (shared/notes/ppo.md):
 1. The score goes on the stop token itself, not one slot after it.
@@ -53,12 +54,12 @@ import torch
 from transformers import GenerationConfig, get_scheduler
 
 import reward_models
-from rlft import checkpoint, data, distributed, faults, runs, tracking
+from rlft import actor_critic, checkpoint, data, distributed, faults, runs, tracking
 from rlft.config import PpoRecipe, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.budget import drift_budget
 from rlft.eval.generate import left_pad
-from rlft.rl import actor_critic, core
+from rlft.rl import core
 from rlft.stages import rl_prompts, tokenizer_and_parent
 
 
