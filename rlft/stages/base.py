@@ -155,7 +155,7 @@ def run(recipe: BaseRecipe, out: Path, recipe_path: str | None = None, force: bo
     train_ds = [{"input_ids": b, "labels": b} for b in blocks]
     val_ds = [{"input_ids": b, "labels": b} for b in val_blocks]
     runs.log(f"base: {len(chats)} chats → {blocks.numel():,} tokens in {len(blocks)} blocks of "
-          f"{cfg.context_length}; vocabulary {len(tok)}")
+             f"{cfg.context_length}; vocabulary {len(tok)}")
 
     # --- model and training ---
     model = build_model(tok, cfg, recipe.seed)

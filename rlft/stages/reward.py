@@ -186,7 +186,7 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
         runs.atomic_write_json(out / "eval.json", {"run": str(out), "stage": "rm", **ev})
         kinds = ", ".join(f"{k} {v:.3f}" for k, v in ev["pair_accuracy_by_kind"].items())
         runs.log(f"rm ({cfg.backbone}): held-out pair accuracy {ev['pair_accuracy']:.3f} ({kinds}); margin "
-              f"{ev['margin_mean']:.3f}; train-val gap {ev['train_val_gap']:.3f}; length-bias probe "
-              f"{'passed' if ev['length_bias_pass'] else 'FAILED'} ({ev['length_bias_unpadded_wins']:.2f}); right answer "
-              f"above another intent's on {ev['intent_probe_right_above_other']:.0%} of dev tasks")
+                 f"{ev['margin_mean']:.3f}; train-val gap {ev['train_val_gap']:.3f}; length-bias probe "
+                 f"{'passed' if ev['length_bias_pass'] else 'FAILED'} ({ev['length_bias_unpadded_wins']:.2f}); "
+                 f"right answer above another intent's on {ev['intent_probe_right_above_other']:.0%} of dev tasks")
     return manifest

@@ -167,7 +167,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     injected = template_system_prompt(tok) if recipe.data.system_prompt is None else None
     if injected:
         runs.log(f"sft: note: the chat template of {recipe.model} adds a system turn of its own to every chat "
-              f"({injected[:100]!r}); set data.system_prompt to choose it ('' for an empty one)")
+                 f"({injected[:100]!r}); set data.system_prompt to choose it ('' for an empty one)")
     use_lora = recipe.lora.enabled or recipe.quant.load_in_4bit
     if use_lora and (cfg.freeze_layers or cfg.freeze_embeddings or cfg.freeze_modules):
         raise InputError("sft.freeze_* selects weights for full fine-tuning; with LoRA only the adapter trains")
@@ -194,8 +194,8 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     attention = getattr(model.config, "_attn_implementation", None) or "sdpa"
     if cfg.packing and "flash" not in attention:
         runs.log(f"sft: note: packing puts each batch's chats in one padding-free row; with {attention} attention "
-              f"(not flash attention's per-chat kernels) the row is attended whole behind a block mask, which "
-              f"can cost more than the padding it saves (on CPU it does: bench/results.md, section 3)")
+                 f"(not flash attention's per-chat kernels) the row is attended whole behind a block mask, which "
+                 f"can cost more than the padding it saves (on CPU it does: bench/results.md, section 3)")
     early = tr.early_stopping_patience > 0 and bool(val_rows) and tr.eval_steps > 0
     args = SFTConfig(
         **trainer_kwargs(recipe, run_.work, bool(val_rows)), save_total_limit=2 if not early else None,
