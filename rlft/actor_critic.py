@@ -20,7 +20,7 @@ from transformers import GenerationConfig
 
 from rlft import distributed, models, runs
 from rlft.config import PpoRecipe
-from rlft.eval.generate import only_the_recipes_sampling
+from rlft.eval.generate import left_pad, only_the_recipes_sampling
 from rlft.rl import core
 
 POLICY, VALUE = "default", "value"
@@ -130,6 +130,18 @@ def sample(model, value_head, queries: torch.Tensor, query_mask: torch.Tensor, g
     use(model, VALUE)
     values = values_of(model, value_head, full, fmask, R).cpu()  # (b, R)
     return resp, last, has_stop, rmask, logprobs, entropy, ref_logprobs, values
+
+
+@torch.no_grad()
+def reference_answers(model, tok, ids: list[list[int]], max_new_tokens: int) -> list[str]:
+    """The reference's (the SFT policy's) greedy answers to the prompts `ids`, decoded."""
+    queries, query_mask = left_pad(ids, tok.pad_token_id)  # (B, P)
+    device = next(model.parameters()).device
+    with model.disable_adapter():
+        out = model.generate(input_ids=queries.to(device), attention_mask=query_mask.to(device),
+                             max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id)  # (B, P + new tokens)
+    return tok.batch_decode(out[:, queries.shape[1]:], skip_special_tokens=True)
 
 
 def save(model, value_head, folder: Path) -> None:

@@ -385,7 +385,7 @@ def _note_cut_answers(eos_rate: float, cfg) -> None:
 
 def _budget_stops(budget, model, metrics: dict) -> bool:
     """Measure the drift budget into the update's figures; when it trips with action stop, put back
-    the last weights measured inside it and say so."""
+    the last weights measured inside it (budget.check has told the user) and stop."""
     metrics.update({f"budget/{k}": v for k, v in budget.check(model, metrics["update"]).items()})
     if budget.tripped and budget.action == "stop":
         budget.restore(model)
@@ -405,12 +405,7 @@ def _weights(model, value_head) -> dict[str, dict[str, torch.nn.Parameter]]:
 def _probe_reward(reward, spec, model, tok, chats: list[list[dict]], ids: list[list[int]]) -> None:
     """Score the SFT policy's greedy answers to a few prompts, so a broken reward (it raises, returns
     NaN or the wrong number of scores) stops the stage before anything is written."""
-    queries, qmask = left_pad(ids, tok.pad_token_id)
-    device = next(model.parameters()).device
-    with torch.no_grad(), model.disable_adapter():
-        out = model.generate(input_ids=queries.to(device), attention_mask=qmask.to(device), max_new_tokens=16,
-                             do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    texts = tok.batch_decode(out[:, queries.shape[1]:], skip_special_tokens=True)
+    texts = actor_critic.reference_answers(model, tok, ids, max_new_tokens=16)
     try:
         reward(chats, texts)
     except RuntimeError as e:
