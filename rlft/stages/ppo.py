@@ -97,7 +97,8 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     first = history[0] if history else {}
     metrics = {"updates": len(history), "episodes": last.get("episodes", 0),
                "processes": distributed.world(), "weights_held_per_process": distributed.held_fraction(model),
-               "trainable_parameters": sum(p.numel() for p in actor_critic.trainable(model, value_head)),
+               "trainable_parameters": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+               + sum(p.numel() for p in value_head.parameters()),
                "score_first": first.get("objective/scores"), "score_last": last.get("objective/scores"),
                "kl_last": last.get("objective/kl"), "kept_update": kept,
                "train_minutes": round((time.time() - t0) / 60, 2)}
