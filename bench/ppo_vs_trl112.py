@@ -143,14 +143,15 @@ def is_target(ids: torch.Tensor) -> torch.Tensor:
 def run_rlft(s: dict) -> dict:
     from peft import get_peft_model
 
+    from rlft import actor_critic
     from rlft.stages import ppo
 
     floor = rss_mib()
     tok = tokenizer(s["vocab"])
     base, _ = policy(s)
     base.requires_grad_(False)
-    model = get_peft_model(base, lora("CAUSAL_LM", s), adapter_name=ppo.POLICY)
-    model.add_adapter(ppo.VALUE, lora("CAUSAL_LM", s))
+    model = get_peft_model(base, lora("CAUSAL_LM", s), adapter_name=actor_critic.POLICY)
+    model.add_adapter(actor_critic.VALUE, lora("CAUSAL_LM", s))
     for n, p in model.named_parameters():
         p.requires_grad_("lora_" in n)
     model.eval()

@@ -27,6 +27,16 @@ def world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def rank() -> int:
+    """This process's index in the launch: 0 for the main process, and without a launcher."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def local_rank() -> int:
+    """This process's index on its own machine, which picks its GPU."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def engine() -> str:
     """How this process was launched: "single", "ddp", "fsdp" or "deepspeed" (accelerate's variables)."""
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in _TRUE:

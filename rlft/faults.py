@@ -1,57 +1,20 @@
-"""Fault injection for the tests that prove resume works: a real SIGKILL at a chosen step.
+"""Numerical faults: stop a stage when its loss, gradients or weights stop being finite, before a
+bad checkpoint is written; the checkpoints already written are good, and the message names the last.
 
-Set RLFT_KILL_AT_STEP=N and the stage kills its own process with SIGKILL at the end of
-optimizer step N, as a power cut or an out-of-memory killer would. Set RLFT_KILL_IN_SAVE=N
-and the checkpoint of step N is torn instead: its first `torch.save` writes a few bytes of
-the file and the process is killed there, mid-save. Unset, both do nothing.
+The stages on transformers' Trainer install `NonFiniteGuard` and call `raise_if_faulted` after
+training; rlft's own PPO loop checks every logged figure with `raise_if_not_finite`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import signal
+from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
 
-
-class KillAtStep(TrainerCallback):
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        kill_if_asked(state.global_step, self.step)
-        tear_save_if_asked(state.global_step)
-
-
-def kill_if_asked(step: int, at: int | None = None) -> None:
-    """SIGKILL this process at the end of step `at` (default: $RLFT_KILL_AT_STEP)."""
-    at = at if at is not None else int(os.environ.get("RLFT_KILL_AT_STEP", "0") or 0)
-    if at and step == at:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def tear_save_if_asked(step: int) -> None:
-    """At step $RLFT_KILL_IN_SAVE, make the next torch.save write a torn file and SIGKILL the process."""
-    at = int(os.environ.get("RLFT_KILL_IN_SAVE", "0") or 0)
-    if not at or step != at:
-        return
-
-    def torn_save(obj, f, *args, **kwargs):
-        with open(f, "wb") as fh:
-            fh.write(b"PK\x03\x04 torn")  # the start of a zip archive and nothing after it
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    torch.save = torn_save
-
-
-def callbacks() -> list[TrainerCallback]:
-    step = os.environ.get("RLFT_KILL_AT_STEP")
-    if step or os.environ.get("RLFT_KILL_IN_SAVE"):
-        return [KillAtStep(int(step or 0))]
-    return []
-
+from rlft.errors import TrainingFault
+from rlft.runs import latest_checkpoint
 
 
 class NonFiniteGuard(TrainerCallback):
@@ -82,11 +45,7 @@ class NonFiniteGuard(TrainerCallback):
                 self._stop(control, state.global_step, "weights", "non-finite")
 
 
-
-def raise_if_faulted(guard: NonFiniteGuard, stage: str, work) -> None:
-    from rlft.errors import TrainingFault
-    from rlft.runs import latest_checkpoint
-
+def raise_if_faulted(guard: NonFiniteGuard, stage: str, work: Path) -> None:
     if guard.fault is None:
         return
     f = guard.fault
@@ -95,3 +54,18 @@ def raise_if_faulted(guard: NonFiniteGuard, stage: str, work) -> None:
     raise TrainingFault(f"{stage}: the {f['what']} became {f['value']} at step {f['step']}, so training stopped "
                         f"and nothing was saved after it; {keep}. Lower train.learning_rate or "
                         f"train.max_grad_norm and rerun with --resume, or --force to start over.")
+
+
+def last_good(work: Path) -> str:
+    """Where a stopped run can resume from, for its message."""
+    last = latest_checkpoint(work)
+    return f"the last good checkpoint is {last}" if last else "no checkpoint was written"
+
+
+def raise_if_not_finite(metrics: dict, stage: str, at: str, work: Path) -> None:
+    """Stop when a figure logged `at` a step ("update 3") is not finite, before the step is checkpointed."""
+    bad = next((f"{k} = {v}" for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)), None)
+    if bad is not None:
+        raise TrainingFault(f"{stage}: a non-finite value at {at} ({bad}), so training stopped and nothing was "
+                            f"saved after it; {last_good(work)}. Lower train.learning_rate and rerun with "
+                            f"--resume, or --force to start over.")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from rlft import distributed
 from rlft.errors import InputError
 
 TINY_DIR = Path(__file__).parent / "assets" / "rlft-tiny"
@@ -169,7 +170,7 @@ def load_causal_lm(name: str, recipe=None, *, dtype: str = "float32", quant=None
     qconf = quantization_config(quant.load_in_4bit, quant.quant_type, quant.double_quant,
                                 quant.compute_dtype) if quant else None
     # 4-bit weights are quantized as they load onto the GPU of this process
-    device_map = {"": int(os.environ.get("LOCAL_RANK", "0"))} if qconf and torch.cuda.is_available() else None
+    device_map = {"": distributed.local_rank()} if qconf and torch.cuda.is_available() else None
     try:
         model = AutoModelForCausalLM.from_pretrained(
             resolve(name), dtype=DTYPES[dtype], quantization_config=qconf, device_map=device_map,

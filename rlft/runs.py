@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rlft import distributed
 from rlft.errors import InputError
 
 MANIFEST = "manifest.json"
@@ -30,7 +31,14 @@ DATA_FIELDS = ("name", "sha256", "n_train")
 
 
 def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+    return distributed.rank() == 0
+
+
+def log(message: str) -> None:
+    """Tell the user something, once: printed by the main process only, flushed so that it shows at
+    once under a launcher. Every stage and the drift budget speak through this."""
+    if is_main_process():
+        print(message, flush=True)
 
 
 def wait_for_everyone() -> None:
@@ -129,7 +137,7 @@ class Run:
         """Write the manifest last, then move the finished work folder into place. Every stage's
         manifest has the same fields (MANIFEST_FIELDS, DESIGN's contract and rlft's lineage); a stage
         that leaves one out is a bug, stopped here before anything is written."""
-        from rlft import distributed, models
+        from rlft import models
 
         manifest = {"warnings": [], "budget": None, **manifest}
         missing = [k for k in STAGE_FIELDS if k not in manifest] + [

@@ -88,9 +88,10 @@ PPO = ["lora.enabled=true", "lora.r=4", "data.n_train=32", "ppo.updates=3", "ppo
 
 def _launch_ppo(launch, model_dir, parent, out, kill=None, resume=False):
     accelerate = Path(sys.executable).parent / "accelerate"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **({"RLFT_KILL_AT_STEP": str(kill)} if kill else {})}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    entry = ["tests.faulty_cli", "--kill-at-step", str(kill)] if kill else ["rlft.cli"]  # every process is killed
     cmd = [str(accelerate), "launch", *LAUNCH[launch], "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlft.cli",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", *entry,
            *_args("ppo", model_dir, out, 4, PPO + [f"parent={parent}"]), *(["--resume"] if resume else [])]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 

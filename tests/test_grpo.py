@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from safetensors.torch import load_file
 
 import reward_models
 from rlft import cli
+from tests import faulty_cli
 from tests.conftest import assert_adapter_moved_only_its_weights, cli_args, tree
 
 FAST = ["data.n_train=16", "train.batch_size=8", "grpo.num_generations=4", "grpo.max_completion_length=12",
@@ -67,15 +69,11 @@ def test_a_bad_reward_is_refused_before_anything_is_written(tiny_model_dir, sft_
 
 @pytest.mark.slow
 def test_grpo_sigkill_then_resume_matches_the_uninterrupted_run(tiny_model_dir, sft_lora_run, tmp_path):
-    import os
-    import subprocess
-    import sys
-
     extra = ["train.max_steps=4", "train.save_steps=2"]
     assert cli.main(_args(tiny_model_dir, sft_lora_run, tmp_path / "straight", *extra)) == 0
-    env = {**os.environ, "RLFT_KILL_AT_STEP": "3"}
-    killed = subprocess.run([sys.executable, "-m", "rlft.cli", *_args(tiny_model_dir, sft_lora_run, tmp_path / "killed",
-                                                                       *extra)], env=env, capture_output=True, text=True)
+    killed = subprocess.run(faulty_cli.command("--kill-at-step", 3, _args(tiny_model_dir, sft_lora_run,
+                                                                          tmp_path / "killed", *extra)),
+                            capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert (tmp_path / "killed.partial" / "checkpoint-2").is_dir()
     assert cli.main(_args(tiny_model_dir, sft_lora_run, tmp_path / "killed", *extra) + ["--resume"]) == 0

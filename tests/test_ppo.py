@@ -4,19 +4,18 @@ rises on a toy task, the reference never moves, exact resume, and bad input refu
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import reward_models
-from rlft import cli, models
+from rlft import actor_critic, cli, models
 from rlft.config import load_recipe
 from rlft.eval.generate import prompt_ids
 from rlft.stages import ppo
+from tests import faulty_cli
 from tests.conftest import assert_adapter_moved_only_its_weights, cli_args, tree
 
 FAST = ["data.n_train=64", "ppo.rollout_batch_size=8", "ppo.forward_batch_size=8", "ppo.micro_batch_size=4",
@@ -42,7 +41,7 @@ def test_one_backbone_and_the_reference_is_the_sft_policy(tiny_model_dir, sft_lo
     """Every weight exists once: the frozen backbone, two adapters and a head. With the adapters
     disabled the model gives the SFT policy's logits."""
     recipe = _recipe(tiny_model_dir, sft_lora_run, f"quant.load_in_4bit={str(four_bit).lower()}")
-    model, head = ppo.build_policy(recipe)
+    model, head = actor_critic.build_policy(recipe)
     storages = {}
     for name, p in list(model.named_parameters()) + list(model.named_buffers()):
         storages.setdefault(p.data_ptr(), name)
@@ -71,21 +70,21 @@ def test_one_backbone_and_the_reference_is_the_sft_policy(tiny_model_dir, sft_lo
 def test_values_come_from_the_final_normed_hidden_state(tiny_model_dir, sft_lora_run):
     """values_of runs the causal LM's own forward (so a sharded model is gathered) and reads its
     last hidden state, which must be the backbone's output after the final norm."""
-    model, head = ppo.build_policy(_recipe(tiny_model_dir, sft_lora_run))
+    model, head = actor_critic.build_policy(_recipe(tiny_model_dir, sft_lora_run))
     torch.nn.init.normal_(head.weight)
     ids, mask = torch.tensor([[5, 17, 42, 99, 7, 3, 8]]), torch.ones(1, 7, dtype=torch.long)
-    ppo.use(model, ppo.VALUE)
+    actor_critic.use(model, actor_critic.VALUE)
     base = model.get_base_model()
     with torch.no_grad():
         direct = head(base.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, -4:-1]).squeeze(-1)
-        assert torch.allclose(ppo.values_of(model, head, ids, mask, 3), direct, atol=1e-6)
+        assert torch.allclose(actor_critic.values_of(model, head, ids, mask, 3), direct, atol=1e-6)
 
 
 def test_both_adapters_train_and_the_reference_does_not_move(tiny_model_dir, sft_lora_run):
     """One update: the policy and value adapters both change (peft's set_adapter would freeze one,
     ppo.md §4.5), the frozen weights do not, and the reference logits are the same as before."""
     recipe = _recipe(tiny_model_dir, sft_lora_run, "train.learning_rate=0.01")
-    model, head = ppo.build_policy(recipe)
+    model, head = actor_critic.build_policy(recipe)
     tok = models.load_tokenizer(str(tiny_model_dir))
     chats = [[{"role": "user", "content": f"where is my order #{70000 + i}?"}] for i in range(8)]
     ids = prompt_ids(tok, chats)
@@ -96,8 +95,9 @@ def test_both_adapters_train_and_the_reference_does_not_move(tiny_model_dir, sft
     reward = reward_models.load("house_tone")
     torch.manual_seed(0)
     b = ppo.rollout(model, head, tok, chats, ids, reward, recipe.ppo, kl_coef=0.05)
-    optimizer = torch.optim.AdamW([{"params": ppo._params(model, "default")},
-                                   {"params": ppo._params(model, "value") + list(head.parameters())}], lr=0.01)
+    optimizer = torch.optim.AdamW([{"params": actor_critic.adapter_params(model, "default")},
+                                   {"params": actor_critic.adapter_params(model, "value") + list(head.parameters())}],
+                                  lr=0.01)
     stats = ppo.ppo_epochs(model, head, optimizer, b, recipe.ppo, 1.0, torch.Generator().manual_seed(0))
     assert stats["optimizer_steps"] == recipe.ppo.ppo_epochs * recipe.ppo.mini_batches
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
@@ -109,28 +109,29 @@ def test_both_adapters_train_and_the_reference_does_not_move(tiny_model_dir, sft
 
 
 def test_peft_set_adapter_alone_would_starve_the_policy(tiny_model_dir, sft_lora_run):
-    """The trap ppo.use() avoids: after set_adapter("value") the policy adapter no longer requires grad."""
-    model, _ = ppo.build_policy(_recipe(tiny_model_dir, sft_lora_run))
+    """The trap actor_critic.use() avoids: after set_adapter("value") the policy adapter no longer requires grad."""
+    model, _ = actor_critic.build_policy(_recipe(tiny_model_dir, sft_lora_run))
     model.set_adapter("value")
-    assert not any(p.requires_grad for p in ppo._params(model, "default"))
-    ppo.use(model, "value")
-    assert all(p.requires_grad for p in ppo._params(model, "default") + ppo._params(model, "value"))
+    assert not any(p.requires_grad for p in actor_critic.adapter_params(model, "default"))
+    actor_critic.use(model, "value")
+    both = actor_critic.adapter_params(model, "default") + actor_critic.adapter_params(model, "value")
+    assert all(p.requires_grad for p in both)
 
 
 def test_rollout_masks_stop_exactly_after_eos(tiny_model_dir, sft_lora_run):
     recipe = _recipe(tiny_model_dir, sft_lora_run, "ppo.response_length=24", "ppo.temperature=1.5")
-    model, head = ppo.build_policy(recipe)
+    model, head = actor_critic.build_policy(recipe)
     tok = models.load_tokenizer(str(tiny_model_dir))
     chats = [[{"role": "user", "content": "hello there"}]] * 16
     torch.manual_seed(3)
     b = ppo.rollout(model, head, tok, chats, prompt_ids(tok, chats), reward_models.load("house_tone"),
                     recipe.ppo, kl_coef=0.05)
     eos = tok.eos_token_id
-    for resp, mask, last, stop in zip(b["responses"].tolist(), b["mask"], b["last"], b["has_stop"]):
+    for resp, mask, last, stop in zip(b.responses.tolist(), b.mask, b.last, b.has_stop):
         real = resp[:int(last) + 1]
         assert mask.sum() == len(real) and bool(mask[int(last)]) and not mask[int(last) + 1:].any()
         assert bool(stop) == (eos in real) and (not stop or (real[-1] == eos and real.count(eos) == 1))
-    assert (b["values"] * ~b["mask"] == 0).all() and (b["advantages"] * ~b["mask"] == 0).all()
+    assert (b.values * ~b.mask == 0).all() and (b.advantages * ~b.mask == 0).all()
 
 
 def test_first_update_starts_at_the_reference(tiny_model_dir, sft_lora_run, tmp_path, capsys):
@@ -190,15 +191,15 @@ def test_sigkill_then_resume_continues_exactly(tiny_model_dir, sft_lora_run, tmp
     straight = tmp_path / "straight"
     assert cli.main(_args(tiny_model_dir, sft_lora_run, straight, *extra)) == 0
     a = load_file(str(straight / "adapter" / "adapter_model.safetensors"))
-    for fault, step in (("RLFT_KILL_AT_STEP", "2"), ("RLFT_KILL_IN_SAVE", "3")):
-        killed = tmp_path / fault.lower()
-        cmd = [sys.executable, "-m", "rlft.cli", *_args(tiny_model_dir, sft_lora_run, killed, *extra)]
-        proc = subprocess.run(cmd, env={**os.environ, fault: step}, capture_output=True, text=True)
+    for fault, step in (("--kill-at-step", 2), ("--tear-save-at", 3)):
+        killed = tmp_path / fault.strip("-")
+        proc = subprocess.run(faulty_cli.command(fault, step, _args(tiny_model_dir, sft_lora_run, killed, *extra)),
+                              capture_output=True, text=True)
         assert proc.returncode == -9, proc.stderr[-2000:]
         partial = killed.with_name(killed.name + ".partial")
         assert (partial / "checkpoint-2" / "trainer_state.json").is_file()
         assert not (partial / "checkpoint-3").exists()
-        if fault == "RLFT_KILL_IN_SAVE":
+        if fault == "--tear-save-at":
             assert (partial / ".checkpoint-3.tmp" / "rng-0.pt").read_bytes().endswith(b"torn")
         assert cli.main(_args(tiny_model_dir, sft_lora_run, killed, *extra) + ["--resume"]) == 0
         b = load_file(str(killed / "adapter" / "adapter_model.safetensors"))
@@ -298,7 +299,7 @@ def test_an_up_to_date_run_is_not_rebuilt(tiny_model_dir, sft_lora_run, tmp_path
     def no_model(recipe):
         raise AssertionError("the model was built for a run that is up to date")
 
-    monkeypatch.setattr(ppo, "build_policy", no_model)
+    monkeypatch.setattr(actor_critic, "build_policy", no_model)
     assert cli.main(_args(tiny_model_dir, sft_lora_run, out, "ppo.updates=1")) == 0
     assert "is up to date" in capsys.readouterr().out
     assert (out / "manifest.json").read_text() == manifest

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from rlft import cli
+from tests import faulty_cli
 from tests.conftest import cli_args
 
 SETS = ["lora.enabled=false", "data.n_train=48", "data.n_val=8", "train.max_steps=6", "train.save_steps=3", "train.batch_size=8",
@@ -40,9 +39,9 @@ def _weights(run_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage,fault", [("sft", "RLFT_KILL_AT_STEP"), ("sft", "RLFT_KILL_IN_SAVE"),
-                                         ("dpo", "RLFT_KILL_AT_STEP"), ("rm", "RLFT_KILL_AT_STEP"),
-                                         ("base", "RLFT_KILL_AT_STEP")])
+@pytest.mark.parametrize("stage,fault", [("sft", "--kill-at-step"), ("sft", "--tear-save-at"),
+                                         ("dpo", "--kill-at-step"), ("rm", "--kill-at-step"),
+                                         ("base", "--kill-at-step")])
 def test_sigkill_then_resume_matches_uninterrupted_run(tiny_model_dir, tmp_path, stage, fault):
     """Killed during step 5 (after checkpoint-3), or while writing checkpoint-6 (the torn save leaves
     the folder without its trainer_state.json): --resume ends where the uninterrupted run ends."""
@@ -52,13 +51,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_model_dir, tmp_path,
         extra = [f"parent={tmp_path / 'sft'}"]
     assert cli.main(_args(stage, tiny_model_dir, tmp_path / "straight", extra)) == 0
 
-    step = "5" if fault == "RLFT_KILL_AT_STEP" else "6"
-    cmd = [sys.executable, "-m", "rlft.cli"] + _args(stage, tiny_model_dir, tmp_path / "killed", extra)
-    killed = subprocess.run(cmd, env={**os.environ, fault: step}, capture_output=True, text=True)
+    step = 5 if fault == "--kill-at-step" else 6
+    cmd = faulty_cli.command(fault, step, _args(stage, tiny_model_dir, tmp_path / "killed", extra))
+    killed = subprocess.run(cmd, capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr[-2000:]
     partial = tmp_path / "killed.partial"
     assert (partial / "checkpoint-3" / "trainer_state.json").is_file() and not (tmp_path / "killed").exists()
-    if fault == "RLFT_KILL_IN_SAVE":
+    if fault == "--tear-save-at":
         torn = partial / "checkpoint-6"  # model saved, then killed writing training_args.bin
         assert (torn / "model.safetensors").is_file() and not (torn / "trainer_state.json").exists()
         assert (torn / "training_args.bin").read_bytes().endswith(b"torn")

@@ -23,7 +23,7 @@ import math
 import torch
 from transformers import TrainerCallback
 
-from rlft import data
+from rlft import data, runs
 from rlft.data import chitchat
 from rlft.eval.generate import generate, sequence_nll, token_logits
 from rlft.rl.core import exact_kl
@@ -109,8 +109,8 @@ class DriftBudget(TrainerCallback):
             self.tripped = {"budget": "max_kl_task" if name == "kl_ref_greedy" else "max_general_ppl_drift",
                             "step": step, "value": value, "limit": limit, "action": self.action,
                             "kept_step": self.good_step if self.action == "stop" else None}
-            print(f"drift budget: {name} = {value:.4f} > {limit} at step {step}; "
-                  + (f"stopping, keeping the weights of step {self.good_step}" if self.action == "stop" else "warning only"))
+            then = f"stopping, keeping the weights of step {self.good_step}" if self.action == "stop" else "warning only"
+            runs.log(f"drift budget: {name} = {value:.4f} > {limit} at step {step}; {then}")
         return values
 
     def restore(self, model) -> None:

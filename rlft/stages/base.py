@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from rlft import faults, models, runs
+from rlft import checkpoint, models, runs
 from rlft.config import BaseRecipe, to_dict
 from rlft.data import chitchat, probes
 from rlft.stages import mean_train_loss, trainer_kwargs
@@ -142,7 +142,7 @@ def run(recipe: BaseRecipe, out: Path, recipe_path: str | None = None, force: bo
     inputs = {"stage": "base", "recipe": to_dict(recipe)}
     run_ = runs.start("base", out, inputs, force=force, resume=resume)
     if run_ is None:
-        print(f"{out} is up to date (same recipe); nothing to do. Use --force to rebuild.")
+        runs.log(f"{out} is up to date (same recipe); nothing to do. Use --force to rebuild.")
         return None
 
     # --- tokenizer and data ---
@@ -154,17 +154,18 @@ def run(recipe: BaseRecipe, out: Path, recipe_path: str | None = None, force: bo
     val_blocks = pack(tok, chitchat.chats("held_out")[:200], cfg.context_length)
     train_ds = [{"input_ids": b, "labels": b} for b in blocks]
     val_ds = [{"input_ids": b, "labels": b} for b in val_blocks]
-    print(f"base: {len(chats)} chats → {blocks.numel():,} tokens in {len(blocks)} blocks of "
-          f"{cfg.context_length}; vocabulary {len(tok)}")
+    runs.log(f"base: {len(chats)} chats → {blocks.numel():,} tokens in {len(blocks)} blocks of "
+             f"{cfg.context_length}; vocabulary {len(tok)}")
 
     # --- model and training ---
     model = build_model(tok, cfg, recipe.seed)
     n = sum(p.numel() for p in model.parameters())
-    print(f"base: Llama, {cfg.num_layers} layers × {cfg.hidden_size}, {n / 1e6:.2f}M parameters")
+    runs.log(f"base: Llama, {cfg.num_layers} layers × {cfg.hidden_size}, {n / 1e6:.2f}M parameters")
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_.work / "logs")
     args = TrainingArguments(**trainer_kwargs(recipe, run_.work, has_validation=True), save_total_limit=2,
                              dataloader_num_workers=0)
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds, callbacks=faults.callbacks())
+    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+                      callbacks=[checkpoint.TrainerHooks()])
     result = trainer.train(resume_from_checkpoint=str(run_.resume_from()) if resume and run_.resume_from() else None)
     train_minutes = (time.time() - t0) / 60
 
@@ -199,7 +200,7 @@ def export(run_dir: Path, to: Path) -> None:
         os.replace(to, old)
     os.replace(tmp, to)
     shutil.rmtree(old, ignore_errors=True)
-    print(f"base: exported {run_dir / 'model'} to {to}")
+    runs.log(f"base: exported {run_dir / 'model'} to {to}")
 
 
 def model_card(recipe: BaseRecipe, recipe_path: str | None, f: dict, n_chats: int) -> str:

@@ -29,7 +29,7 @@ import os
 import time
 from pathlib import Path
 
-from rlft import data, faults, models, runs
+from rlft import checkpoint, data, faults, models, runs
 from rlft.config import DpoRecipe, to_dict
 from rlft.errors import InputError
 from rlft.eval.budget import drift_budget
@@ -89,7 +89,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     inputs = {"stage": "dpo", "recipe": to_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
     run_ = runs.start("dpo", out, inputs, force=force, resume=resume)
     if run_ is None:
-        print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+        runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
     t0 = time.time()
 
@@ -120,7 +120,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
             warnings_.append(f"likelihood displacement: on validation pairs the chosen answers became less "
                              f"likely than under the SFT reference (rewards/chosen = {chosen:.4f})")
     for w in warnings_:
-        print(f"dpo: warning: {w}")
+        runs.log(f"dpo: warning: {w}")
 
     # --- save ---
     if recipe.lora.enabled or recipe.quant.load_in_4bit:
@@ -169,7 +169,7 @@ def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list
     peft_config = models.lora_config(recipe.lora) if use_lora else None
     budget = drift_budget(recipe, tok, ref_model if ref_model is not None else model)
     guard = faults.NonFiniteGuard()
-    callbacks = [budget] * bool(budget) + [guard] + faults.callbacks()
+    callbacks = [budget] * bool(budget) + [guard, checkpoint.TrainerHooks()]
 
     # --- trainer ---
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "logs")

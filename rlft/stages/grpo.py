@@ -29,7 +29,7 @@ import torch
 from transformers import TrainerCallback
 
 import reward_models
-from rlft import data, faults, models, runs
+from rlft import checkpoint, data, faults, models, runs
 from rlft.config import GrpoRecipe, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.budget import drift_budget
@@ -54,7 +54,7 @@ def run(recipe: GrpoRecipe, out: Path, recipe_path: str | None = None, force: bo
     inputs = {"stage": "grpo", "recipe": to_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
     run_ = runs.start("grpo", out, inputs, force=force, resume=resume)
     if run_ is None:
-        print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+        runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
     t0 = time.time()
     trainer, budget = build_trainer(recipe, tok, rows, reward, run_.work)
@@ -139,7 +139,7 @@ def build_trainer(recipe: GrpoRecipe, tok, rows: list[dict], reward, work: Path)
     ref_kl = ReferenceKL(tok, model, [t["messages"] for t in tasks], recipe.train.logging_steps)
     budget = drift_budget(recipe, tok, model)
     guard = faults.NonFiniteGuard()
-    callbacks = [ref_kl] + [budget] * bool(budget) + [guard] + faults.callbacks()
+    callbacks = [ref_kl] + [budget] * bool(budget) + [guard, checkpoint.TrainerHooks()]
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "logs")
     common = dict(**trainer_kwargs(recipe, work, False), save_total_limit=2, num_generations=cfg.num_generations,
                   max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,

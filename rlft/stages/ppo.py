@@ -16,11 +16,9 @@ PPO (Schulman et al. 2017, eq. 7 and 9) for language models as in Ziegler et al.
      loss, gradients accumulated over micro-batches, clipped, one optimizer step per minibatch.
 The maths is in rlft/rl/core.py; this file is the loop.
 
-One backbone in memory. The parent's SFT policy (its adapter merged in full precision, then
-quantized to 4-bit NF4 where the recipe says so) is frozen. Two LoRA adapters sit on it: the
-policy ("default") and the value function ("value", with a scalar head on its last hidden
-state). The reference is the same model with the adapters disabled, which is exactly the
-SFT policy, so there is no second copy of any weights (tests/test_ppo.py counts them).
+One backbone in memory (rlft/actor_critic.py, every forward pass): the frozen SFT policy carries a
+policy LoRA and a value LoRA with a scalar head; the reference is the same model with the adapters
+disabled.
 
 Deliberate deviations from TRL 1.12's PPOTrainer (shared/notes/ppo.md):
 1. The score goes on the stop token itself, not one slot after it.
@@ -32,7 +30,8 @@ Deliberate deviations from TRL 1.12's PPOTrainer (shared/notes/ppo.md):
 5. Gradients are clipped (train.max_grad_norm), AdamW eps is 1e-5, dropout is off in every pass.
 6. The critic is a LoRA adapter + head on the shared backbone, not a full copy of the model;
    its head starts at zero (the N details) since a learned RM's head lives on another backbone.
-7. Every random stream is seeded and checkpointed (torch, python, numpy), so resume is exact.
+7. Every random stream is seeded and checkpointed (torch, python, numpy; rlft/checkpoint.py), so
+   resume is exact.
 8. Under `accelerate launch` each process rolls out its own prompts and whitens its own
    advantages. With a DDP config every process holds the model and gradients are averaged by
    hand before every step; with an FSDP 2 config the backbone and adapters are sharded across
@@ -46,29 +45,22 @@ with `quant`), so train.optim and train.bf16 do not apply.
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import random
-import shutil
 import time
-import weakref
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
+from transformers import GenerationConfig, get_scheduler
 
 import reward_models
-from rlft import data, distributed, faults, models, runs, tracking
+from rlft import actor_critic, checkpoint, data, distributed, faults, runs, tracking
 from rlft.config import PpoRecipe, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.budget import drift_budget
-from rlft.eval.generate import left_pad, only_the_recipes_sampling
+from rlft.eval.generate import left_pad
 from rlft.rl import core
 from rlft.stages import rl_prompts, tokenizer_and_parent
-
-POLICY, VALUE = "default", "value"
 
 
 def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: bool = False,
@@ -83,23 +75,21 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     data_sha = data.sha256_rows(rows)
     inputs = {"stage": "ppo", "recipe": to_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
     if not force and runs.up_to_date(out, inputs):  # before the model is built: nothing to do is instant
-        print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+        runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
-    model, value_head = build_policy(recipe, fsdp)
+    model, value_head = actor_critic.build_policy(recipe, fsdp)
     _probe_reward(reward, cfg.reward, model, tok, chats[:4], ids[:4])
     run_ = runs.start("ppo", out, inputs, force=force, resume=resume)
     if run_ is None:
-        print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+        runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
     t0 = time.time()
     budget = _drift_budget(recipe, tok, model)
     history, samples, kept = train(recipe, model, value_head, tok, chats, ids, reward, run_.work, resume, budget)
 
     # --- save: the policy adapter where every stage keeps it, the value function beside it ---
-    adapters = {n: distributed.full(p) for n, p in model.named_parameters() if "lora_" in n}  # every process
-    if runs.is_main_process():  # default -> adapter/, value -> adapter/value/
-        model.save_pretrained(str(run_.work / "adapter"), state_dict=adapters)
-        torch.save(value_head.state_dict(), run_.work / "adapter" / "value" / "value_head.pt")
+    actor_critic.save(model, value_head, run_.work / "adapter")
+    if runs.is_main_process():
         tok.save_pretrained(str(run_.work / "adapter"))
         runs.atomic_write_json(run_.work / "train_log.json", history)
         runs.atomic_write_json(run_.work / "samples.json", samples)
@@ -122,192 +112,112 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         "budget": {"tripped": budget.tripped, "history": budget.history} if budget else None})
 
 
-# --- the model: one frozen backbone, a policy adapter, a value adapter and head -----------------
-
-
-def build_policy(recipe: PpoRecipe, fsdp: dict | None = None) -> tuple[torch.nn.Module, torch.nn.Linear]:
-    """The parent's policy, frozen, with a policy LoRA ("default") and a value LoRA ("value") on it;
-    sharded across the processes with the FSDP settings `fsdp`. The value head stays whole."""
-    from peft import get_peft_model
-
-    torch.manual_seed(recipe.seed)  # the adapters' random A matrices
-    base = models.policy_for_training(recipe, recipe.parent)
-    base.requires_grad_(False)
-    if torch.cuda.is_available() and not models.is_quantized_4bit(base) and fsdp is None:
-        base.to(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")  # 4-bit weights load onto their GPU;
-        # sharded ones go there from fully_shard, each process's shard only
-    model = get_peft_model(base, models.lora_config(recipe.lora), adapter_name=POLICY)
-    model.add_adapter(VALUE, models.lora_config(recipe.lora))
-    for name, p in model.named_parameters():
-        p.requires_grad_("lora_" in name)  # add_adapter leaves the new adapter frozen (ppo.md §4.5)
-    for module in model.modules():  # no dropout anywhere: the ratio must be exactly 1 before the first step
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    if recipe.train.gradient_checkpointing:  # active in train mode only, i.e. in the PPO epochs, not in generate
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        base.enable_input_require_grads()
-    model.eval()
-    if fsdp is not None:
-        distributed.shard(base, fsdp)
-    hidden = base.config.get_text_config().hidden_size
-    device = next(base.parameters()).device
-    value_head = torch.nn.Linear(hidden, 1, device=device, dtype=torch.float32)
-    torch.nn.init.zeros_(value_head.weight)
-    torch.nn.init.zeros_(value_head.bias)
-    return model, value_head
-
-
-def use(model, adapter: str) -> None:
-    """Activate one adapter and keep both trainable. peft's set_adapter freezes every other adapter
-    (BaseTunerLayer.set_adapter), and an adapter frozen at backward time silently gets no gradient
-    (ppo.md §4.5); it also walks every module and flips every adapter weight, four times per
-    minibatch. So the LoRA layers and weights are found once per model, and the switch is the
-    assignment peft's own set_adapter ends with (`_active_adapter` of each layer)."""
-    if model not in _LORA:
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
-        _LORA[model] = ([m for m in model.modules() if isinstance(m, BaseTunerLayer)],
-                        [p for n, p in model.named_parameters() if "lora_" in n])
-    layers, weights = _LORA[model]
-    for layer in layers:
-        layer._active_adapter = [adapter]
-    model.base_model.active_adapter = adapter
-    for p in weights:  # disable_adapter() froze them all on the way out of the reference pass
-        p.requires_grad_(True)
-
-
-_LORA: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _params(model, adapter: str) -> list[torch.nn.Parameter]:
-    """An adapter's parameters by name, never by requires_grad (which set_adapter flips)."""
-    return [p for n, p in model.named_parameters() if "lora_" in n and f".{adapter}." in n]
-
-
-def policy_logits(model, ids: torch.Tensor, mask: torch.Tensor, R: int, temperature: float) -> torch.Tensor:
-    """Tempered logits that predict the R response tokens of query+response rows: (B, R, V)."""
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P+R): left padding shifts positions
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=R + 1)
-    return out.logits[:, :-1].float() / temperature  # (B, R, V)
-
-
-def values_of(model, value_head, ids: torch.Tensor, mask: torch.Tensor, R: int) -> torch.Tensor:
-    """V(s_t) before each response token, from the value adapter's last hidden state: (B, R).
-    Through the causal LM's own forward (the LM head on one position only), so a sharded model is
-    gathered as for every other pass; its last hidden state is the final norm's output."""
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P+R)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, output_hidden_states=True,
-                logits_to_keep=1)
-    return value_head(out.hidden_states[-1][:, -R - 1:-1].float()).squeeze(-1)  # (B, R)
-
-
 # --- one update: rollout, score, advantages --------------------------------------------------
+
+
+@dataclass
+class Rollout:
+    """One update's experience: B prompts of P tokens (left-padded) and their responses of R tokens
+    (padded after the stop), with everything the PPO epochs need. The per-token tensors are 0 after
+    each response's last token, except `entropy`; all live on the CPU."""
+
+    queries: torch.Tensor  # (B, P) prompt ids
+    query_mask: torch.Tensor  # (B, P) 1 on prompt tokens, 0 on left padding
+    responses: torch.Tensor  # (B, R) sampled ids, pad after the stop token
+    last: torch.Tensor  # (B,) index of each response's last token: its stop token, or R - 1
+    has_stop: torch.Tensor  # (B,) bool: the response ended with the stop token
+    mask: torch.Tensor  # (B, R) bool: the response's tokens, the stop token included
+    logprobs: torch.Tensor  # (B, R) log pi_old(token) at temperature T, from the sampling logits
+    ref_logprobs: torch.Tensor  # (B, R) log pi_ref(token): the SFT policy, adapters disabled
+    entropy: torch.Tensor  # (B, R) entropy of pi_old's whole distribution at each position
+    values: torch.Tensor  # (B, R) V_old(s_t), the value function before the update
+    kl: torch.Tensor  # (B, R) per-token KL estimate (ppo.kl_estimator) of policy against reference
+    scores: torch.Tensor  # (B,) the reward's score of each response
+    penalized_scores: torch.Tensor  # (B,) the score minus missing_eos_penalty where no stop token came
+    raw_advantages: torch.Tensor  # (B, R) GAE before whitening
+    advantages: torch.Tensor  # (B, R) GAE whitened over the rollout
+    returns: torch.Tensor  # (B, R) raw advantages + values: the value function's targets
+    texts: list[str]  # the B responses as the reward read them
+    time_rollout: float  # seconds: sampling and the reference and value passes
+    time_score: float  # seconds: the reward
 
 
 @torch.no_grad()
 def rollout(model, value_head, tok, chats: list[list[dict]], ids: list[list[int]], reward, cfg,
-            kl_coef: float) -> dict:
-    """Sample, score and evaluate one batch of prompts; everything the PPO epochs need, (B, ...)."""
-    from transformers import GenerationConfig
-
+            kl_coef: float) -> Rollout:
+    """Sample, score and evaluate one batch of prompts: everything the PPO epochs need."""
     eos = tok.eos_token_id
     pad = tok.pad_token_id if tok.pad_token_id != eos else (eos + 1) % len(tok)  # any id but the stop
-    R = cfg.response_length
-    gen_config = GenerationConfig(max_new_tokens=R, do_sample=True, temperature=cfg.temperature, top_k=0,
-                                  top_p=1.0, min_new_tokens=0, eos_token_id=eos, pad_token_id=pad)
-    queries, qmask = left_pad(ids, pad)  # (B, P)
-    P = queries.shape[1]
-    device = next(model.parameters()).device
+    gen_config = GenerationConfig(max_new_tokens=cfg.response_length, do_sample=True, temperature=cfg.temperature,
+                                  top_k=0, top_p=1.0, min_new_tokens=0, eos_token_id=eos, pad_token_id=pad)
+    queries, query_mask = left_pad(ids, pad)  # (B, P)
     t0 = time.time()
-    chunks = defaultdict(list)
-    for s in range(0, len(ids), cfg.forward_batch_size):
-        q, m = queries[s:s + cfg.forward_batch_size].to(device), qmask[s:s + cfg.forward_batch_size].to(device)
-        use(model, POLICY)
-        with only_the_recipes_sampling(model):  # the checkpoint's generation_config stays out
-            out = model.generate(input_ids=q, attention_mask=m, generation_config=gen_config, output_logits=True,
-                                 return_dict_in_generate=True)
-        r = out.sequences.shape[1] - P  # r <= R: generate stops early when every row has stopped
-        resp = torch.full((len(q), R), pad, dtype=torch.long, device=device)  # (b, R)
-        resp[:, :r] = out.sequences[:, P:]
-        resp, last, has_stop = core.truncate_after_stop(resp.cpu(), eos, pad)
-        rmask = core.response_mask(last, R)  # (b, R)
-        full = torch.cat([q, resp.to(device)], 1)  # (b, P+R)
-        fmask = torch.cat([m, rmask.to(device).long()], 1)  # (b, P+R)
-        # the old log-probs from the logits the tokens were sampled from (raw, before any processor), as
-        # TRL's PPOTrainer does: no second policy pass; positions after the stop are masked below
-        logits = torch.zeros(len(q), R, out.logits[0].shape[-1], device=device)  # (b, R, V)
-        logits[:, :r] = torch.stack(out.logits, 1).float() / cfg.temperature
-        chunks["logprobs"].append(core.logprobs_of(logits, full[:, P:]).cpu())
-        chunks["entropy"].append(core.entropy_of(logits).cpu())
-        with model.disable_adapter():  # the reference: the SFT policy itself
-            ref_logits = policy_logits(model, full, fmask, R, cfg.temperature)
-        chunks["ref_logprobs"].append(core.logprobs_of(ref_logits, full[:, P:]).cpu())
-        use(model, VALUE)
-        chunks["values"].append(values_of(model, value_head, full, fmask, R).cpu())
-        for name, x in (("responses", resp), ("last", last), ("has_stop", has_stop), ("mask", rmask)):
-            chunks[name].append(x)
-    use(model, POLICY)
-    b = {k: torch.cat(v) for k, v in chunks.items()}
-    b["queries"], b["query_mask"] = queries, qmask
+    chunks = [actor_critic.sample(model, value_head, queries[s:s + cfg.forward_batch_size],
+                                  query_mask[s:s + cfg.forward_batch_size], gen_config)
+              for s in range(0, len(ids), cfg.forward_batch_size)]  # forward_batch_size rows per pass
+    actor_critic.use(model, actor_critic.POLICY)
+    responses, last, has_stop, mask, logprobs, entropy, ref_logprobs, values = (torch.cat(c) for c in zip(*chunks))
     t1 = time.time()
-    texts = [tok.decode(r[:n + 1], skip_special_tokens=True).strip() for r, n in zip(b["responses"].tolist(), b["last"])]
+    texts = [tok.decode(r[:n + 1], skip_special_tokens=True).strip() for r, n in zip(responses.tolist(), last)]
     try:
         raw = reward(chats, texts)
     except RuntimeError as e:
         raise TrainingFault(str(e)) from e
-    b["texts"], b["time_score"], b["time_rollout"] = texts, time.time() - t1, t1 - t0
-    b["scores"] = torch.tensor(raw, dtype=torch.float32)  # (B,)
-    scores = b["scores"].clone()
+    time_score = time.time() - t1
+    scores = torch.tensor(raw, dtype=torch.float32)  # (B,)
+    penalized = scores.clone()  # (B,)
     if cfg.missing_eos_penalty is not None:
-        scores[~b["has_stop"]] -= cfg.missing_eos_penalty
-    b["penalized_scores"] = scores
+        penalized[~has_stop] -= cfg.missing_eos_penalty
     # --- rewards and advantages (Huang et al. 2024, details 8-11) ---
-    mask = b["mask"]
-    b["logprobs"] = b["logprobs"] * mask
-    b["ref_logprobs"] = b["ref_logprobs"] * mask
-    b["values"] = b["values"] * mask
-    kl = core.kl_per_token(b["logprobs"], b["ref_logprobs"], cfg.kl_estimator) * mask  # (B, R)
-    b["kl"] = kl
-    rewards = core.assemble_rewards(kl, scores, b["last"], mask, kl_coef)  # (B, R)
+    logprobs, ref_logprobs, values = logprobs * mask, ref_logprobs * mask, values * mask  # (B, R) each
+    kl = core.kl_per_token(logprobs, ref_logprobs, cfg.kl_estimator) * mask  # (B, R)
+    rewards = core.assemble_rewards(kl, penalized, last, mask, kl_coef)  # (B, R)
     if cfg.whiten_rewards:
         rewards = core.masked_whiten(rewards, mask, shift_mean=False)
-    advantages, returns = core.gae(rewards, b["values"], mask, cfg.gamma, cfg.lam)  # (B, R)
-    b["raw_advantages"] = advantages
-    b["advantages"] = core.masked_whiten(advantages, mask)
-    b["returns"] = returns
-    return b
+    advantages, returns = core.gae(rewards, values, mask, cfg.gamma, cfg.lam)  # (B, R)
+    return Rollout(queries=queries, query_mask=query_mask, responses=responses, last=last, has_stop=has_stop,
+                   mask=mask, logprobs=logprobs, ref_logprobs=ref_logprobs, entropy=entropy, values=values, kl=kl,
+                   scores=scores, penalized_scores=penalized, raw_advantages=advantages,
+                   advantages=core.masked_whiten(advantages, mask), returns=returns, texts=texts,
+                   time_rollout=t1 - t0, time_score=time_score)
 
 
-def ppo_epochs(model, value_head, optimizer, b: dict, cfg, max_grad_norm: float, gen: torch.Generator) -> dict:
+# --- the PPO epochs: clipped policy and value updates -----------------------------------------
+
+
+def ppo_epochs(model, value_head, optimizer, batch: Rollout, cfg, max_grad_norm: float,
+               gen: torch.Generator) -> dict:
     """`ppo_epochs` passes of shuffled minibatches over one rollout; one optimizer step per minibatch."""
     device = next(model.parameters()).device
-    B, R = b["responses"].shape
-    P = b["queries"].shape[1]
-    policy_params, value_params = _params(model, POLICY), _params(model, VALUE) + list(value_head.parameters())
+    B, R = batch.responses.shape
+    P = batch.queries.shape[1]
+    policy_params = actor_critic.adapter_params(model, actor_critic.POLICY)
+    value_params = actor_critic.adapter_params(model, actor_critic.VALUE) + list(value_head.parameters())
     stats = defaultdict(list)
     model.train()  # dropout is off (build_policy); train mode only turns on gradient checkpointing
     for _ in range(cfg.ppo_epochs):
-        for mb in torch.randperm(B, generator=gen).split(B // cfg.mini_batches):
-            n_tokens = b["mask"][mb].sum().clamp(min=1)  # the minibatch's tokens: accumulation = full mean
-            for micro in mb.split(cfg.micro_batch_size):
-                ids = torch.cat([b["queries"][micro], b["responses"][micro]], 1).to(device)  # (b, P+R)
-                amask = torch.cat([b["query_mask"][micro], b["mask"][micro].long()], 1).to(device)  # (b, P+R)
-                mask = b["mask"][micro].to(device)  # (b, R)
+        for minibatch in torch.randperm(B, generator=gen).split(B // cfg.mini_batches):
+            n_tokens = batch.mask[minibatch].sum().clamp(min=1)  # the minibatch's tokens: accumulation = full mean
+            for micro in minibatch.split(cfg.micro_batch_size):
+                ids = torch.cat([batch.queries[micro], batch.responses[micro]], 1).to(device)  # (b, P+R)
+                amask = torch.cat([batch.query_mask[micro], batch.mask[micro].long()], 1).to(device)  # (b, P+R)
+                mask = batch.mask[micro].to(device)  # (b, R)
                 # policy: forward and backward with only the policy adapter active
-                use(model, POLICY)
-                logits = policy_logits(model, ids, amask, R, cfg.temperature)  # (b, R, V)
+                actor_critic.use(model, actor_critic.POLICY)
+                logits = actor_critic.policy_logits(model, ids, amask, R, cfg.temperature)  # (b, R, V)
                 logprobs = core.logprobs_of(logits, ids[:, P:])  # (b, R)
-                pg_loss, pg_stats = core.policy_loss(logprobs, b["logprobs"][micro].to(device),
-                                                     b["advantages"][micro].to(device), mask, cfg.cliprange, n_tokens)
+                pg_loss, pg_stats = core.policy_loss(logprobs, batch.logprobs[micro].to(device),
+                                                     batch.advantages[micro].to(device), mask, cfg.cliprange,
+                                                     n_tokens)
                 loss = pg_loss
                 if cfg.entropy_coef:
                     loss = loss - cfg.entropy_coef * (core.entropy_of(logits) * mask).sum() / n_tokens
                 loss.backward()
                 # value: a separate forward and backward with the value adapter active
-                use(model, VALUE)
-                values = values_of(model, value_head, ids, amask, R)  # (b, R)
-                vf_loss, vf_stats = core.value_loss(values, b["values"][micro].to(device),
-                                                    b["returns"][micro].to(device), mask, cfg.cliprange_value,
+                actor_critic.use(model, actor_critic.VALUE)
+                values = actor_critic.values_of(model, value_head, ids, amask, R)  # (b, R)
+                vf_loss, vf_stats = core.value_loss(values, batch.values[micro].to(device),
+                                                    batch.returns[micro].to(device), mask, cfg.cliprange_value,
                                                     n_tokens)
                 (cfg.vf_coef * vf_loss).backward()
                 weight = float(mask.sum() / n_tokens)
@@ -324,7 +234,7 @@ def ppo_epochs(model, value_head, optimizer, b: dict, cfg, max_grad_norm: float,
             stats["grad_norm/policy"].append((float(gn_policy), 1.0))
             stats["grad_norm/value"].append((float(gn_value), 1.0))
             stats["optimizer_steps"].append((1.0, 0.0))
-    use(model, POLICY)
+    actor_critic.use(model, actor_critic.POLICY)
     model.eval()
     out = {}
     for k, v in stats.items():
@@ -338,33 +248,33 @@ def ppo_epochs(model, value_head, optimizer, b: dict, cfg, max_grad_norm: float,
     return out
 
 
-def update_metrics(b: dict, kl_coef: float) -> dict:
+def update_metrics(batch: Rollout, kl_coef: float) -> dict:
     """The rollout's figures, TRL's names where they mean the same thing."""
-    mask = b["mask"]
-    kl_sum = b["kl"].sum(1)  # (B,)
-    k3 = core.kl_per_token(b["logprobs"], b["ref_logprobs"], "k3") * mask
+    mask = batch.mask
+    kl_sum = batch.kl.sum(1)  # (B,)
+    k3 = core.kl_per_token(batch.logprobs, batch.ref_logprobs, "k3") * mask  # (B, R)
     non_score = -kl_coef * kl_sum  # (B,)
     lengths = mask.sum(1).float()  # (B,)
     return {
-        "objective/scores": float(b["scores"].mean()), "objective/scores_std": float(b["scores"].std()),
-        "objective/scores_penalized": float(b["penalized_scores"].mean()),
+        "objective/scores": float(batch.scores.mean()), "objective/scores_std": float(batch.scores.std()),
+        "objective/scores_penalized": float(batch.penalized_scores.mean()),
         "objective/kl": float(kl_sum.mean()), "objective/kl_k3": float(k3.sum(1).mean()),
         "objective/kl_coef": kl_coef,
-        "objective/entropy": float((-b["logprobs"]).sum(1).mean()),  # TRL's: sampled tokens' NLL, summed
-        "policy/entropy": float(core.masked_mean(b["entropy"], mask)),  # the full distribution's, per token
+        "objective/entropy": float((-batch.logprobs).sum(1).mean()),  # TRL's: sampled tokens' NLL, summed
+        "policy/entropy": float(core.masked_mean(batch.entropy, mask)),  # the full distribution's, per token
         "objective/non_score_reward": float(non_score.mean()),
-        "objective/rlhf_reward": float((b["penalized_scores"] + non_score).mean()),
-        "val/explained_variance": float(core.explained_variance(b["values"], b["returns"], mask)),
-        "val/mean": float(core.masked_mean(b["values"], mask)),
-        "returns/mean": float(core.masked_mean(b["returns"], mask)),
-        "advantages/raw_mean": float(core.masked_mean(b["raw_advantages"], mask)),
+        "objective/rlhf_reward": float((batch.penalized_scores + non_score).mean()),
+        "val/explained_variance": float(core.explained_variance(batch.values, batch.returns, mask)),
+        "val/mean": float(core.masked_mean(batch.values, mask)),
+        "returns/mean": float(core.masked_mean(batch.returns, mask)),
+        "advantages/raw_mean": float(core.masked_mean(batch.raw_advantages, mask)),
         "response/length_mean": float(lengths.mean()), "response/length_max": float(lengths.max()),
-        "response/eos_rate": float(b["has_stop"].float().mean()),
-        "time/rollout_s": b["time_rollout"], "time/score_s": b["time_score"],
+        "response/eos_rate": float(batch.has_stop.float().mean()),
+        "time/rollout_s": batch.time_rollout, "time/score_s": batch.time_score,
     }
 
 
-# --- the loop: updates, logging, checkpoints, resume -----------------------------------------
+# --- the loop: updates, then what is kept of them (log, samples, budget, checkpoints) -------------
 
 
 def prompt_batch(n_prompts: int, batch: int, update: int, seed: int) -> list[int]:
@@ -383,8 +293,8 @@ def make_optimizer(model, value_head, recipe: PpoRecipe) -> torch.optim.AdamW:
     """AdamW over the policy adapter, the value adapter and the head, eps 1e-5 (Huang et al. 2024,
     detail 2); the head in a group of its own: it is never sharded, the adapters may be."""
     tr, value_lr = recipe.train, recipe.ppo.value_learning_rate or recipe.train.learning_rate
-    groups = [{"params": _params(model, POLICY), "lr": tr.learning_rate},
-              {"params": _params(model, VALUE), "lr": value_lr},
+    groups = [{"params": actor_critic.adapter_params(model, actor_critic.POLICY), "lr": tr.learning_rate},
+              {"params": actor_critic.adapter_params(model, actor_critic.VALUE), "lr": value_lr},
               {"params": list(value_head.parameters()), "lr": value_lr}]
     # torch's fused AdamW: one kernel over every tensor instead of a dozen per tensor, the same update
     # (torch/optim/adamw.py); for plain tensors only, not the DTensors of a sharded model
@@ -394,142 +304,100 @@ def make_optimizer(model, value_head, recipe: PpoRecipe) -> torch.optim.AdamW:
 
 def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: Path, resume: bool,
           budget=None) -> tuple[list[dict], list[dict], int | None]:
-    from transformers import get_scheduler
-
+    """ppo.updates updates, each a rollout on this process's prompts, its advantages and the clipped
+    updates; returns the per-update figures, sample answers, and the update a tripped budget kept."""
     cfg, tr = recipe.ppo, recipe.train
-    rank, world = int(os.environ.get("RANK", "0")), distributed.world()
-    random.seed(recipe.seed + rank)  # each process samples its own responses
-    np.random.seed(recipe.seed + rank)
-    torch.manual_seed(recipe.seed + rank)
+    rank, world = distributed.rank(), distributed.world()
+    checkpoint.seed_process(recipe.seed)  # each process samples its own responses
     optimizer = make_optimizer(model, value_head, recipe)
     scheduler = get_scheduler(tr.lr_scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * cfg.updates),
                               num_training_steps=cfg.updates)
     state = {"update": 0, "kl_coef": cfg.kl_coef, "history": [], "samples": []}
-    ckpt = runs.latest_checkpoint(work) if resume else None
-    if ckpt is not None:
-        state = _load_checkpoint(ckpt, model, value_head, optimizer, scheduler)
-        print(f"ppo: resuming from {ckpt.name} (update {state['update']} of {cfg.updates})")
+    if resume and (ckpt := runs.latest_checkpoint(work)) is not None:
+        state = checkpoint.load_training(ckpt, _weights(model, value_head), optimizer, scheduler)
+        runs.log(f"ppo: resuming from {ckpt.name} (update {state['update']} of {cfg.updates})")
     tracker = tracking.Tracker(tr.report_to, str(work / "logs"), work.name.removesuffix(".partial"),
                                to_dict(recipe), enabled=runs.is_main_process())
     if budget is not None:
         budget.begin(model, str(work / "logs" / "budget"), runs.is_main_process(), "tensorboard" in tr.report_to)
     kept = None
-    for u in range(state["update"], cfg.updates):
-        batch = prompt_batch(len(chats), cfg.rollout_batch_size, u * world + rank, recipe.seed)
+    for update in range(state["update"] + 1, cfg.updates + 1):  # from 1
+        prompts = prompt_batch(len(chats), cfg.rollout_batch_size, (update - 1) * world + rank, recipe.seed)
         try:
-            b = rollout(model, value_head, tok, [chats[i] for i in batch], [ids[i] for i in batch], reward, cfg,
-                        state["kl_coef"])
+            batch = rollout(model, value_head, tok, [chats[i] for i in prompts], [ids[i] for i in prompts], reward,
+                            cfg, state["kl_coef"])
         except TrainingFault as e:  # the reward failed on this update's answers
-            last = runs.latest_checkpoint(work)
-            raise TrainingFault(f"ppo: at update {u + 1}, {e}; "
-                                f"{f'the last good checkpoint is {last}' if last else 'no checkpoint was written'}"
-                                f". Fix the reward and rerun with --resume.") from e
+            raise TrainingFault(f"ppo: at update {update}, {e}; {faults.last_good(work)}. "
+                                f"Fix the reward and rerun with --resume.") from e
         t0 = time.time()
-        gen = torch.Generator().manual_seed(recipe.seed * 7919 + u)
-        train_stats = ppo_epochs(model, value_head, optimizer, b, cfg, tr.max_grad_norm, gen)
+        train_stats = ppo_epochs(model, value_head, optimizer, batch, cfg, tr.max_grad_norm,
+                                 torch.Generator().manual_seed(recipe.seed * 7919 + update - 1))
         scheduler.step()
-        m = {"update": u + 1, "episodes": (u + 1) * cfg.rollout_batch_size * world,
-             **distributed.mean_over_processes({**update_metrics(b, state["kl_coef"]), **train_stats}),
-             "time/update_s": time.time() - t0, "lr": scheduler.get_last_lr()[0]}
-        if not all(math.isfinite(v) for v in m.values() if isinstance(v, float)):
-            last = runs.latest_checkpoint(work)
-            raise TrainingFault(f"ppo: a non-finite value at update {u + 1} ({_first_bad(m)}), so training stopped "
-                                f"and nothing was saved after it; "
-                                f"{f'the last good checkpoint is {last}' if last else 'no checkpoint was written'}. "
-                                f"Lower train.learning_rate and rerun with --resume, or --force to start over.")
-        if cfg.kl_target is not None:
-            state["kl_coef"] = core.adaptive_kl_coef(state["kl_coef"], m["objective/kl"], cfg.kl_target,
+        metrics = {"update": update, "episodes": update * cfg.rollout_batch_size * world,
+                   **distributed.mean_over_processes({**update_metrics(batch, state["kl_coef"]), **train_stats}),
+                   "time/update_s": time.time() - t0, "lr": scheduler.get_last_lr()[0]}
+        faults.raise_if_not_finite(metrics, "ppo", f"update {update}", work)
+        if cfg.kl_target is not None:  # the adaptive KL controller (Ziegler et al. 2019)
+            state["kl_coef"] = core.adaptive_kl_coef(state["kl_coef"], metrics["objective/kl"], cfg.kl_target,
                                                      cfg.kl_horizon, cfg.rollout_batch_size)
-        state["history"].append(m)
-        tracker.log(m, u + 1)
-        if (u + 1) % tr.logging_steps == 0 or u == 0:
-            print(f"ppo update {u + 1}/{cfg.updates}: score {m['objective/scores']:.3f}  kl {m['objective/kl']:.3f}  "
-                  f"len {m['response/length_mean']:.1f}  eos {m['response/eos_rate']:.2f}  "
-                  f"clipfrac {m['policy/clipfrac']:.3f}  ev {m['val/explained_variance']:.2f}  "
-                  f"({m['time/rollout_s']:.1f}+{m['time/update_s']:.1f} s)", flush=True)
-        if u == 0 and m["response/eos_rate"] < 0.9 and runs.is_main_process():
-            _note_cut_answers(m["response/eos_rate"], cfg)
-        if (u + 1) % cfg.sample_every == 0 or u == 0:
-            state["samples"] += [{"update": u + 1, "prompt": chats[i][-1]["content"], "response": t,
-                                  "score": float(s), "kl": float(k)}
-                                 for i, t, s, k in zip(batch[:2], b["texts"][:2], b["scores"][:2], b["kl"].sum(1)[:2])]
-        if budget is not None and (u + 1) % recipe.eval.budget_every == 0:
-            m.update({f"budget/{k}": v for k, v in budget.check(model, u + 1).items()})
-            if budget.tripped and budget.action == "stop":
-                budget.restore(model)
-                kept = budget.good_step
-                break
-        state["update"] = u + 1
-        if (u + 1) % tr.save_steps == 0 and u + 1 < cfg.updates:
-            faults.tear_save_if_asked(u + 1)
-            _save_checkpoint(work, state, model, value_head, optimizer, scheduler)
-        faults.kill_if_asked(u + 1)
+        _record(state, metrics, batch, [chats[i] for i in prompts[:2]], tracker, cfg, tr.logging_steps)
+        if budget is not None and update % recipe.eval.budget_every == 0 and _budget_stops(budget, model, metrics):
+            kept = budget.good_step
+            break
+        state["update"] = update
+        if update % tr.save_steps == 0 and update < cfg.updates:
+            checkpoint.save_training(work, update, state, _weights(model, value_head), optimizer, scheduler)
+        checkpoint.step_end(update)  # a hook point for tests (rlft/checkpoint.py)
     tracker.close()
-    distributed.check_in_sync(_params(model, POLICY) + _params(model, VALUE) + list(value_head.parameters()), "ppo")
+    distributed.check_in_sync(actor_critic.trainable(model, value_head), "ppo")
     return state["history"], state["samples"], kept
+
+
+def _record(state: dict, metrics: dict, batch: Rollout, first_chats: list, tracker, cfg, logging_steps: int) -> None:
+    """Keep an update's figures, send them to the trackers, show progress, and keep two of its answers
+    every `sample_every` updates."""
+    update = metrics["update"]
+    state["history"].append(metrics)
+    tracker.log(metrics, update)
+    if update % logging_steps == 0 or update == 1:
+        runs.log(f"ppo update {update}/{cfg.updates}: score {metrics['objective/scores']:.3f}  "
+                 f"kl {metrics['objective/kl']:.3f}  len {metrics['response/length_mean']:.1f}  "
+                 f"eos {metrics['response/eos_rate']:.2f}  clipfrac {metrics['policy/clipfrac']:.3f}  "
+                 f"ev {metrics['val/explained_variance']:.2f}  "
+                 f"({metrics['time/rollout_s']:.1f}+{metrics['time/update_s']:.1f} s)")
+    if update == 1 and metrics["response/eos_rate"] < 0.9:
+        _note_cut_answers(metrics["response/eos_rate"], cfg)
+    if update % cfg.sample_every == 0 or update == 1:
+        state["samples"] += [{"update": update, "prompt": chat[-1]["content"], "response": text, "score": float(score),
+                              "kl": float(kl)}
+                             for chat, text, score, kl in zip(first_chats, batch.texts[:2], batch.scores[:2],
+                                                              batch.kl.sum(1)[:2])]
 
 
 def _note_cut_answers(eos_rate: float, cfg) -> None:
     """Answers cut at response_length are scored cut (and penalised): PPO then learns to avoid
     whatever answers are long, right ones included. Found on the Harbor Goods task (README)."""
     cost = f" and lose ppo.missing_eos_penalty ({cfg.missing_eos_penalty})" if cfg.missing_eos_penalty else ""
-    print(f"ppo: note: {1 - eos_rate:.0%} of the first rollout's answers reached ppo.response_length "
-          f"({cfg.response_length} tokens) without stopping; they are scored as cut{cost}, so PPO learns to "
-          f"avoid long answers, right ones included. If the task's answers are longer, raise "
-          f"ppo.response_length.", flush=True)
+    runs.log(f"ppo: note: {1 - eos_rate:.0%} of the first rollout's answers reached ppo.response_length "
+             f"({cfg.response_length} tokens) without stopping; they are scored as cut{cost}, so PPO learns to "
+             f"avoid long answers, right ones included. If the task's answers are longer, raise "
+             f"ppo.response_length.")
 
 
-def _first_bad(m: dict) -> str:
-    return next(f"{k} = {v}" for k, v in m.items() if isinstance(v, float) and not math.isfinite(v))
+def _budget_stops(budget, model, metrics: dict) -> bool:
+    """Measure the drift budget into the update's figures; when it trips with action stop, put back
+    the last weights measured inside it (budget.check has told the user) and stop."""
+    metrics.update({f"budget/{k}": v for k, v in budget.check(model, metrics["update"]).items()})
+    if budget.tripped and budget.action == "stop":
+        budget.restore(model)
+        return True
+    return False
 
 
-def _save_checkpoint(work: Path, state: dict, model, value_head, optimizer, scheduler) -> None:
-    """checkpoint-<update>/: adapters, head, optimizer, scheduler, RNG and loop state. Written under a
-    temporary name and renamed, and trainer_state.json last, so a torn checkpoint is never resumed."""
-    final = work / f"checkpoint-{state['update']}"
-    tmp = work / f".checkpoint-{state['update']}.tmp"
-    rank = int(os.environ.get("RANK", "0"))
-    if runs.is_main_process():
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    runs.wait_for_everyone()
-    kind, key, pos, has_gauss, cached = np.random.get_state()
-    rng = {"torch": torch.get_rng_state(), "python": random.getstate(),
-           "numpy": {"key": torch.from_numpy(key.astype(np.int64)), "pos": pos, "has_gauss": has_gauss,
-                     "cached": cached},  # tensors and numbers only, so it loads with weights_only=True
-           "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    torch.save(rng, tmp / f"rng-{rank}.pt")  # every process has its own random streams
-    runs.wait_for_everyone()
-    # whole tensors, gathered by every process when sharded, so a checkpoint is one file whatever the launch
-    trainable = {n: distributed.full(p) for n, p in model.named_parameters() if "lora_" in n}
-    optimizer_state = distributed.full_optimizer_state(optimizer)
-    if runs.is_main_process():
-        torch.save({"adapters": trainable, "value_head": value_head.state_dict(), "optimizer": optimizer_state,
-                    "scheduler": scheduler.state_dict()}, tmp / "state.pt")
-        runs.atomic_write_json(tmp / "trainer_state.json", state)
-        os.replace(tmp, final)
-        for old in sorted(work.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))[:-2]:
-            shutil.rmtree(old)  # keep the last two
-    runs.wait_for_everyone()
-
-
-def _load_checkpoint(ckpt: Path, model, value_head, optimizer, scheduler) -> dict:
-    saved = torch.load(ckpt / "state.pt", weights_only=True)  # never unpickle code from a checkpoint
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for n, v in saved["adapters"].items():
-            params[n].copy_(distributed.like(params[n], v))
-    value_head.load_state_dict(saved["value_head"])
-    distributed.load_optimizer_state(optimizer, saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    rng = torch.load(ckpt / f"rng-{int(os.environ.get('RANK', '0'))}.pt", weights_only=True)
-    torch.set_rng_state(rng["torch"])
-    random.setstate(rng["python"])
-    n = rng["numpy"]
-    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    if rng["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    return json.loads((ckpt / "trainer_state.json").read_text())
+def _weights(model, value_head) -> dict[str, dict[str, torch.nn.Parameter]]:
+    """What a PPO checkpoint holds besides the optimizer, scheduler and random streams."""
+    return {"adapters": {n: p for n, p in model.named_parameters() if "lora_" in n},
+            "value_head": dict(value_head.named_parameters())}
 
 
 # --- checks before the run -------------------------------------------------------------------
@@ -538,12 +406,7 @@ def _load_checkpoint(ckpt: Path, model, value_head, optimizer, scheduler) -> dic
 def _probe_reward(reward, spec, model, tok, chats: list[list[dict]], ids: list[list[int]]) -> None:
     """Score the SFT policy's greedy answers to a few prompts, so a broken reward (it raises, returns
     NaN or the wrong number of scores) stops the stage before anything is written."""
-    queries, qmask = left_pad(ids, tok.pad_token_id)
-    device = next(model.parameters()).device
-    with torch.no_grad(), model.disable_adapter():
-        out = model.generate(input_ids=queries.to(device), attention_mask=qmask.to(device), max_new_tokens=16,
-                             do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    texts = tok.batch_decode(out[:, queries.shape[1]:], skip_special_tokens=True)
+    texts = actor_critic.reference_answers(model, tok, ids, max_new_tokens=16)
     try:
         reward(chats, texts)
     except RuntimeError as e:
@@ -553,21 +416,4 @@ def _probe_reward(reward, spec, model, tok, chats: list[list[dict]], ids: list[l
 def _drift_budget(recipe: PpoRecipe, tok, model):
     """The drift budget during training, measured against the reference: the same weights with the
     adapters disabled, so the budget adds no copy of the backbone."""
-    return drift_budget(recipe, tok, model, reference=Reference(model))
-
-
-class Reference(torch.nn.Module):
-    """The reference policy as a model of its own (for code that takes a model): the policy with
-    every adapter disabled, which is the SFT policy, sharing the one backbone."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, *args, **kwargs):
-        with self.model.disable_adapter():
-            return self.model(*args, **kwargs)
-
-    def generate(self, *args, **kwargs):
-        with self.model.disable_adapter():
-            return self.model.generate(*args, **kwargs)
+    return drift_budget(recipe, tok, model, reference=actor_critic.Reference(model))

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from reward_models.scoring import as_text, score
-from rlft import data, faults, models, runs
+from rlft import checkpoint, data, faults, models, runs
 from rlft.config import RmRecipe, to_dict
 from rlft.errors import InputError
 from rlft.rl.core import bradley_terry_loss
@@ -136,7 +136,7 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
     data_sha = data.sha256_rows(train_rows + val_rows)
     run_ = runs.start("rm", out, {"stage": "rm", "recipe": to_dict(recipe), "data": data_sha}, force, resume)
     if run_ is None:
-        print(f"{out} is up to date (same recipe and data); nothing to do. Use --force to rerun.")
+        runs.log(f"{out} is up to date (same recipe and data); nothing to do. Use --force to rerun.")
         return None
     t0 = time.time()
     model, tok = load_scorer(recipe)
@@ -153,7 +153,7 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
                         max_length=recipe.data.max_length, center_rewards_coefficient=cfg.center_rewards_coefficient)
     guard = faults.NonFiniteGuard()
     trainer = RewardTrainer(model=model, args=args, processing_class=tok, train_dataset=train_ds,
-                            eval_dataset=val_ds, peft_config=peft_config, callbacks=[guard] + faults.callbacks())
+                            eval_dataset=val_ds, peft_config=peft_config, callbacks=[guard, checkpoint.TrainerHooks()])
     if recipe.train.group_by_length:
         group_by_length(trainer, recipe)
     ckpt = run_.resume_from() if resume else None
@@ -185,8 +185,8 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
     if runs.is_main_process():
         runs.atomic_write_json(out / "eval.json", {"run": str(out), "stage": "rm", **ev})
         kinds = ", ".join(f"{k} {v:.3f}" for k, v in ev["pair_accuracy_by_kind"].items())
-        print(f"rm ({cfg.backbone}): held-out pair accuracy {ev['pair_accuracy']:.3f} ({kinds}); margin "
-              f"{ev['margin_mean']:.3f}; train-val gap {ev['train_val_gap']:.3f}; length-bias probe "
-              f"{'passed' if ev['length_bias_pass'] else 'FAILED'} ({ev['length_bias_unpadded_wins']:.2f}); right answer "
-              f"above another intent's on {ev['intent_probe_right_above_other']:.0%} of dev tasks")
+        runs.log(f"rm ({cfg.backbone}): held-out pair accuracy {ev['pair_accuracy']:.3f} ({kinds}); margin "
+                 f"{ev['margin_mean']:.3f}; train-val gap {ev['train_val_gap']:.3f}; length-bias probe "
+                 f"{'passed' if ev['length_bias_pass'] else 'FAILED'} ({ev['length_bias_unpadded_wins']:.2f}); "
+                 f"right answer above another intent's on {ev['intent_probe_right_above_other']:.0%} of dev tasks")
     return manifest

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from trl import SFTTrainer
 
-from rlft import data, faults, models, runs
+from rlft import checkpoint, data, faults, models, runs
 from rlft.config import SftRecipe, to_dict
 from rlft.errors import InputError
 from rlft.eval.budget import drift_budget
@@ -166,8 +166,8 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
         check_template(tok, train_rows, recipe.model)
     injected = template_system_prompt(tok) if recipe.data.system_prompt is None else None
     if injected:
-        print(f"sft: note: the chat template of {recipe.model} adds a system turn of its own to every chat "
-              f"({injected[:100]!r}); set data.system_prompt to choose it ('' for an empty one)")
+        runs.log(f"sft: note: the chat template of {recipe.model} adds a system turn of its own to every chat "
+                 f"({injected[:100]!r}); set data.system_prompt to choose it ('' for an empty one)")
     use_lora = recipe.lora.enabled or recipe.quant.load_in_4bit
     if use_lora and (cfg.freeze_layers or cfg.freeze_embeddings or cfg.freeze_modules):
         raise InputError("sft.freeze_* selects weights for full fine-tuning; with LoRA only the adapter trains")
@@ -176,7 +176,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
               "parent": parent_manifest and parent_manifest["fingerprint"]}
     run_ = runs.start("sft", out, inputs, force=force, resume=resume)
     if run_ is None:
-        print(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+        runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
     t0 = time.time()
 
@@ -193,9 +193,9 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_.work / "logs")
     attention = getattr(model.config, "_attn_implementation", None) or "sdpa"
     if cfg.packing and "flash" not in attention:
-        print(f"sft: note: packing puts each batch's chats in one padding-free row; with {attention} attention "
-              f"(not flash attention's per-chat kernels) the row is attended whole behind a block mask, which "
-              f"can cost more than the padding it saves (on CPU it does: bench/results.md, section 3)")
+        runs.log(f"sft: note: packing puts each batch's chats in one padding-free row; with {attention} attention "
+                 f"(not flash attention's per-chat kernels) the row is attended whole behind a block mask, which "
+                 f"can cost more than the padding it saves (on CPU it does: bench/results.md, section 3)")
     early = tr.early_stopping_patience > 0 and bool(val_rows) and tr.eval_steps > 0
     args = SFTConfig(
         **trainer_kwargs(recipe, run_.work, bool(val_rows)), save_total_limit=2 if not early else None,
@@ -205,12 +205,12 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
         model=model, args=args, processing_class=tok, peft_config=peft_config,
         train_dataset=Dataset.from_list(train_rows), eval_dataset=Dataset.from_list(val_rows) if val_rows else None,
         callbacks=[EarlyStoppingCallback(tr.early_stopping_patience)] * early + [budget] * bool(budget)
-        + [guard] + faults.callbacks())
+        + [guard, checkpoint.TrainerHooks()])
     if recipe.train.group_by_length:
         group_by_length(trainer, recipe)
     ckpt = run_.resume_from() if resume else None
     if ckpt:
-        print(f"sft: resuming from {ckpt}")
+        runs.log(f"sft: resuming from {ckpt}")
     untrained = tr.max_steps == 0  # a baseline: the starting model as a run (TrainCfg.max_steps)
     result = None if untrained else trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     faults.raise_if_faulted(guard, "sft", run_.work)
