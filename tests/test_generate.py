@@ -10,7 +10,15 @@ import torch
 
 from rlft import models
 from rlft.eval import harness
-from rlft.eval.generate import generate, left_pad, only_the_recipes_sampling, prompt_ids, response_logits, sequence_nll
+from rlft.eval.generate import (
+    decode,
+    generate,
+    left_pad,
+    only_the_recipes_sampling,
+    prompt_ids,
+    response_logits,
+    sequence_nll,
+)
 from rlft.rl.core import exact_kl
 
 CHATS = [[{"role": "user", "content": "Where is my order #12345?"}],
@@ -122,3 +130,33 @@ def test_a_result_of_the_base_is_computed_once_per_machine_for_known_weights(tmp
     harness.of_the_base("m.gguf", "answers", [1, 3], compute)  # other inputs: another entry
     harness.of_the_base("m.gguf", "general_nll", [1, 2], compute)
     assert len(calls) == 5
+
+
+def test_greedy_decoding_that_drops_finished_rows_answers_as_transformers_generate(tiny_model_dir):
+    model = _perturbed(models.load_causal_lm(str(tiny_model_dir)), 0.5)  # untrained, it repeats one token
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    chats = CHATS + [[{"role": "user", "content": "thanks, bye"}], [{"role": "user", "content": "a " * 20}]]
+    ids, mask = left_pad(prompt_ids(tok, chats), tok.pad_token_id)
+
+    def theirs(stop: int) -> torch.Tensor:
+        with only_the_recipes_sampling(model):
+            return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=20, do_sample=False,
+                                  eos_token_id=stop, pad_token_id=tok.pad_token_id)[:, ids.shape[1]:]
+
+    # the untrained model rarely says its stop token: stop at a token its answers do say, at different steps
+    free = theirs(tok.eos_token_id).tolist()
+    stop = max({t for row in free for t in row}, key=lambda t: len({row.index(t) for row in free if t in row}))
+    got, _ = decode(model, ids, mask, 20, stop, 0.0, None)
+    lengths = set()
+    for row, mine in zip(theirs(stop).tolist(), got.tolist()):
+        n = row.index(stop) + 1 if stop in row else len(row)
+        assert mine[:n] == row[:n]
+        lengths.add(n)
+    assert len(lengths) > 1  # rows stopped at different steps, so some left the batch early
+
+
+def test_sampling_is_reproducible_from_its_seed(tiny_model_dir):
+    model = models.load_causal_lm(str(tiny_model_dir))
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    a, b, c = (generate(model, tok, CHATS * 2, 12, 4, temperature=1.0, seed=s).response_ids for s in (7, 7, 8))
+    assert a == b and a != c

@@ -64,35 +64,28 @@ def only_the_recipes_sampling(model) -> Iterator[None]:
 def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, batch_size: int = 32,
              temperature: float = 0.0, seed: int | None = None,
              on_batch: Callable[[list[list[int]], list[list[int]], torch.Tensor], None] | None = None) -> Generations:
-    """Answer each chat; greedy when temperature is 0, else seeded sampling.
+    """Answer each chat; greedy when temperature is 0, else seeded sampling from softmax(logits / T).
 
     `on_batch(prompts, responses, logits)` is called after each batch with the raw logits each
-    response token was chosen from, (B, R, V) (before any processor; softmax(logits / T) is the
-    sampling distribution), so a caller scores the samples without a second pass of the model."""
+    response token was chosen from, (B, R, V), so a caller scores the samples without a second pass
+    of the model."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     eos = tok.eos_token_id
     all_prompts = prompt_ids(tok, chats)
     texts, n_tokens, truncated, responses = [], [], [], []
-    gen = None
-    if temperature > 0:
-        gen = torch.Generator(device="cpu").manual_seed(0 if seed is None else seed)
+    seeds = torch.Generator(device="cpu").manual_seed(0 if seed is None else seed)
     for start in range(0, len(all_prompts), batch_size):
         rows = all_prompts[start:start + batch_size]
         ids, mask = left_pad(rows, tok.pad_token_id)
-        ids, mask = ids.to(device), mask.to(device)
-        if gen is not None:
-            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-        with only_the_recipes_sampling(model):
-            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
-                                 top_k=0 if temperature > 0 else None, top_p=1.0 if temperature > 0 else None,
-                                 eos_token_id=eos, pad_token_id=tok.pad_token_id,
-                                 output_logits=on_batch is not None, return_dict_in_generate=on_batch is not None)
-        sequences = out.sequences if on_batch is not None else out  # (B, P + new)
+        sampler = None
+        if temperature > 0:
+            sampler = torch.Generator(device=device).manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=seeds)))
+        tokens, logits = decode(model, ids.to(device), mask.to(device), max_new_tokens, eos, temperature, sampler,
+                                keep_logits=on_batch is not None)
         first = len(responses)
-        for row in sequences[:, ids.shape[1]:].tolist():
+        for row in tokens.tolist():
             truncated.append(eos not in row)  # a row that never stopped ran every column: all of them sampled
             if eos in row:
                 row = row[:row.index(eos) + 1]
@@ -100,9 +93,52 @@ def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, batch_siz
             n_tokens.append(len(row))
             texts.append(tok.decode(row, skip_special_tokens=True).strip())
         if on_batch is not None:
-            on_batch(rows, responses[first:], torch.stack(out.logits, 1))  # (B, new, V)
+            on_batch(rows, responses[first:], logits[:, :max(n_tokens[first:])])
     model.train(was_training)
     return Generations(texts, n_tokens, truncated, all_prompts, responses)
+
+
+def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, eos: int, temperature: float,
+           sampler: torch.Generator | None, keep_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Batched decoding with a KV cache in which a row leaves the batch as soon as it stops, so later
+    steps compute only the rows still answering (transformers' `generate` computes every row until
+    the last one stops). ids, mask: (B, P) left-padded. Returns the new tokens (B, N), each row cut
+    after its stop token, the rest unspecified, and with `keep_logits` the logits each token was
+    chosen from (B, N, V). Greedy at temperature 0. Nothing of the checkpoint's generation_config
+    applies: the distribution is softmax(logits / T), which is what the callers' log-probs assume."""
+    B = ids.shape[0]
+    if max_new_tokens < 1:
+        return ids.new_zeros(B, 0), None
+    alive = torch.arange(B, device=ids.device)  # (b,) the batch rows still answering
+    position = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P): left padding shifts positions
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1)
+    cache, position = out.cache, position[:, -1:]  # (b, 1)
+    tokens = torch.full((B, max_new_tokens), eos, dtype=torch.long, device=ids.device)  # (B, N)
+    kept = None
+    for t in range(max_new_tokens):
+        logits = out.logits[:, -1].float()  # (b, V)
+        if keep_logits:
+            if kept is None:
+                kept = logits.new_zeros(B, max_new_tokens, logits.shape[-1])  # (B, N, V)
+            kept[alive, t] = logits
+        if temperature > 0:
+            nxt = torch.multinomial(F.softmax(logits / temperature, -1), 1, generator=sampler).squeeze(1)  # (b,)
+        else:
+            nxt = logits.argmax(-1)  # (b,)
+        tokens[alive, t] = nxt
+        going = nxt != eos  # (b,)
+        if t == max_new_tokens - 1 or not going.any():
+            break
+        if not going.all():
+            stay = going.nonzero().squeeze(1)
+            cache.batch_select_indices(stay)
+            alive, nxt, mask, position = alive[stay], nxt[stay], mask[stay], position[stay]
+        mask = torch.cat([mask, mask.new_ones(len(alive), 1)], 1)  # (b, P + t + 1)
+        position = position + 1
+        out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=position, cache=cache,
+                    use_cache=True)
+    n = t + 1
+    return tokens[:, :n], (kept[:, :n] if kept is not None else None)
 
 
 def token_logits(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int,
