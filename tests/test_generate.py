@@ -85,7 +85,7 @@ def test_kl_on_samples_scores_the_sampling_logits_as_a_second_pass_would(tiny_mo
     tok = models.load_tokenizer(str(tiny_model_dir))
     other = _perturbed(model)
     chats = CHATS * 3
-    self_kl, kl = harness.kl_on_samples(model, [model, other], tok, chats, 16, seed=5, batch_size=4,
+    (self_kl, _), (kl, interval) = harness.kl_on_samples(model, [model, other], tok, chats, 16, seed=5, batch_size=4,
                                         generate_batch_size=5)
     gen = generate(model, tok, chats, 16, 5, temperature=1.0, seed=5)  # the same samples
     total, count = 0.0, 0
@@ -98,6 +98,7 @@ def test_kl_on_samples_scores_the_sampling_logits_as_a_second_pass_would(tiny_mo
     assert self_kl == pytest.approx(0.0, abs=1e-5)  # a logit one position off would not be 0
     assert total / count > 0.01  # the perturbation moved the model, so the comparison means something
     assert kl == pytest.approx(total / count, rel=1e-4)
+    assert interval[0] < kl < interval[1]
 
 
 def test_sequence_nll_in_length_sorted_batches_equals_one_chat_at_a_time(tiny_model_dir):

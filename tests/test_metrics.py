@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 import torch
@@ -143,3 +144,15 @@ def test_rl_headroom_tells_the_ties_apart():
     half = "Thanks for asking! Returns are accepted within 30 days. Anything else?"
     out = rl_headroom.split([task] * 4, [perfect, other, half, perfect], [perfect, other, half, half])
     assert out == {"wins": 1, "losses": 0, "ties_parent_perfect": 1, "ties_no_facts": 1, "ties_other": 1}
+
+
+def test_ratio_interval_covers_the_ratio_and_narrows_with_more_answers():
+    rng = random.Random(0)
+    lengths = [rng.randint(5, 60) for _ in range(400)]
+    sums = [n * rng.uniform(0.2, 1.8) for n in lengths]  # per-token KL about 1, varying by answer
+    few = metrics.ratio_interval(sums[:25], lengths[:25], seed=1)
+    many = metrics.ratio_interval(sums, lengths, seed=1)
+    assert few[0] < sum(sums[:25]) / sum(lengths[:25]) < few[1]
+    assert many[0] < sum(sums) / sum(lengths) < many[1]
+    assert many[1] - many[0] < (few[1] - few[0]) / 2  # 16x the answers: about a quarter of the width
+    assert metrics.ratio_interval([], [], seed=1) == (0.0, 0.0)

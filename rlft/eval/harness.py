@@ -21,7 +21,7 @@ from rlft import data, models, runs, tasks
 from rlft.data import chitchat, probes, skills
 from rlft.eval import metrics
 from rlft.eval.generate import generate, response_logits, sequence_nll
-from rlft.rl.core import exact_kl
+from rlft.rl.core import exact_kl_per_row
 from rlft.tasks.harbor import tone
 
 HARNESS_REVISION = 2
@@ -171,15 +171,16 @@ def training_reward(recipe: dict, task_module) -> str | dict | None:
 
 @torch.no_grad()
 def kl_on_samples(policy, others: list, tok, chats: list[list[dict]], max_new_tokens: int, seed: int,
-                  batch_size: int = 16, generate_batch_size: int = 32) -> list[float]:
+                  batch_size: int = 16, generate_batch_size: int = 32) -> list[tuple[float, list[float]]]:
     """KL(policy || other) per response token, exact over the vocabulary, on one set of the policy's
-    samples, for each model in `others`. The policy's side is the logits each token was sampled from
-    (no second pass of the policy); each other model scores the samples once, in batches of rows of
-    similar length."""
-    total, count = [0.0] * len(others), 0
+    samples, for each model in `others`, with its 95% interval over the answers (metrics.ratio_interval),
+    which says whether the number of prompts is enough. The policy's side is the logits each token was
+    sampled from (no second pass of the policy); each other model scores the samples once, in batches
+    of rows of similar length."""
+    sums: list[list[float]] = [[] for _ in others]
+    counts: list[int] = []
 
     def score(prompts: list[list[int]], responses: list[list[int]], logits: torch.Tensor) -> None:
-        nonlocal count
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
@@ -187,11 +188,11 @@ def kl_on_samples(policy, others: list, tok, chats: list[list[dict]], max_new_to
             lp = logits[rows, :max(len(x) for x in r)]  # (b, R, V)
             for k, other in enumerate(others):
                 lq, mask = response_logits(other, p, r, tok.pad_token_id)  # (b, R, V), (b, R)
-                total[k] += exact_kl(lp.to(lq.device), lq, mask)[0].item()
-            count += sum(len(x) for x in r)
+                sums[k] += exact_kl_per_row(lp.to(lq.device), lq, mask).tolist()
+            counts.extend(len(x) for x in r)
 
     generate(policy, tok, chats, max_new_tokens, generate_batch_size, temperature=1.0, seed=seed, on_batch=score)
-    return [t / max(count, 1) for t in total]
+    return [(sum(s) / max(sum(counts), 1), list(metrics.ratio_interval(s, counts, seed))) for s in sums]
 
 
 def answers_key(run_fingerprint: str, prompt_ids: list[list[int]], max_new_tokens: int) -> str:
@@ -309,7 +310,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     else:
         kl_task, kl_task_base = kl_on_samples(policy, [parent, base], tok, kl_chats, max_new, seed,
                                               generate_batch_size=bs)
-    kl_general = kl_on_samples(policy, [base], tok, general_prompts, max_new, seed, generate_batch_size=bs)[0]
+    kl_general, = kl_on_samples(policy, [base], tok, general_prompts, max_new, seed, generate_batch_size=bs)
     lap("kl")
     # the base's and the parent's NLL on the same chats come from the parent's eval.json when it holds them
     general_key = data.sha256_rows([{"revision": HARNESS_REVISION}, {"general": general}])
@@ -340,7 +341,8 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "judge": judged,
         "proxy": (proxy_section(proxy_spec, task_rows, gen.texts, parent_texts, win_rate, seed)
                   if proxy_spec else None),
-        "kl_task": kl_task, "kl_task_base": kl_task_base, "kl_general": kl_general,
+        "kl_task": kl_task[0], "kl_task_base": kl_task_base[0], "kl_general": kl_general[0],
+        "kl_task_ci": kl_task[1], "kl_task_base_ci": kl_task_base[1], "kl_general_ci": kl_general[1],
         "general_nll": nll, "general_nll_base": nll_base, "general_key": general_key,
         "general_ppl_drift": math.exp(nll - nll_base) - 1,
         "general_nll_parent": nll_parent, "general_ppl_drift_parent": math.exp(nll - nll_parent) - 1,

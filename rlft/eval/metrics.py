@@ -48,6 +48,22 @@ def cluster_bootstrap_interval(values: list[float], clusters: list[str], seed: i
     return (means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1])
 
 
+def ratio_interval(nums: list[float], dens: list[float], seed: int, resamples: int = 2000) -> tuple[float, float]:
+    """95% percentile bootstrap interval of sum(nums) / sum(dens) that resamples the (num, den) pairs whole:
+    a per-token mean over answers of different lengths, each answer one draw (e.g. KL per token, the
+    answer's KL summed over its tokens and its token count)."""
+    if not nums or not sum(dens):
+        return (0.0, 0.0)
+    rng = random.Random(seed)
+    idx = range(len(nums))
+    ratios = []
+    for _ in range(resamples):
+        picked = rng.choices(idx, k=len(nums))
+        ratios.append(sum(nums[i] for i in picked) / max(sum(dens[i] for i in picked), 1))
+    ratios.sort()
+    return (ratios[int(0.025 * resamples)], ratios[int(0.975 * resamples) - 1])
+
+
 def length_controlled_win_rate(wins: list[float], length_deltas: list[float], steps: int = 50,
                                l2: float = 1e-3) -> float | None:
     """Win rate with what answer length alone predicts removed (AlpacaEval 2's length control, Dubois et al.

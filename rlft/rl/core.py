@@ -12,10 +12,15 @@ def exact_kl(logits_p: torch.Tensor, logits_q: torch.Tensor, mask: torch.Tensor)
     logits_p, logits_q: (B, T, V); mask: (B, T) bool. Returns (sum of KL over masked
     positions, number of masked positions), so batches can be pooled before dividing.
     """
+    return exact_kl_per_row(logits_p, logits_q, mask).sum(), mask.sum()
+
+
+def exact_kl_per_row(logits_p: torch.Tensor, logits_q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """exact_kl's sum for each row: (B, T, V), (B, T, V), (B, T) -> (B,)."""
     logp = F.log_softmax(logits_p.float(), dim=-1)  # (B, T, V)
     logq = F.log_softmax(logits_q.float(), dim=-1)  # (B, T, V)
     kl = (logp.exp() * (logp - logq)).sum(-1)  # (B, T)
-    return (kl * mask).sum(), mask.sum()
+    return (kl * mask).sum(-1)  # (B,)
 
 
 def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor,
