@@ -8,8 +8,8 @@ PPO (Schulman et al. 2017, eq. 7 and 9) for language models as in Ziegler et al.
      temperature T, stop at EOS, `response_length` new tokens at most);
   2. score: the reward (reward_models/) reads the prompt and the response text; a response that
      never stopped loses `missing_eos_penalty`;
-  3. log-probabilities of the sampled tokens under the policy and the reference, and the values,
-     by one forward pass each at temperature T;
+  3. log-probabilities of the sampled tokens under the policy (from the logits they were sampled
+     from) and under the reference, and the values (one forward pass each), at temperature T;
   4. per-token rewards r_t = -beta * KL_t, plus the score on the last token; GAE(gamma, lambda);
      advantages whitened over the rollout;
   5. `ppo_epochs` passes over shuffled minibatches: clipped policy loss + vf_coef * clipped value
@@ -23,8 +23,9 @@ disabled.
 Deliberate deviations from TRL 1.12's PPOTrainer (shared/notes/ppo.md):
 1. The score goes on the stop token itself, not one slot after it.
 2. The penalty for a missing stop token checks the stop token that generation used.
-3. Old log-probabilities come from a forward pass, not from generate's scores, so the ratio is
-   exactly 1 at the first minibatch of each update; padding never enters a statistic.
+3. Old log-probabilities come from the raw logits the tokens were sampled from (as TRL's), so the
+   ratio at the first minibatch of an update is 1 up to the rounding of cached against uncached
+   attention; padding never enters a statistic.
 4. Exactly one optimizer step per minibatch; micro-batch losses are divided by the minibatch's
    token count, so accumulation equals the full-minibatch mean.
 5. Gradients are clipped (train.max_grad_norm), AdamW eps is 1e-5, dropout is off in every pass.
