@@ -150,8 +150,10 @@ STAGES = ("prompted", "sft", "dpo", "ppo", "grpo")  # a single-seed recipe's run
 
 def collect_runs(recipe_runs: Path) -> Path:
     """Keep the figures of one recipe's runs, one seed each (runs/smollm2/{prompted,sft,dpo,...}), from
-    their eval.json (the test split) and manifests, in bench/measured/<recipe>.json."""
-    kept = {}
+    their eval.json (the test split) and manifests, in bench/measured/<recipe>.json. A run missing
+    from the folder keeps the row kept before, with the date it was measured on."""
+    path = MEASURED / f"{recipe_runs.name}.json"
+    kept = json.loads(path.read_text())["runs"] if path.is_file() else {}
     for stage in STAGES:
         run = recipe_runs / stage
         if not (run / "eval.json").is_file():
@@ -167,9 +169,9 @@ def collect_runs(recipe_runs: Path) -> Path:
             "retention_items": len((ev.get("retention") or {}).get("kept", [])),
             "mean_response_tokens": ev["mean_response_tokens"], "eval_seconds": ev["eval_seconds"],
             "train_minutes": manifest["metrics"].get("train_minutes"), "wall_seconds": manifest["wall_seconds"],
-            "n_train": manifest["data"]["n_train"], "parent": Path(manifest["parent"]).name if manifest.get("parent") else None}
+            "n_train": manifest["data"]["n_train"], "parent": Path(manifest["parent"]).name if manifest.get("parent") else None,
+            "measured_on": manifest["finished_at"][:10]}
     MEASURED.mkdir(exist_ok=True)
-    path = MEASURED / f"{recipe_runs.name}.json"
     path.write_text(json.dumps({"recipe": recipe_runs.name, "runs": kept}, indent=1, sort_keys=True) + "\n")
     return path
 
@@ -183,13 +185,13 @@ def runs_table(kept: dict) -> str:
     cols = (("judge_task_accuracy", "judged accuracy (test)"), ("win_rate_vs_parent", "win rate vs parent"),
             ("tone_score", "tone"), ("retention", "retention"), ("general_ppl_drift", "ppl drift vs base"),
             ("kl_task_base", "KL to base"), ("mean_response_tokens", "tokens"))
-    lines = ["| run | parent | " + " | ".join(label for _, label in cols) + " | train minutes | eval seconds |",
-             "|" + " --- |" * (len(cols) + 4)]
+    lines = ["| run | parent | " + " | ".join(label for _, label in cols) + " | train minutes | eval seconds | measured |",
+             "|" + " --- |" * (len(cols) + 5)]
     for stage, r in sorted(kept["runs"].items(), key=lambda kv: STAGES.index(kv[0])):
         cells = [f"{r['judge_task_accuracy']:.3f} {_ci(r['judge_task_accuracy_ci'])}"]
         cells += [("–" if r[k] is None else f"{r[k]:.3f}") for k, _ in cols[1:]]
         lines.append(f"| {stage} | {r['parent'] or 'base'} | " + " | ".join(cells)
-                     + f" | {r['train_minutes'] or 0:.1f} | {r['eval_seconds']:.0f} |")
+                     + f" | {r['train_minutes'] or 0:.1f} | {r['eval_seconds']:.0f} | {r.get('measured_on', '–')} |")
     return "\n".join(lines + ["", *targets(kept["runs"])])
 
 
@@ -210,6 +212,11 @@ def targets(runs: dict) -> list[str]:
         minutes = sum(r["wall_seconds"] + r["eval_seconds"] for r in (sft, dpo)) / 60
         lines.append(f"| sft then dpo, training and evaluation, at most 25 minutes | {minutes:.1f} minutes "
                      f"| {verdict(minutes <= 25, minutes - 25, ' minutes')} |")
+    for stage, r in sorted(runs.items(), key=lambda kv: STAGES.index(kv[0])):
+        if stage in ("sft", "dpo"):
+            secs = r["eval_seconds"]
+            lines.append(f"| `rlft eval` of the {stage} run at most 2 minutes | {secs:.0f} s "
+                         f"| {verdict(secs <= 120, secs - 120, ' s')} |")
     return lines
 
 

@@ -76,6 +76,7 @@ def test_a_single_seed_recipe_table_says_which_targets_were_missed_and_by_how_mu
     assert "| DPO win rate over SFT above 0.6 | 0.550 | missed by 0.050 |" in table
     assert "| DPO judged accuracy at least SFT's - 0.02 | -0.050 | missed by 0.030 |" in table
     assert "| 30.0 minutes | missed by 5.000 minutes |" in table  # (780 + 120) * 2 / 60
+    assert "| `rlft eval` of the sft run at most 2 minutes | 120 s | met |" in table
 
 
 def test_sweep_and_augmentation_tables_come_from_their_result_files(tmp_path, monkeypatch):
