@@ -123,7 +123,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         runs.log(f"dpo: warning: {w}")
 
     # --- save ---
-    if recipe.lora.enabled or recipe.quant.load_in_4bit:
+    if recipe.uses_lora:
         if runs.is_main_process():
             trainer.model.save_pretrained(str(run_.work / "adapter"))
         artifacts = {"adapter": "adapter/"}
@@ -160,7 +160,7 @@ def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list
     cfg = recipe.dpo
     kto = cfg.loss_type == ["kto"]
     # --- policy and reference: the SFT policy, once (LoRA) or twice (full weights) ---
-    use_lora = recipe.lora.enabled or recipe.quant.load_in_4bit
+    use_lora = recipe.uses_lora
     model = models.policy_for_training(recipe, recipe.parent)
     ref_model = None
     reference_free = cfg.loss_type in (["orpo"], ["simpo"])

@@ -168,7 +168,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     if injected:
         runs.log(f"sft: note: the chat template of {recipe.model} adds a system turn of its own to every chat "
                  f"({injected[:100]!r}); set data.system_prompt to choose it ('' for an empty one)")
-    use_lora = recipe.lora.enabled or recipe.quant.load_in_4bit
+    use_lora = recipe.uses_lora
     if use_lora and (cfg.freeze_layers or cfg.freeze_embeddings or cfg.freeze_modules):
         raise InputError("sft.freeze_* selects weights for full fine-tuning; with LoRA only the adapter trains")
     data_sha = data.sha256_rows(train_rows + val_rows)
