@@ -32,7 +32,8 @@ class DataCfg:
     validation: str | None = "harbor_sft_val"
     """Validation data, same forms as `train`; null for none."""
     n_train: int = 2000
-    """Rows generated for a built-in training set (ignored for files)."""
+    """Rows of the training set: generated for a built-in set (the first n of its seeded stream), the first
+    n_train of a file or hub set (all of them when it has fewer). The manifest's data.n_train is the count."""
     n_val: int = 200
     """Rows generated for a built-in validation set (ignored for files)."""
     max_length: int = 256

@@ -129,7 +129,7 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
     if cfg.backbone not in ("policy", "minilm"):
         raise InputError(f"rm.backbone must be policy or minilm, got {cfg.backbone!r}")
     train_rows = data.load(recipe.data.train, "preference", recipe.seed, recipe.data.n_train,
-                           recipe.data.system_prompt, recipe.data.augment)
+                           recipe.data.system_prompt, recipe.data.augment, first_n=True)
     val_rows = (data.load(recipe.data.validation, "preference", recipe.seed, recipe.data.n_val,
                           recipe.data.system_prompt)
                 if recipe.data.validation else [])
