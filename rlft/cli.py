@@ -211,7 +211,7 @@ def augment_main(args) -> int:
 
 
 def interpolate_main(args) -> int:
-    from rlft import mix, runs
+    from rlft import config, mix, runs
     from rlft.eval import harness
 
     try:
@@ -222,7 +222,7 @@ def interpolate_main(args) -> int:
         raise InputError("--alphas: give at least one weight, e.g. 0,0.5,1")
     run = Path(args.run.rstrip("/"))
     manifest = runs.read_manifest(run)
-    tasks = args.tasks or manifest["recipe"]["eval"]["dev_tasks"]
+    tasks = args.tasks or config.from_manifest(manifest, str(run / "manifest.json")).eval.dev_tasks
     out = Path(args.out or run.with_name(run.name + "_interpolate"))
     folders = mix.interpolate(run, alphas, out, force=args.force)
     curve = []
