@@ -246,15 +246,19 @@ def read_eval(run_dir: str | Path) -> dict | None:
         return None
 
 
-def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | None = None) -> dict:
-    """Evaluate a finished run against its parent and the base; write eval.json (the contract)."""
+def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | None = None,
+                 task_rows: list[dict] | None = None) -> dict:
+    """Evaluate a finished run against its parent and the base; write eval.json (the contract).
+    task_rows: the recipe's eval.tasks as load_tasks gave them, when the caller has read them already
+    (the stage's command line reads a tasks file before training)."""
     run_dir = Path(run_dir)
     manifest = runs.read_manifest(run_dir)
     recipe = from_manifest(manifest, str(run_dir / "manifest.json"))
     ev, seed = recipe.eval, manifest["seed"]
     tasks_spec = tasks_file or ev.tasks
     task_module, split = tasks.task_set(tasks_spec)
-    task_rows = load_tasks(tasks_spec, seed, ev.n_tasks, recipe.data.system_prompt)
+    if task_rows is None:
+        task_rows = load_tasks(tasks_spec, seed, ev.n_tasks, recipe.data.system_prompt)
     t0 = time.time()
     timings: dict[str, float] = {}
 
