@@ -30,7 +30,9 @@ def rlft_runtime(stage: str, steps: int, work: Path, parent: Path | None) -> flo
     from rlft import cli
 
     sets = [f"train.max_steps={steps}", f"train.batch_size={BATCH}", "train.eval_steps=0", "train.save_steps=100000",
-            "data.validation=null", "eval.enabled=false", "train.early_stopping_patience=0"]
+            "data.validation=null", "eval.enabled=false"]
+    if stage == "sft":  # the one stage that stops early
+        sets.append("train.early_stopping_patience=0")
     if parent:
         sets.append(f"parent={parent}")
     out = work / f"rlft-{stage}"

@@ -148,11 +148,13 @@ def stage_main(args) -> int:
         from rlft.stages import grpo as stage
     else:
         raise InputError(f"unknown stage {args.command!r}")
+    tasks = None  # a tasks file is read once, now, so that a bad one stops us before training; built-in sets later
     if evaluate and args.command in POLICY_STAGES:
         from rlft import data
+        from rlft.eval import harness
 
-        if recipe.eval.tasks not in data.BUILTIN:  # a bad tasks file stops us now; built-in sets are not read
-            data.load(recipe.eval.tasks, "tasks", recipe.seed, recipe.eval.n_tasks)  # before training
+        if recipe.eval.tasks not in data.BUILTIN:
+            tasks = harness.load_tasks(recipe.eval.tasks, recipe.seed, recipe.eval.n_tasks, recipe.data.system_prompt)
     from transformers import set_seed
 
     set_seed(recipe.seed)  # everything random before the trainer seeds itself (a new head, LoRA's A) follows the seed
@@ -162,9 +164,7 @@ def stage_main(args) -> int:
     # a finished run whose evaluation was killed is evaluated now: rerunning the command finishes the job
     unevaluated = manifest is not None or ((out / "manifest.json").is_file() and not (out / "eval.json").is_file())
     if unevaluated and evaluate and args.command in POLICY_STAGES and runs.is_main_process():
-        from rlft.eval import harness
-
-        harness.evaluate_run(out)
+        harness.evaluate_run(out, task_rows=tasks)
     if runs.is_main_process() and (out / "eval.json").is_file() and args.command in POLICY_STAGES:
         from rlft.eval import report
 
@@ -211,7 +211,7 @@ def augment_main(args) -> int:
 
 
 def interpolate_main(args) -> int:
-    from rlft import mix, runs
+    from rlft import config, mix, runs
     from rlft.eval import harness
 
     try:
@@ -222,7 +222,7 @@ def interpolate_main(args) -> int:
         raise InputError("--alphas: give at least one weight, e.g. 0,0.5,1")
     run = Path(args.run.rstrip("/"))
     manifest = runs.read_manifest(run)
-    tasks = args.tasks or manifest["recipe"]["eval"]["dev_tasks"]
+    tasks = args.tasks or config.from_manifest(manifest, str(run / "manifest.json")).eval.dev_tasks
     out = Path(args.out or run.with_name(run.name + "_interpolate"))
     folders = mix.interpolate(run, alphas, out, force=args.force)
     curve = []

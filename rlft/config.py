@@ -1,8 +1,11 @@
 """Typed recipes: one dataclass per stage, defaults in one place, loaded from YAML.
 
 A recipe file holds the keys of one stage. Unknown keys and wrong types are errors that
-name the file, the key and what is accepted; `--set key=value` overrides get the same
-checks. Nothing in rlft reads a recipe any other way: no `cfg.get(key, default)`.
+name the file, the key and what is accepted (with the nearest key: "Did you mean"); so is a
+key the stage never reads (NOT_READ: "ppo does not read train.max_steps; its length is
+ppo.updates"). `--set key=value` overrides get the same checks. A finished run's recipe is read
+back typed from its manifest (from_manifest). Nothing in rlft reads a recipe any other way: no
+`cfg.get(key, default)`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ class DataCfg:
     validation: str | None = "harbor_sft_val"
     """Validation data, same forms as `train`; null for none."""
     n_train: int = 2000
-    """Rows generated for a built-in training set (ignored for files)."""
+    """Rows of the training set: generated for a built-in set (the first n of its seeded stream), the first
+    n_train of a file or hub set (all of them when it has fewer). The manifest's data.n_train is the count."""
     n_val: int = 200
     """Rows generated for a built-in validation set (ignored for files)."""
     max_length: int = 256
@@ -57,7 +61,8 @@ class QuantCfg:
 @dataclass
 class LoraCfg:
     enabled: bool = False
-    """Train a LoRA adapter instead of all weights (always on with 4-bit)."""
+    """Train a LoRA adapter instead of all weights (always on with 4-bit: Recipe.uses_lora; ppo and grpo
+    always train LoRA, and refuse false)."""
     r: int = 16
     """Rank of the adapter."""
     alpha: int = 32
@@ -88,7 +93,7 @@ class TrainCfg:
     save_steps: int = 50
     """Write a checkpoint every N steps (resumable with --resume)."""
     early_stopping_patience: int = 0
-    """Stop when the validation loss has not improved for this many evaluations (0: off)."""
+    """Stop when the validation loss has not improved for this many evaluations (0: off; sft only)."""
     bf16: bool = False
     gradient_checkpointing: bool = False
     optim: str = "adamw_torch"
@@ -289,9 +294,16 @@ class Recipe:
     train: TrainCfg = field(default_factory=TrainCfg)
     eval: EvalCfg = field(default_factory=EvalCfg)
 
+    @property
+    def uses_lora(self) -> bool:
+        """Whether a LoRA adapter trains instead of the model's weights: asked for, or implied by a 4-bit base,
+        whose packed weights cannot train. The one place that rule is written."""
+        return self.lora.enabled or self.quant.load_in_4bit
+
 
 @dataclass
 class BaseRecipe(Recipe):
+    eval: EvalCfg = field(default_factory=lambda: EvalCfg(enabled=False))  # no harness: base measures its card itself
     base: BaseCfg = field(default_factory=BaseCfg)
 
 
@@ -307,21 +319,92 @@ class DpoRecipe(Recipe):
 
 @dataclass
 class RmRecipe(Recipe):
+    eval: EvalCfg = field(default_factory=lambda: EvalCfg(enabled=False))  # no harness: rm measures its scorer itself
     rm: RmCfg = field(default_factory=RmCfg)
 
 
 @dataclass
 class PpoRecipe(Recipe):
+    lora: LoraCfg = field(default_factory=lambda: LoraCfg(enabled=True))  # always: a policy and a value adapter
     ppo: PpoCfg = field(default_factory=PpoCfg)
 
 
 @dataclass
 class GrpoRecipe(Recipe):
+    lora: LoraCfg = field(default_factory=lambda: LoraCfg(enabled=True))  # always: a new adapter on the SFT policy
     grpo: GrpoCfg = field(default_factory=GrpoCfg)
 
 
 STAGES: dict[str, type[Recipe]] = {"base": BaseRecipe, "sft": SftRecipe, "dpo": DpoRecipe, "rm": RmRecipe,
                                    "ppo": PpoRecipe, "grpo": GrpoRecipe}
+
+
+# --- what each stage reads -------------------------------------------------------------------
+# Every stage's recipe has the shared sections, but not every stage reads every key in them. A
+# recipe or --set that gives a key its stage never reads anything but the stage's own value (its
+# default, which to_dict writes) is refused, saying why: it would change nothing. A section name
+# stands for each of its keys. model, parent, seed, data.train and data.validation are accepted
+# by every stage (shared/DESIGN.md: keys every stage understands), even where one does not use them.
+_NO_VALIDATION = "it has no validation loss (the drift budget is measured every eval.budget_every steps)"
+_OWN_BATCHES = "it draws its own batches, not from stored rows"
+_NO_LIGER = "Liger's kernels go through the TRL trainers of sft, dpo and rm"
+NOT_READ: dict[str, dict[str, str]] = {
+    "base": {
+        "dtype": "it builds a new model in float32", "trust_remote_code": "it builds a new model with rlft's code",
+        **dict.fromkeys(["data.n_train", "data.n_val", "data.max_length", "data.system_prompt", "data.augment"],
+                        "its data is the pretraining mixture (base.*: skill_chats, harbor_chats, context_length)"),
+        "quant": "it trains every weight of a new model", "lora": "it trains every weight of a new model",
+        "eval": "it measures the new model for its model card itself; the harness does not run",
+        "train.early_stopping_patience": "it does not stop early; its length is train.max_steps or num_epochs",
+        "train.group_by_length": "it trains on packed blocks of equal length", "train.liger_kernel": _NO_LIGER},
+    "sft": {},
+    "dpo": {"train.early_stopping_patience": "only sft stops early; dpo's length is train.max_steps or num_epochs"},
+    "rm": {"eval": "it measures its scorer itself (pair accuracy, length-bias probe) into eval.json; the harness "
+                   "does not run",
+           "train.early_stopping_patience": "only sft stops early; rm's length is train.max_steps or num_epochs"},
+    "ppo": {
+        **dict.fromkeys(["train.max_steps", "train.num_epochs"], "its length is ppo.updates"),
+        "train.batch_size": "its batch is ppo.rollout_batch_size prompts, split into ppo.mini_batches",
+        "train.grad_accum": "gradients accumulate over each minibatch in pieces of ppo.micro_batch_size rows",
+        "train.eval_steps": _NO_VALIDATION, "train.early_stopping_patience": _NO_VALIDATION,
+        "train.optim": "it steps torch's AdamW (eps 1e-5, Huang et al. 2024)",
+        "train.bf16": "its weights run in `dtype`; set dtype: bfloat16 for bf16",
+        "train.group_by_length": _OWN_BATCHES, "train.liger_kernel": _NO_LIGER,
+        "data.n_val": "it samples prompts from data.train only",
+        "lora.enabled": "it always trains LoRA adapters (a policy and a value adapter on one backbone)"},
+    "grpo": {
+        "train.eval_steps": _NO_VALIDATION, "train.early_stopping_patience": _NO_VALIDATION,
+        "train.group_by_length": _OWN_BATCHES, "train.liger_kernel": _NO_LIGER,
+        "data.n_val": "it samples prompts from data.train only",
+        "lora.enabled": "it always trains a new LoRA adapter on the SFT policy"},
+}
+
+
+def unread_keys(stage: str) -> dict[str, str]:
+    """NOT_READ[stage] with each section name spelled out as its keys: {"train.max_steps": why, ...}."""
+    hints = typing.get_type_hints(STAGES[stage])
+    out = {}
+    for key, why in NOT_READ[stage].items():
+        if "." not in key and dataclasses.is_dataclass(hints[key]):
+            out.update({f"{key}.{f.name}": why for f in dataclasses.fields(hints[key])})
+        else:
+            out[key] = why
+    return out
+
+
+def _value_at(recipe: Recipe, dotted: str) -> typing.Any:
+    node = recipe
+    for part in dotted.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def _check_reads(recipe: Recipe, stage: str, where: str) -> None:
+    """Refuse a key the stage never reads, set to anything but the stage's own value."""
+    own = STAGES[stage]()
+    for key, why in unread_keys(stage).items():
+        if _value_at(recipe, key) != _value_at(own, key):
+            raise InputError(f"{where}: {stage} does not read {key}; {why}. Remove {key} from the recipe or --set.")
 
 
 # --- loading and checking ------------------------------------------------------------------
@@ -331,8 +414,10 @@ def _type_name(tp: typing.Any) -> str:
     return getattr(tp, "__name__", str(tp)).replace("typing.", "")
 
 
-def _check(value: typing.Any, tp: typing.Any, where: str) -> typing.Any:
-    """Return value converted to tp, or raise InputError naming `where`."""
+def _check(value: typing.Any, tp: typing.Any, where: str, path: str = "",
+           unread: typing.Mapping[str, str] = types.MappingProxyType({})) -> typing.Any:
+    """Return value converted to tp, or raise InputError naming `where`. path: the dotted key of value
+    ("train."); unread: {dotted key: why} the stage does not read, left out of the keys an error offers."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
@@ -366,7 +451,7 @@ def _check(value: typing.Any, tp: typing.Any, where: str) -> typing.Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise InputError(f"{where}: expected a mapping of {tp.__name__} keys, got {value!r}")
-        return _build(tp, value, where)
+        return _build(tp, value, where, path, unread)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -384,16 +469,21 @@ def _check(value: typing.Any, tp: typing.Any, where: str) -> typing.Any:
     raise InputError(f"{where}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
 
 
-def _build(cls: type, values: dict, where: str) -> typing.Any:
+def _build(cls: type, values: dict, where: str, path: str = "",
+           unread: typing.Mapping[str, str] = types.MappingProxyType({})) -> typing.Any:
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in values.items():
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
+            accepted = [k for k in known if path + k not in unread]
+            close = difflib.get_close_matches(str(key), known, n=1)  # a near key the stage does not read, too
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise InputError(f"{where}: unknown key {key!r}.{hint} Accepted keys: {', '.join(known)}.")
-        kwargs[key] = _check(value, hints[key], f"{where}.{key}" if not where.endswith(":") else f"{where} {key}")
+            if close and path + close[0] in unread:
+                hint += f" This stage does not read {path}{close[0]}: {unread[path + close[0]]}."
+            raise InputError(f"{where}: unknown key {key!r}.{hint} Accepted keys: {', '.join(accepted)}.")
+        kwargs[key] = _check(value, hints[key], f"{where}.{key}" if not where.endswith(":") else f"{where} {key}",
+                             f"{path}{key}.", unread)
     return cls(**kwargs)
 
 
@@ -450,9 +540,20 @@ def load_recipe(stage: str, path: str | Path | None, overrides: list[str] = (),
         where = f"{where} (with --set)" if "--set" not in where else where
     if default_parent is not None and values.get("parent") is None:
         values = {**values, "parent": default_parent}
-    recipe = _build(STAGES[stage], values, f"{where}:")
+    recipe = _build(STAGES[stage], values, f"{where}:", unread=unread_keys(stage))
+    _check_reads(recipe, stage, where)
     _check_values(recipe, where)
     return recipe
+
+
+def from_manifest(manifest: dict, where: str) -> Recipe:
+    """The typed recipe a finished run recorded (its manifest's `recipe`, as to_dict wrote it), for
+    `rlft eval` and whatever else reads a run back. Keys and types are checked as in load_recipe; what
+    the stage reads is not, since the run has been trained with exactly these values."""
+    stage = manifest.get("stage")
+    if stage not in STAGES:
+        raise InputError(f"{where}: unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    return _build(STAGES[stage], manifest.get("recipe") or {}, f"{where} recipe:")
 
 
 def _check_values(recipe: Recipe, where: str) -> None:
@@ -477,7 +578,7 @@ def _check_values(recipe: Recipe, where: str) -> None:
         raise InputError(f"{where}: train.learning_rate must be positive, got {recipe.train.learning_rate}")
     if recipe.train.num_epochs <= 0 and recipe.train.max_steps < 0:
         raise InputError(f"{where}: set train.num_epochs > 0 or train.max_steps > 0")
-    untrained = recipe.train.max_steps == 0 and isinstance(recipe, SftRecipe) and recipe.lora.enabled
+    untrained = recipe.train.max_steps == 0 and isinstance(recipe, SftRecipe) and recipe.uses_lora
     if recipe.train.max_steps < -1 or (recipe.train.max_steps == 0 and not untrained):
         raise InputError(f"{where}: train.max_steps must be positive, or -1 to train for train.num_epochs "
                          f"(0, no training, is for an SFT recipe with LoRA: a baseline); got {recipe.train.max_steps}")
@@ -510,17 +611,10 @@ def _check_values(recipe: Recipe, where: str) -> None:
     if recipe.dtype not in ("float32", "bfloat16", "float16"):
         raise InputError(f"{where}: dtype must be float32, bfloat16 or float16, got {recipe.dtype!r}")
     _check_reward(recipe.eval.reward, "eval.reward", where)
-    if recipe.train.group_by_length and not isinstance(recipe, (SftRecipe, DpoRecipe, RmRecipe)):
-        raise InputError(f"{where}: train.group_by_length applies to sft, dpo and rm, whose trainers batch "
-                         f"stored rows; this stage samples its own")
     if recipe.train.liger_kernel:
         _check_liger(recipe, where)
     if isinstance(recipe, PpoRecipe):
         _check_ppo(recipe.ppo, where)
-        if recipe.train.optim not in ("adamw_torch", "adamw_torch_fused") or recipe.train.bf16:
-            raise InputError(f"{where}: rlft's PPO steps torch's AdamW on weights in `dtype` (4-bit with `quant`), "
-                             f"so train.optim ({recipe.train.optim!r}) and train.bf16 ({recipe.train.bf16}) do not "
-                             f"apply; leave them at adamw_torch and false, and set dtype: bfloat16 for bf16")
     if isinstance(recipe, GrpoRecipe):
         _check_reward(recipe.grpo.reward, "grpo.reward", where)
         g = recipe.grpo
@@ -549,14 +643,12 @@ def _check_choice(value: str, key: str, enum, where: str) -> None:
 
 
 def _check_liger(recipe: Recipe, where: str) -> None:
-    """train.liger_kernel is refused here, where it cannot run, rather than when the trainer starts."""
+    """train.liger_kernel is refused here, where it cannot run, rather than when the trainer starts (the
+    stages whose trainers take no Liger kernels refused it in _check_reads)."""
     import importlib.util
 
     import torch
 
-    if not isinstance(recipe, (SftRecipe, DpoRecipe, RmRecipe)):
-        raise InputError(f"{where}: train.liger_kernel applies to sft, dpo and rm, whose TRL trainers take it; "
-                         f"set train.liger_kernel: false")
     if not torch.cuda.is_available():
         raise InputError(f"{where}: train.liger_kernel is true, but no CUDA GPU is visible, and Liger's kernels are "
                          f"Triton kernels for GPUs; set train.liger_kernel: false")

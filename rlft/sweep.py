@@ -276,10 +276,11 @@ class Surplus(Exception):
 
 
 def trial_overrides(sweep: Sweep, params: dict) -> list[str]:
-    """The trial's settings; evaluation on the dev split, and TensorBoard on, since the pruner reads its logs."""
+    """The trial's settings; evaluation on the dev split (an rm run measures itself on its validation pairs and
+    reads no eval keys), and TensorBoard on, since the pruner reads its logs."""
     trackers = sweep.report_to + ["tensorboard"] * ("tensorboard" not in sweep.report_to)
-    return [*sweep.sets, *(f"{k}={v}" for k, v in params.items()), "eval.enabled=true", f"eval.tasks={sweep.dev_tasks}",
-            "eval.gate=false", f"train.report_to={','.join(trackers)}"]
+    evaluation = [] if sweep.stage == "rm" else ["eval.enabled=true", f"eval.tasks={sweep.dev_tasks}", "eval.gate=false"]
+    return [*sweep.sets, *(f"{k}={v}" for k, v in params.items()), *evaluation, f"train.report_to={','.join(trackers)}"]
 
 
 def _die_with_parent() -> None:

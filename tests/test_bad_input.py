@@ -123,6 +123,24 @@ def test_duplicate_task_ids(tmp_path):
         data.load(str(path), "tasks", 0, 0)
 
 
+def test_eval_reads_the_run_s_recipe_typed_and_refuses_a_bad_key_by_name(tmp_path, capsys):
+    """`rlft eval` loads the manifest's recipe with the recipe's checks: a key no stage has is named with the
+    manifest it is in and the nearest key, exit 2, and no eval.json is written."""
+    from rlft import config
+    from tests.conftest import full_manifest
+
+    recipe = config.to_dict(config.load_recipe("sft", "recipes/customer_support/sft.yaml"))
+    recipe["eval"]["n_task"] = recipe["eval"].pop("n_tasks")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps(full_manifest({"stage": "sft", "status": "complete",
+                                                                 "fingerprint": "0", "recipe": recipe})))
+    assert cli.main(["eval", "--run", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert str(run / "manifest.json") in err and "unknown key 'n_task'. Did you mean 'n_tasks'?" in err
+    assert sorted(p.name for p in run.iterdir()) == ["manifest.json"]
+
+
 def test_eval_refuses_an_unfinished_run(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     assert cli.main(["eval", "--run", str(tmp_path / "run")]) == 2
@@ -193,6 +211,12 @@ CLI_CASES = [
     ("save not a multiple of eval", "sft", ["train.save_steps=7"], None, {}, "must be a multiple of train.eval_steps"),
     ("unknown eval reward", "sft", ["eval.reward=politeness"], None, {}, "unknown reward 'politeness'"),
     ("unknown ppo reward", "ppo", ["ppo.reward=politeness"], None, {}, "ppo.reward: unknown reward 'politeness'"),
+    ("a key ppo does not read", "ppo", ["train.max_steps=5"], None, {},
+     "ppo does not read train.max_steps; its length is ppo.updates"),
+    ("lora off for ppo", "ppo", ["lora.enabled=false"], None, {}, "ppo does not read lora.enabled"),
+    ("a key ppo does not read in its file", "ppo", [], "train:\n  batch_size: 8\n", {},
+     "ppo does not read train.batch_size"),
+    ("unknown key near a known one", "ppo", ["ppo.update=5"], None, {}, "Did you mean 'updates'?"),
     ("missing parent", "dpo", ["parent=/no/such/run"], None, {}, "/no/such/run does not exist"),
     ("bad regex in tasks", "sft", ["eval.tasks={tmp}/tasks.jsonl"], None, {"tasks.jsonl": TASKS_BAD_REGEX},
      "line 1"),

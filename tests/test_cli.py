@@ -43,3 +43,23 @@ def test_the_default_parent_is_part_of_the_recipe_as_loaded(tmp_path, monkeypatc
     assert cli.main(["dpo", "--recipe", path, "--output-dir", str(tmp_path / "b"), "--no-eval",
                      "--set", f"parent={tmp_path / 'mine'}"]) == 0
     assert handed[-1].parent == str(tmp_path / "mine")
+
+
+def test_a_tasks_file_is_read_once_before_training_and_handed_to_the_evaluation(tmp_path, monkeypatch):
+    import json
+
+    from rlft import data
+    from rlft.eval import harness
+    from rlft.stages import sft
+
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("".join(json.dumps({"id": f"t{i}", "prompt": f"q{i}", "required": ["x"]}) + "\n" for i in range(3)))
+    reads, handed = [], []
+    read_rows = data.read_rows
+    monkeypatch.setattr(data, "read_rows", lambda p: reads.append(str(p)) or read_rows(p))
+    monkeypatch.setattr(sft, "run", lambda recipe, out, **kw: {"stage": "sft"})  # a finished, unevaluated run
+    monkeypatch.setattr(harness, "evaluate_run", lambda out, **kw: handed.append(kw))
+    assert cli.main(["sft", "--recipe", "recipes/customer_support/sft.yaml", "--output-dir", str(tmp_path / "run"),
+                     "--set", f"eval.tasks={path}"]) == 0
+    assert reads == [str(path)]
+    assert [t["id"] for t in handed[0]["task_rows"]] == ["t0", "t1", "t2"]

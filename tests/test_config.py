@@ -41,6 +41,62 @@ def test_every_shipped_recipe_loads(path, tmp_path):
     again = tmp_path / path.name
     again.write_text(yaml.safe_dump(config.to_dict(recipe)))
     assert config.load_recipe(stage, again) == recipe
+    assert config.from_manifest({"stage": stage, "recipe": config.to_dict(recipe)}, "manifest.json") == recipe
+
+
+# --- each stage takes only the keys it reads -------------------------------------------------------------
+
+@pytest.mark.parametrize("stage,override,needle", [
+    ("ppo", "train.max_steps=10", "ppo does not read train.max_steps; its length is ppo.updates"),
+    ("ppo", "train.num_epochs=3", "ppo does not read train.num_epochs; its length is ppo.updates"),
+    ("ppo", "train.batch_size=8", "ppo does not read train.batch_size; its batch is ppo.rollout_batch_size"),
+    ("ppo", "train.grad_accum=2", "ppo does not read train.grad_accum; gradients accumulate"),
+    ("ppo", "train.eval_steps=5", "ppo does not read train.eval_steps; it has no validation loss"),
+    ("ppo", "train.early_stopping_patience=2", "ppo does not read train.early_stopping_patience"),
+    ("ppo", "lora.enabled=false", "ppo does not read lora.enabled; it always trains LoRA adapters"),
+    ("ppo", "data.n_val=50", "ppo does not read data.n_val"),
+    ("grpo", "lora.enabled=false", "grpo does not read lora.enabled; it always trains a new LoRA adapter"),
+    ("grpo", "train.eval_steps=5", "grpo does not read train.eval_steps"),
+    ("dpo", "train.early_stopping_patience=2", "dpo does not read train.early_stopping_patience; only sft stops"),
+    ("rm", "eval.tasks=harbor_dev", "rm does not read eval.tasks; it measures its scorer itself"),
+    ("rm", "eval.enabled=true", "rm does not read eval.enabled"),
+    ("base", "lora.r=8", "base does not read lora.r; it trains every weight of a new model"),
+    ("base", "data.n_train=10", "base does not read data.n_train; its data is the pretraining mixture"),
+    ("base", "eval.max_kl_task=0.1", "base does not read eval.max_kl_task"),
+])
+def test_a_key_the_stage_does_not_read_is_refused_saying_why(stage, override, needle):
+    recipe = f"recipes/customer_support/{stage}.yaml"
+    with pytest.raises(InputError, match=needle) as e:
+        config.load_recipe(stage, recipe, [override])
+    assert recipe in str(e.value)
+
+
+@pytest.mark.parametrize("stage", config.STAGES)
+def test_what_a_stage_does_not_read_names_real_keys_and_holds_its_own_values(stage):
+    """A typo in NOT_READ would let the key it meant through; and the stage's own recipe (its defaults) loads."""
+    for key in config.unread_keys(stage):
+        config._value_at(config.STAGES[stage](), key)  # AttributeError on a key that does not exist
+    assert config.load_recipe(stage, None) == config.STAGES[stage]()
+
+
+def test_the_stage_s_own_value_of_a_key_it_does_not_read_is_accepted():
+    """It states what the stage does, and it is what to_dict writes into every manifest."""
+    assert config.load_recipe("ppo", None, ["lora.enabled=true", "train.max_steps=-1"]).uses_lora
+    assert not config.load_recipe("rm", None, ["eval.enabled=false"]).eval.enabled
+
+
+def test_an_unknown_key_near_one_the_stage_does_not_read_says_both():
+    with pytest.raises(InputError, match=r"unknown key 'max_step'. Did you mean 'max_steps'\? This stage does not "
+                                         r"read train.max_steps: its length is ppo.updates") as e:
+        config.load_recipe("ppo", None, ["train.max_step=3"])
+    accepted = str(e.value).split("Accepted keys: ")[1]
+    assert "learning_rate" in accepted and "max_steps" not in accepted and "batch_size" not in accepted
+
+
+def test_four_bit_implies_lora():
+    assert not config.load_recipe("sft", None).uses_lora
+    assert config.load_recipe("sft", None, ["quant.load_in_4bit=true"]).uses_lora
+    assert config.load_recipe("sft", None, ["lora.enabled=true"]).uses_lora
 
 
 def test_defaults_live_in_the_dataclasses():
@@ -115,15 +171,15 @@ def test_weighted_reward_mapping_in_a_recipe(tmp_path):
     ("ppo", "ppo.temperature=0", "ppo.temperature must be positive"),
     ("ppo", "ppo.lam=1.5", "ppo.gamma and ppo.lam must lie in"),
     ("ppo", "ppo.updates=0", "ppo.updates must be positive"),
-    ("ppo", "train.optim=paged_adamw_8bit", "paged_adamw_8bit.*do not apply"),
-    ("ppo", "train.bf16=true", "set dtype: bfloat16 for bf16"),
+    ("ppo", "train.optim=paged_adamw_8bit", "ppo does not read train.optim; it steps torch's AdamW"),
+    ("ppo", "train.bf16=true", "ppo does not read train.bf16; .*set dtype: bfloat16 for bf16"),
     ("grpo", "grpo.algorithm=ppo", "grpo.algorithm must be grpo or rloo"),
     ("grpo", "grpo.num_generations=1", "at least 2"),
     ("grpo", "grpo.reward={harbor_facts: 1, tone: 2}", "grpo.reward: unknown reward 'tone'"),
-    ("ppo", "train.group_by_length=true", "group_by_length applies to sft, dpo and rm"),
-    ("grpo", "train.group_by_length=true", "group_by_length applies to sft, dpo and rm"),
-    ("ppo", "train.liger_kernel=true", "liger_kernel applies to sft, dpo and rm"),
-    ("grpo", "train.liger_kernel=true", "liger_kernel applies to sft, dpo and rm"),
+    ("ppo", "train.group_by_length=true", "ppo does not read train.group_by_length; it draws its own batches"),
+    ("grpo", "train.group_by_length=true", "grpo does not read train.group_by_length; it draws its own batches"),
+    ("ppo", "train.liger_kernel=true", "ppo does not read train.liger_kernel; Liger's kernels go through"),
+    ("grpo", "train.liger_kernel=true", "grpo does not read train.liger_kernel; Liger's kernels go through"),
 ])
 def test_bad_rl_keys_are_refused_by_name(stage, override, needle):
     with pytest.raises(InputError, match=needle.replace("[", r"\[")):

@@ -121,3 +121,15 @@ def test_export_writes_what_trains(tmp_path):
     assert cli.main(["data", "export", "harbor_pairs", "--out", str(tmp_path), "-n", "22"]) == 0
     rows = [json.loads(line) for line in (tmp_path / "harbor_pairs.jsonl").read_text().splitlines()]
     assert rows == harbor.pair_rows(0, 22)
+
+
+def test_a_file_gives_its_first_n_train_rows_as_a_built_in_set_gives_the_first_of_its_stream(tmp_path):
+    """data.n_train of a user's file: 30 rows on file, n_train 12 -> rows 1-12; a built-in set's 12 rows
+    are the first 12 of the 30 its seed generates. Validation and tasks files (first_n off) stay whole."""
+    rows = data.builtin("harbor_sft", 0, 30)
+    assert data.builtin("harbor_sft", 0, 12) == rows[:12]
+    path = tmp_path / "mine.jsonl"
+    data.write_jsonl(rows, path)
+    assert data.load(str(path), "conversational", 0, 12, first_n=True) == rows[:12]
+    assert data.load(str(path), "conversational", 0, 100, first_n=True) == rows  # fewer rows than asked: all
+    assert data.load(str(path), "conversational", 0, 12) == rows

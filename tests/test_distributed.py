@@ -20,13 +20,15 @@ from tests.conftest import cli_args
 
 # Eight training rows and a global batch of eight: every step sees the same eight rows in both
 # runs whatever order each sampler draws, so the comparison tests the data-parallel maths.
-SETS = ["lora.enabled=false", "data.n_train=8", "data.n_val=8", "train.max_steps=4", "train.logging_steps=1",
-        "train.eval_steps=0", "train.save_steps=50", "train.early_stopping_patience=0", "eval.enabled=false",
+# SETS: what every stage here reads; ROWS: what sft and dpo, which train on stored rows, read besides.
+SETS = ["data.n_train=8", "train.logging_steps=1", "train.save_steps=50", "eval.enabled=false",
         "train.learning_rate=0.005", "train.warmup_ratio=0"]
+ROWS = ["lora.enabled=false", "data.n_val=8", "train.max_steps=4", "train.eval_steps=0",
+        "train.early_stopping_patience=0"]
 
 
 def _args(stage, model_dir, out, batch, extra=()):
-    return cli_args(stage, [f"model={model_dir}", f"train.batch_size={batch}", *SETS, *extra], out)
+    return cli_args(stage, [f"model={model_dir}", f"train.batch_size={batch}", *ROWS, *SETS, *extra], out)
 
 
 def _losses(run_dir):
@@ -67,11 +69,11 @@ def test_grpo_runs_under_two_processes(tiny_model_dir, lora_sft, tmp_path):
     """GRPO is TRL's: one run written, by rank 0, under the data-parallel launch."""
     accelerate = Path(sys.executable).parent / "accelerate"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    extra = ["lora.enabled=true", "lora.r=4", f"parent={lora_sft}", "data.n_train=32",
-             "grpo.num_generations=4", "grpo.max_completion_length=8", "grpo.reward=house_tone", "train.max_steps=2"]
+    sets = [f"model={tiny_model_dir}", "train.batch_size=4", *SETS, "lora.r=4", f"parent={lora_sft}", "data.n_train=32",
+            "grpo.num_generations=4", "grpo.max_completion_length=8", "grpo.reward=house_tone", "train.max_steps=2"]
     cmd = [str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "rlft.cli",
-           *_args("grpo", tiny_model_dir, tmp_path / "grpo", 4, extra)]
+           *cli_args("grpo", sets, tmp_path / "grpo")]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert [m.parent.name for m in tmp_path.glob("grpo*/manifest.json")] == ["grpo"]
@@ -81,7 +83,7 @@ def test_grpo_runs_under_two_processes(tiny_model_dir, lora_sft, tmp_path):
 # rlft's PPO under the two launches it supports: data parallel by hand, and sharded with FSDP 2
 # (torch's fully_shard runs on CPUs with gloo; accelerate's FSDP for the TRL stages needs GPUs)
 LAUNCH = {"ddp": ["--multi_gpu"], "fsdp": ["--config_file", "recipes/accelerate/fsdp.yaml"]}
-PPO = ["lora.enabled=true", "lora.r=4", "data.n_train=32", "ppo.updates=3", "ppo.rollout_batch_size=4",
+PPO = ["lora.r=4", "data.n_train=32", "ppo.updates=3", "ppo.rollout_batch_size=4",
        "ppo.forward_batch_size=4", "ppo.micro_batch_size=2", "ppo.response_length=8", "ppo.reward=house_tone",
        "train.save_steps=1"]
 
@@ -92,7 +94,7 @@ def _launch_ppo(launch, model_dir, parent, out, kill=None, resume=False):
     entry = ["tests.faulty_cli", "--kill-at-step", str(kill)] if kill else ["rlft.cli"]  # every process is killed
     cmd = [str(accelerate), "launch", *LAUNCH[launch], "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", *entry,
-           *_args("ppo", model_dir, out, 4, PPO + [f"parent={parent}"]), *(["--resume"] if resume else [])]
+           *cli_args("ppo", [f"model={model_dir}", *SETS, *PPO, f"parent={parent}"], out), *(["--resume"] if resume else [])]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 

@@ -21,6 +21,17 @@ def _sft(model_dir, runs_dir, *extra: str) -> int:
     return cli.main(cli_args("sft", [f"model={model_dir}", *FAST, *extra], runs_dir / "sft"))
 
 
+def test_data_n_train_takes_the_first_rows_of_a_user_s_file(tiny_model_dir, runs_dir, tmp_path):
+    """60 chats on file, data.n_train=48: the run trains on the first 48, and its manifest says so."""
+    rows = data.builtin("harbor_sft", 0, 60)
+    data.write_jsonl(rows, tmp_path / "mine.jsonl")
+    assert _sft(tiny_model_dir, runs_dir, f"data.train={tmp_path / 'mine.jsonl'}", "train.max_steps=1",
+                "eval.enabled=false") == 0
+    manifest = json.loads((runs_dir / "sft" / "manifest.json").read_text())
+    val_rows = data.load("harbor_sft_val", "conversational", 0, 16)
+    assert manifest["data"]["n_train"] == 48 and manifest["data"]["sha256"] == data.sha256_rows(rows[:48] + val_rows)
+
+
 def test_sft_full_writes_a_complete_evaluated_run(tiny_model_dir, runs_dir):
     sets = ("lora.enabled=false", "eval.n_samples=11")  # every task's pair of answers kept in eval.json
     assert _sft(tiny_model_dir, runs_dir, *sets) == 0

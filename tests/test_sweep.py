@@ -44,6 +44,20 @@ def fake_runner(sweep_: sweep.Sweep, folder: Path, params: dict, report) -> dict
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("stage,recipe,objective", [("sft", "sft.yaml", "judge.task_accuracy"),
+                                                    ("ppo", "ppo.yaml", "judge.task_accuracy"),
+                                                    ("rm", "rm.yaml", "pair_accuracy")])
+def test_a_trial_s_settings_are_keys_its_stage_reads(tmp_path, stage, recipe, objective):
+    """The sweep adds the dev-split evaluation to every trial, but not to an rm trial: rm reads no eval keys."""
+    path = _write(tmp_path, stage=stage, recipe=str(Path("recipes/customer_support", recipe).resolve()),
+                  space={"train.learning_rate": "log 1e-4..1e-2"}, objective=objective, constraints=None)
+    spec = sweep.load(path)
+    overrides = sweep.trial_overrides(spec, {"train.learning_rate": 1e-3})
+    config.load_recipe(stage, spec.recipe, overrides)
+    assert ("eval.enabled=true" in overrides) == (stage != "rm")
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("spec,expected", [
     ([8, 16, 32], ("categorical", None, None, False)),
     ("1..4", ("int", 1, 4, False)),

@@ -15,6 +15,7 @@ import json
 import re
 from pathlib import Path
 
+from rlft import runs
 from rlft.data import chitchat, probes
 from rlft.data.augment import MESSY, MESSY_SEED, augment_rows
 from rlft.errors import InputError
@@ -210,19 +211,25 @@ def check_task(row: dict, path, no: int, seen_ids: dict) -> dict:
 
 
 def load(spec: str, fmt: str, seed: int, n: int, system_prompt: str | None = None,
-         augment: dict[str, float] | None = None) -> list[dict]:
-    """Rows for a stage: a built-in name (generated), a user's file, or a `datasets` hub id (validated),
+         augment: dict[str, float] | None = None, first_n: bool = False) -> list[dict]:
+    """Rows for a stage: a built-in name (n generated), a user's file, or a `datasets` hub id (validated),
     with `system_prompt` (a recipe's `data.system_prompt`) put before every chat that has no system message
-    and the user turns noised as `augment` (a recipe's `data.augment`, training data only) says."""
+    and the user turns noised as `augment` (a recipe's `data.augment`, training data only) says.
+    first_n (a recipe's data.n_train): a file or hub set gives its first n rows, as a built-in set's n rows
+    are the first n of its seeded stream; otherwise all of them (validation sets, tasks files)."""
     if spec in BUILTIN:
         rows = builtin(spec, seed, n)
         rows = rows if fmt != "tasks" else [check_task(r, spec, i + 1, {}) for i, r in enumerate(rows)]
-    elif Path(spec).exists() or any(spec.lower().endswith(s) for s in (".jsonl", ".json", ".parquet", ".csv")):
-        rows = to_format(read_rows(spec), fmt, spec)
-    elif re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.-]+)?", spec):
-        rows = to_format(_hub_rows(spec), fmt, spec)
     else:
-        rows = builtin(spec, seed, n)  # raises: names the built-in sets and the accepted files
+        if Path(spec).exists() or any(spec.lower().endswith(s) for s in (".jsonl", ".json", ".parquet", ".csv")):
+            rows = to_format(read_rows(spec), fmt, spec)
+        elif re.fullmatch(r"[\w.-]+/[\w.-]+(:[\w.-]+)?", spec):
+            rows = to_format(_hub_rows(spec), fmt, spec)
+        else:
+            rows = builtin(spec, seed, n)  # raises: names the built-in sets and the accepted files
+        if first_n and len(rows) > n:  # every row was validated; the first n train
+            runs.log(f"data: training on the first {n} of the {len(rows)} rows of {spec} (data.n_train)")
+            rows = rows[:n]
     rows = augment_rows(rows, augment, seed) if augment else rows
     return rows if system_prompt is None else [with_system(r, system_prompt) for r in rows]
 
@@ -250,9 +257,7 @@ def _hub_rows(spec: str) -> list[tuple[int, dict]]:
 
 
 def write_jsonl(rows: list[dict], path: Path) -> None:
-    from rlft.runs import atomic_write_text
-
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    runs.atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def sha256_rows(rows: list[dict]) -> str:

@@ -130,14 +130,21 @@ def frozen_copy(model):
     return copy.deepcopy(model).eval().requires_grad_(False)
 
 
-def drift_budget(recipe, tok, model, reference=None):
+def dev_task_chats(recipe) -> list[list[dict]]:
+    """The fixed task prompts measured during training: the first eval.budget_samples of eval.dev_tasks."""
+    ev = recipe.eval
+    tasks = data.load(ev.dev_tasks, "tasks", recipe.seed, ev.n_tasks, recipe.data.system_prompt)[:ev.budget_samples]
+    return [t["messages"] for t in tasks]
+
+
+def drift_budget(recipe, tok, model, reference=None, task_chats: list[list[dict]] | None = None):
     """The drift-budget callback a recipe asks for, or None (DriftBudget above). The reference is a
-    frozen copy of `model` unless a `reference` that shares its weights is given (PPO's)."""
+    frozen copy of `model` unless a `reference` that shares its weights is given (PPO's); task_chats:
+    dev_task_chats(recipe), when the caller has them already (GRPO's)."""
     ev = recipe.eval
     if ev.max_general_ppl_drift is None and ev.max_kl_task is None:
         return None
-    tasks = data.load(ev.dev_tasks, "tasks", recipe.seed, ev.n_tasks, recipe.data.system_prompt)[:ev.budget_samples]
     reference = reference if reference is not None else frozen_copy(model)
     return DriftBudget(tok, reference, chitchat.chats("held_out")[-ev.budget_samples:],
-                       [t["messages"] for t in tasks], ev.budget_every, ev.max_general_ppl_drift,
-                       ev.max_kl_task, ev.budget_action)
+                       task_chats if task_chats is not None else dev_task_chats(recipe), ev.budget_every,
+                       ev.max_general_ppl_drift, ev.max_kl_task, ev.budget_action)

@@ -18,6 +18,7 @@ import torch
 
 import reward_models
 from rlft import data, models, runs, tasks
+from rlft.config import GrpoRecipe, PpoRecipe, Recipe, from_manifest
 from rlft.data import chitchat, probes, skills
 from rlft.eval import metrics
 from rlft.eval.generate import generate, response_logits, sequence_nll
@@ -161,11 +162,12 @@ def proxy_section(spec: str | dict, tasks: list[dict], ours: list[str], theirs: 
             "hacking_gap": win - judged_win}
 
 
-def training_reward(recipe: dict, task_module) -> str | dict | None:
+def training_reward(recipe: Recipe, task_module) -> str | dict | None:
     """The reward the run (or, for SFT and DPO, the shipped RL recipes) optimise: the proxy."""
-    for stage in ("ppo", "grpo"):
-        if isinstance(recipe.get(stage), dict) and recipe[stage].get("reward"):
-            return recipe[stage]["reward"]
+    if isinstance(recipe, PpoRecipe):
+        return recipe.ppo.reward
+    if isinstance(recipe, GrpoRecipe):
+        return recipe.grpo.reward
     return task_module.PROXY if task_module is not None else None
 
 
@@ -245,28 +247,32 @@ def read_eval(run_dir: str | Path) -> dict | None:
         return None
 
 
-def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | None = None) -> dict:
-    """Evaluate a finished run against its parent and the base; write eval.json (the contract)."""
+def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | None = None,
+                 task_rows: list[dict] | None = None) -> dict:
+    """Evaluate a finished run against its parent and the base; write eval.json (the contract).
+    task_rows: the recipe's eval.tasks as load_tasks gave them, when the caller has read them already
+    (the stage's command line reads a tasks file before training)."""
     run_dir = Path(run_dir)
     manifest = runs.read_manifest(run_dir)
-    recipe = manifest["recipe"]
-    ev, seed = recipe["eval"], manifest["seed"]
-    tasks_spec = tasks_file or ev["tasks"]
+    recipe = from_manifest(manifest, str(run_dir / "manifest.json"))
+    ev, seed = recipe.eval, manifest["seed"]
+    tasks_spec = tasks_file or ev.tasks
     task_module, split = tasks.task_set(tasks_spec)
-    task_rows = load_tasks(tasks_spec, seed, ev["n_tasks"], recipe["data"].get("system_prompt"))
+    if task_rows is None:
+        task_rows = load_tasks(tasks_spec, seed, ev.n_tasks, recipe.data.system_prompt)
     t0 = time.time()
     timings: dict[str, float] = {}
 
     def lap(name: str) -> None:  # seconds since the last lap, per part (eval.json's eval_timings)
         timings[name] = round(time.time() - t0 - sum(timings.values()), 1)
 
-    tok = models.load_tokenizer(recipe["model"], recipe["trust_remote_code"])
+    tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
     policy = models.run_model(run_dir, manifest)
-    base = models.load_causal_lm(recipe["model"], trust_remote_code=recipe["trust_remote_code"])
+    base = models.load_causal_lm(recipe.model, trust_remote_code=recipe.trust_remote_code)
     parent_dir = manifest.get("parent")
     parent = models.run_model(parent_dir) if parent_dir else base
     parent_eval = read_eval(parent_dir) if parent_dir else None
-    max_new, bs = ev["max_new_tokens"], ev["batch_size"]
+    max_new, bs = ev.max_new_tokens, ev.batch_size
     print(f"eval: {run_dir} on {len(task_rows)} tasks from {tasks_spec} (split: {split})")
     lap("load")
 
@@ -279,7 +285,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     parent_texts = parent_answers(parent_eval, answers_key(parent_fingerprint, gen.prompt_ids, max_new)) \
         if parent_dir else None
     if parent_texts is None and parent is base:
-        parent_texts = of_the_base(recipe["model"], "answers", {"prompts": gen.prompt_ids, "max_new_tokens": max_new},
+        parent_texts = of_the_base(recipe.model, "answers", {"prompts": gen.prompt_ids, "max_new_tokens": max_new},
                                    lambda: generate(base, tok, [t["messages"] for t in task_rows], max_new, bs).texts)
     elif parent_texts is None:
         parent_texts = generate(parent, tok, [t["messages"] for t in task_rows], max_new, bs).texts
@@ -300,10 +306,10 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     lap("judge")
 
     # --- drift: KL on sampled answers, general NLL, general skills (retention), prior-skill probes ---
-    general = chitchat.chats("held_out")[:ev["n_general"]]
+    general = chitchat.chats("held_out")[:ev.n_general]
     general_prompts = [c[:1] for c in general]
     task_chats = [t["messages"] for t in task_rows]
-    kl_chats = task_chats[:ev["n_kl_tasks"]] if ev.get("n_kl_tasks") else task_chats
+    kl_chats = task_chats[:ev.n_kl_tasks] if ev.n_kl_tasks else task_chats
     # one set of samples for both task KLs; when the parent is the base, one KL is both
     if parent is base:
         kl_task = kl_task_base = kl_on_samples(policy, [base], tok, kl_chats, max_new, seed, generate_batch_size=bs)[0]
@@ -318,13 +324,13 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     nll, _ = sequence_nll(policy, tok, general)
     nll_base = known.get("general_nll_base")
     if nll_base is None:
-        nll_base = of_the_base(recipe["model"], "general_nll", general_key, lambda: sequence_nll(base, tok, general)[0])
+        nll_base = of_the_base(recipe.model, "general_nll", general_key, lambda: sequence_nll(base, tok, general)[0])
     nll_parent = nll_base if parent is base else known.get("general_nll")
     if nll_parent is None:
         nll_parent = sequence_nll(parent, tok, general)[0]
     lap("general_nll")
-    kept = retention(policy, base, tok, recipe["model"], parent_eval)
-    probe = probe_accuracy(policy, tok) if recipe["model"] == "rlft-tiny" else None
+    kept = retention(policy, base, tok, recipe.model, parent_eval)
+    probe = probe_accuracy(policy, tok) if recipe.model == "rlft-tiny" else None
     lap("retention")
     win_rate = metrics.mean(wins)
     result = {
@@ -334,7 +340,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "task_accuracy": mine["task_accuracy"],
         "task_accuracy_ci": list(metrics.cluster_bootstrap_interval(mine.pop("correct"), clusters, seed)),
         "fact_recall": mine["fact_recall"], "tone_score": metrics.mean(tones),
-        "impolite_rate": sum(rude) / len(rude), "reward_mean": _reward_mean(ev.get("reward"), task_rows, gen.texts),
+        "impolite_rate": sum(rude) / len(rude), "reward_mean": _reward_mean(ev.reward, task_rows, gen.texts),
         "win_rate_vs_parent": win_rate,
         "win_rate_judge": judged["name"] if judged else "tasks-file rule (correct, fact recall)",
         "win_tie_loss_vs_parent": win_tie_loss(wins, gen.texts, parent_texts, clusters, seed),
@@ -354,22 +360,22 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "distinct_2": metrics.distinct_n(gen.texts, 2),
         "per_intent": mine["per_intent"],
         "samples": [{"prompt": customer[i], "response": gen.texts[i], "parent_response": parent_texts[i]}
-                    for i in range(min(ev["n_samples"], len(task_rows)))],
+                    for i in range(min(ev.n_samples, len(task_rows)))],
         "decoding": {"accuracy": "greedy", "max_new_tokens": max_new,
                      "kl_and_diversity": {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": seed,
                                              "task_prompts": len(kl_chats), "general_prompts": len(general_prompts)}},
-        "parent": {"run": manifest.get("parent") or recipe["model"], "task_accuracy": theirs["task_accuracy"],
+        "parent": {"run": manifest.get("parent") or recipe.model, "task_accuracy": theirs["task_accuracy"],
                    "fact_recall": theirs["fact_recall"],
                    "tone_score": metrics.mean([tone.tone_score(c, r) for c, r in zip(customer, parent_texts)]),
                    "retention": (parent_eval or {}).get("retention", {}).get("retention") if parent_dir else 1.0},
         "answers": {"key": answers_key(manifest["fingerprint"], gen.prompt_ids, max_new), "texts": gen.texts},
         "eval_seconds": round(time.time() - t0, 1),
     }
-    if ev.get("judge"):
+    if ev.judge:
         from rlft.eval import model_judge
 
-        judge_model, judge_tok = model_judge.load_judge(ev["judge"])
-        result["model_judge"] = {"model": ev["judge"],
+        judge_model, judge_tok = model_judge.load_judge(ev.judge)
+        result["model_judge"] = {"model": ev.judge,
                                  **model_judge.judge_pairs(judge_model, judge_tok, customer, gen.texts, parent_texts)}
         del judge_model
         lap("model_judge")

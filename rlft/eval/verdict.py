@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from rlft import runs
+from rlft.config import from_manifest
 from rlft.errors import InputError
 
 DEFAULT_MAX_PPL_DRIFT = 0.10
@@ -45,10 +46,10 @@ def verdict(run_dir: Path, max_ppl_drift: float | None = None, max_kl: float | N
         raise InputError(f"{path}: not valid JSON ({e})") from None
     if not manifest.get("parent"):
         raise InputError(f"run {run_dir} has no parent run to be judged against")
-    budgets = manifest["recipe"].get("eval", {})
+    budgets = from_manifest(manifest, str(Path(run_dir) / "manifest.json")).eval
     max_ppl_drift = max_ppl_drift if max_ppl_drift is not None else (
-        budgets.get("max_general_ppl_drift") or DEFAULT_MAX_PPL_DRIFT)
-    max_kl = max_kl if max_kl is not None else budgets.get("max_kl_task")
+        budgets.max_general_ppl_drift or DEFAULT_MAX_PPL_DRIFT)
+    max_kl = max_kl if max_kl is not None else budgets.max_kl_task
 
     lo, hi = _need(ev, "judge.win_tie_loss_vs_parent.win_rate_ci", path)
     win = _need(ev, "judge.win_rate_vs_parent", path)

@@ -71,7 +71,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     # --- inputs: tokenizer, parent, data (all checked before anything is written) ---
     tok, tok_sha, parent_manifest = tokenizer_and_parent(recipe, "dpo")
     train_rows = data.load(recipe.data.train, "preference", recipe.seed, recipe.data.n_train,
-                           recipe.data.system_prompt, recipe.data.augment)
+                           recipe.data.system_prompt, recipe.data.augment, first_n=True)
     val_rows = (data.load(recipe.data.validation, "preference", recipe.seed, recipe.data.n_val,
                           recipe.data.system_prompt)
                 if recipe.data.validation else [])
@@ -123,7 +123,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         runs.log(f"dpo: warning: {w}")
 
     # --- save ---
-    if recipe.lora.enabled or recipe.quant.load_in_4bit:
+    if recipe.uses_lora:
         if runs.is_main_process():
             trainer.model.save_pretrained(str(run_.work / "adapter"))
         artifacts = {"adapter": "adapter/"}
@@ -160,7 +160,7 @@ def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list
     cfg = recipe.dpo
     kto = cfg.loss_type == ["kto"]
     # --- policy and reference: the SFT policy, once (LoRA) or twice (full weights) ---
-    use_lora = recipe.lora.enabled or recipe.quant.load_in_4bit
+    use_lora = recipe.uses_lora
     model = models.policy_for_training(recipe, recipe.parent)
     ref_model = None
     reference_free = cfg.loss_type in (["orpo"], ["simpo"])

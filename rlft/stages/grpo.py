@@ -32,7 +32,7 @@ import reward_models
 from rlft import checkpoint, data, faults, models, runs
 from rlft.config import GrpoRecipe, to_dict
 from rlft.errors import InputError, TrainingFault
-from rlft.eval.budget import drift_budget
+from rlft.eval.budget import dev_task_chats, drift_budget
 from rlft.eval.generate import generate, token_logits
 from rlft.rl.core import exact_kl
 from rlft.stages import mean_train_loss, rl_prompts, tokenizer_and_parent, trainer_kwargs
@@ -134,10 +134,9 @@ def build_trainer(recipe: GrpoRecipe, tok, rows: list[dict], reward, work: Path)
 
     cfg = recipe.grpo
     model = models.policy_for_training(recipe, recipe.parent)
-    tasks = data.load(recipe.eval.dev_tasks, "tasks", recipe.seed, recipe.eval.n_tasks,
-                      recipe.data.system_prompt)[:recipe.eval.budget_samples]
-    ref_kl = ReferenceKL(tok, model, [t["messages"] for t in tasks], recipe.train.logging_steps)
-    budget = drift_budget(recipe, tok, model)
+    task_chats = dev_task_chats(recipe)  # one set of fixed prompts for kl_ref/task and the budget
+    ref_kl = ReferenceKL(tok, model, task_chats, recipe.train.logging_steps)
+    budget = drift_budget(recipe, tok, model, task_chats=task_chats)
     guard = faults.NonFiniteGuard()
     callbacks = [ref_kl] + [budget] * bool(budget) + [guard, checkpoint.TrainerHooks()]
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "logs")
@@ -150,11 +149,9 @@ def build_trainer(recipe: GrpoRecipe, tok, rows: list[dict], reward, work: Path)
         from trl import GRPOConfig, GRPOTrainer
 
         trainer = GRPOTrainer(args=GRPOConfig(**common, loss_type=cfg.loss_type, scale_rewards=cfg.scale_rewards), **kw)
-    elif cfg.algorithm == "rloo":
+    else:  # rloo, the only other algorithm the recipe accepts (checked once, by config.load_recipe)
         from trl import RLOOConfig, RLOOTrainer
 
         trainer = RLOOTrainer(args=RLOOConfig(**common), **kw)
-    else:
-        raise InputError(f"grpo.algorithm must be grpo or rloo, got {cfg.algorithm!r}")
     trainer.rlft_guard = guard
     return trainer, budget

@@ -39,9 +39,10 @@ Deliberate deviations from TRL 1.12's PPOTrainer (shared/notes/ppo.md):
    the processes (rlft/distributed.py). DeepSpeed is refused.
 
 Recipe keys: the batch sizes and schedule are in `ppo:`; from `train:` PPO reads learning_rate,
-lr_scheduler, warmup_ratio, weight_decay, max_grad_norm, logging_steps, save_steps (in updates)
-and gradient_checkpointing. Its optimizer is torch's AdamW; the weights run in `dtype` (4-bit
-with `quant`), so train.optim and train.bf16 do not apply.
+lr_scheduler, warmup_ratio, weight_decay, max_grad_norm, logging_steps, save_steps (in updates),
+gradient_checkpointing and report_to. Its optimizer is torch's AdamW; the weights run in `dtype`
+(4-bit with `quant`). A recipe that sets any other train key, or lora.enabled: false, is refused
+(rlft/config.py, NOT_READ).
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
     if cfg.backbone not in ("policy", "minilm"):
         raise InputError(f"rm.backbone must be policy or minilm, got {cfg.backbone!r}")
     train_rows = data.load(recipe.data.train, "preference", recipe.seed, recipe.data.n_train,
-                           recipe.data.system_prompt, recipe.data.augment)
+                           recipe.data.system_prompt, recipe.data.augment, first_n=True)
     val_rows = (data.load(recipe.data.validation, "preference", recipe.seed, recipe.data.n_val,
                           recipe.data.system_prompt)
                 if recipe.data.validation else [])
@@ -140,7 +140,7 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
         return None
     t0 = time.time()
     model, tok = load_scorer(recipe)
-    use_lora = cfg.backbone == "policy" and (recipe.lora.enabled or recipe.quant.load_in_4bit)
+    use_lora = cfg.backbone == "policy" and recipe.uses_lora
     peft_config = models.lora_config(recipe.lora, task_type="SEQ_CLS") if use_lora else None
     plain = cfg.backbone == "minilm"
     keep = ("prompt", "chosen", "rejected")

@@ -155,7 +155,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     tok_sha = models.tokenizer_sha256(tok)
     parent_manifest = runs.check_parent(recipe.parent, recipe.model, tok_sha, "sft") if recipe.parent else None
     train_rows = data.load(recipe.data.train, "conversational", recipe.seed, recipe.data.n_train,
-                           recipe.data.system_prompt, recipe.data.augment)
+                           recipe.data.system_prompt, recipe.data.augment, first_n=True)
     val_rows = (data.load(recipe.data.validation, "conversational", recipe.seed, recipe.data.n_val,
                           recipe.data.system_prompt)
                 if recipe.data.validation else [])
@@ -168,7 +168,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     if injected:
         runs.log(f"sft: note: the chat template of {recipe.model} adds a system turn of its own to every chat "
                  f"({injected[:100]!r}); set data.system_prompt to choose it ('' for an empty one)")
-    use_lora = recipe.lora.enabled or recipe.quant.load_in_4bit
+    use_lora = recipe.uses_lora
     if use_lora and (cfg.freeze_layers or cfg.freeze_embeddings or cfg.freeze_modules):
         raise InputError("sft.freeze_* selects weights for full fine-tuning; with LoRA only the adapter trains")
     data_sha = data.sha256_rows(train_rows + val_rows)
