@@ -329,7 +329,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     if nll_parent is None:
         nll_parent = sequence_nll(parent, tok, general)[0]
     lap("general_nll")
-    kept = retention(policy, base, tok, recipe.model, parent_eval)
+    kept = retention(policy, base, tok, recipe.model, parent_eval, bs)
     probe = probe_accuracy(policy, tok) if recipe.model == "rlft-tiny" else None
     lap("retention")
     win_rate = metrics.mean(wins)
