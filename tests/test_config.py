@@ -63,6 +63,12 @@ def test_every_shipped_recipe_loads(path, tmp_path):
     ("base", "lora.r=8", "base does not read lora.r; it trains every weight of a new model"),
     ("base", "data.n_train=10", "base does not read data.n_train; its data is the pretraining mixture"),
     ("base", "eval.max_kl_task=0.1", "base does not read eval.max_kl_task"),
+    ("ppo", "train.optim=paged_adamw_8bit", "ppo does not read train.optim; it steps torch's AdamW"),
+    ("ppo", "train.bf16=true", "ppo does not read train.bf16; .*set dtype: bfloat16 for bf16"),
+    ("ppo", "train.group_by_length=true", "ppo does not read train.group_by_length; it draws its own batches"),
+    ("grpo", "train.group_by_length=true", "grpo does not read train.group_by_length; it draws its own batches"),
+    ("ppo", "train.liger_kernel=true", "ppo does not read train.liger_kernel; Liger's kernels go through"),
+    ("grpo", "train.liger_kernel=true", "grpo does not read train.liger_kernel; Liger's kernels go through"),
 ])
 def test_a_key_the_stage_does_not_read_is_refused_saying_why(stage, override, needle):
     recipe = f"recipes/customer_support/{stage}.yaml"
@@ -171,15 +177,9 @@ def test_weighted_reward_mapping_in_a_recipe(tmp_path):
     ("ppo", "ppo.temperature=0", "ppo.temperature must be positive"),
     ("ppo", "ppo.lam=1.5", "ppo.gamma and ppo.lam must lie in"),
     ("ppo", "ppo.updates=0", "ppo.updates must be positive"),
-    ("ppo", "train.optim=paged_adamw_8bit", "ppo does not read train.optim; it steps torch's AdamW"),
-    ("ppo", "train.bf16=true", "ppo does not read train.bf16; .*set dtype: bfloat16 for bf16"),
     ("grpo", "grpo.algorithm=ppo", "grpo.algorithm must be grpo or rloo"),
     ("grpo", "grpo.num_generations=1", "at least 2"),
     ("grpo", "grpo.reward={harbor_facts: 1, tone: 2}", "grpo.reward: unknown reward 'tone'"),
-    ("ppo", "train.group_by_length=true", "ppo does not read train.group_by_length; it draws its own batches"),
-    ("grpo", "train.group_by_length=true", "grpo does not read train.group_by_length; it draws its own batches"),
-    ("ppo", "train.liger_kernel=true", "ppo does not read train.liger_kernel; Liger's kernels go through"),
-    ("grpo", "train.liger_kernel=true", "grpo does not read train.liger_kernel; Liger's kernels go through"),
 ])
 def test_bad_rl_keys_are_refused_by_name(stage, override, needle):
     with pytest.raises(InputError, match=needle.replace("[", r"\[")):
