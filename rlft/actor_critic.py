@@ -20,7 +20,7 @@ from transformers import GenerationConfig
 
 from rlft import distributed, models, runs
 from rlft.config import PpoRecipe
-from rlft.eval.generate import left_pad, only_the_recipes_sampling
+from rlft.eval.generate import last_logits, left_pad, only_the_recipes_sampling
 from rlft.rl import core
 
 POLICY, VALUE = "default", "value"
@@ -83,9 +83,7 @@ def adapter_params(model, adapter: str) -> list[torch.nn.Parameter]:
 
 def policy_logits(model, ids: torch.Tensor, mask: torch.Tensor, R: int, temperature: float) -> torch.Tensor:
     """Tempered logits that predict the R response tokens of query+response rows: (B, R, V)."""
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P+R): left padding shifts positions
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=R + 1)
-    return out.logits[:, :-1].float() / temperature  # (B, R, V)
+    return last_logits(model, ids, mask, R) / temperature  # (B, R, V)
 
 
 def values_of(model, value_head, ids: torch.Tensor, mask: torch.Tensor, R: int) -> torch.Tensor:

@@ -181,9 +181,15 @@ def response_logits(model, prompts: list[list[int]], responses: list[list[int]],
         resp[i, :len(r)] = torch.tensor(r, dtype=torch.long)
         rmask[i, :len(r)] = 1
     ids, mask = torch.cat([queries, resp], 1).to(device), torch.cat([qmask, rmask], 1).to(device)  # (B, P + R)
-    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P + R)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=R + 1).logits
-    return logits[:, :-1].float(), rmask.bool().to(device)  # (B, R, V), (B, R)
+    return last_logits(model, ids, mask, R), rmask.bool().to(device)  # (B, R, V), (B, R)
+
+
+def last_logits(model, ids: torch.Tensor, mask: torch.Tensor, R: int) -> torch.Tensor:
+    """The float logits that predict the last R tokens of left-padded rows: (B, P + R) -> (B, R, V).
+    Positions count from each row's first real token, as `generate` and `decode` count them."""
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P + R): left padding shifts positions
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=R + 1)
+    return out.logits[:, :-1].float()  # (B, R, V)
 
 
 @torch.no_grad()
