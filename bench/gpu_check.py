@@ -432,7 +432,7 @@ def recipe_sets(row: Row, ctx: Context) -> tuple[str, list[str]]:
     steps = s.warmup + s.timed
     parent = [f"parent={ctx.parents[row.arch]}"] if row.side == "rlft" and row.stage != "sft" else []
     sets = [*parent, f"model={ctx.models[row.arch]}", f"train.gradient_checkpointing={str(row.ckpt).lower()}",
-            "train.report_to=[]", "train.save_steps=100000", "eval.enabled=false", "eval.max_kl_task=null"]
+            "train.report_to=[]", "train.save_steps=100000", "eval.enabled=false", "budget.max_kl_task=null"]
     if not CUDA and row.stage != "ppo":
         sets.append("train.optim=adamw_torch")  # bitsandbytes' paged optimizers need CUDA
     if row.liger:

@@ -96,8 +96,8 @@ def ppo_run(updates: int, work: Path) -> dict:
         args = ["sft", "--recipe", "recipes/customer_support/sft.yaml", "--output-dir", str(parent)]
         assert cli.main(args + [w for s in sets for w in ("--set", s)]) == 0
     out = work / "ppo"
-    sets = [f"parent={parent}", f"ppo.updates={updates}", "eval.enabled=false", "eval.max_kl_task=null",
-            "eval.max_general_ppl_drift=null"]
+    sets = [f"parent={parent}", f"ppo.updates={updates}", "eval.enabled=false", "budget.max_kl_task=null",
+            "budget.max_general_ppl_drift=null"]
     args = ["ppo", "--recipe", "recipes/customer_support/ppo.yaml", "--output-dir", str(out), "--force"]
     assert cli.main(args + [w for s in sets for w in ("--set", s)]) == 0
     log = json.loads((out / "train_log.json").read_text())

@@ -152,8 +152,8 @@ def main() -> None:
                                              f"ppo.rollout_batch_size={PROMPTS}", f"ppo.forward_batch_size={PROMPTS}",
                                              f"ppo.mini_batches={PROMPTS // MINI}", f"ppo.micro_batch_size={MINI}",
                                              f"ppo.ppo_epochs={EPOCHS}", f"ppo.response_length={RESPONSE}",
-                                             "eval.enabled=false", "eval.max_kl_task=null",
-                                             "eval.max_general_ppl_drift=null")
+                                             "eval.enabled=false", "budget.max_kl_task=null",
+                                             "budget.max_general_ppl_drift=null")
                                 for w in ("--set", s)]
         me = [py, str(Path(__file__).resolve()), "--model", str(folder), "--layout"]
         accelerate = [str(Path(py).parent / "accelerate"), "launch", "--num_processes", "2", "--num_machines", "1",

@@ -96,8 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--run", required=True)
     v.add_argument("--out", help="also write the verdict as JSON here")
     v.add_argument("--max-ppl-drift", type=float, help="budget on perplexity drift against the parent "
-                   "(default: the recipe's eval.max_general_ppl_drift, else 0.10)")
-    v.add_argument("--max-kl", type=float, help="budget on KL to the parent (default: the recipe's eval.max_kl_task)")
+                   "(default: the recipe's budget.max_general_ppl_drift, else 0.10)")
+    v.add_argument("--max-kl", type=float, help="budget on KL to the parent (default: the recipe's budget.max_kl_task)")
     return p
 
 

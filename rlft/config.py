@@ -5,7 +5,8 @@ name the file, the key and what is accepted (with the nearest key: "Did you mean
 key the stage never reads (NOT_READ: "ppo does not read train.max_steps; its length is
 ppo.updates"). `--set key=value` overrides get the same checks. A finished run's recipe is read
 back typed from its manifest (from_manifest). Nothing in rlft reads a recipe any other way: no
-`cfg.get(key, default)`.
+`cfg.get(key, default)`. A key that moved (MOVED) is refused naming its new place, and read moved from a
+manifest written before the move.
 """
 
 from __future__ import annotations
@@ -133,22 +134,32 @@ class EvalCfg:
     reward: str | dict[str, float] | None = None
     """A reward from reward_models/ whose mean on the answers is reward_mean: a name (harbor_facts,
     learned:RUN_DIR, ensemble:RUN,RUN) or a weighted sum {harbor_facts: 0.5, learned:runs/x/rm: 1.0}."""
-    max_general_ppl_drift: float | None = None
-    """Drift budget during training: held-out chitchat perplexity over the reference's, minus 1."""
-    max_kl_task: float | None = None
-    """Drift budget during training: KL(reference || policy) per token on task prompts."""
-    budget_every: int = 25
-    """Measure the budgets every N optimizer steps."""
-    budget_action: str = "stop"
-    """stop (and keep the last weights inside the budget) or warn."""
-    budget_samples: int = 16
-    """Fixed held-out chats and task prompts the budgets are measured on."""
     judge: str | None = None
     """An optional model judge (a model name or folder, or a finished run): pairwise against the parent in
     both orders, with a length-controlled win rate (eval.json's `model_judge`)."""
     gate: bool = False
     """After the evaluation, answer `rlft verdict` for the run: exit code 1 (do not ship) unless it beats
     its parent on the held-out judge inside the drift budgets without refusing more (the run is kept)."""
+
+
+@dataclass
+class BudgetCfg:
+    """Drift budgets during training (sft, dpo, ppo, grpo; rlft/eval/budget.py): drift from the model the stage
+    started from, measured every `every` steps; a trip stops the stage and keeps the last weights inside every
+    budget, or warns. The manifest records each measurement and any trip. Null budgets: nothing is measured."""
+
+    max_general_ppl_drift: float | None = None
+    """Held-out chitchat perplexity over the reference's, minus 1. Also what `rlft verdict` allows by default."""
+    max_kl_task: float | None = None
+    """KL(reference || policy) per token on the reference's greedy answers to eval.dev_tasks prompts (logged
+    as kl_ref_greedy). Also what `rlft verdict` allows by default (on eval.json's kl_task)."""
+    every: int = 25
+    """Measure the budgets every N optimizer steps (PPO: every N updates)."""
+    action: str = "stop"
+    """stop (and keep the last weights inside the budget) or warn."""
+    samples: int = 16
+    """Fixed held-out chats and dev task prompts the budgets are measured on (GRPO's KL to the reference
+    reads the same task prompts)."""
 
 
 @dataclass
@@ -293,6 +304,7 @@ class Recipe:
     lora: LoraCfg = field(default_factory=LoraCfg)
     train: TrainCfg = field(default_factory=TrainCfg)
     eval: EvalCfg = field(default_factory=EvalCfg)
+    budget: BudgetCfg = field(default_factory=BudgetCfg)
 
     @property
     def uses_lora(self) -> bool:
@@ -345,7 +357,7 @@ STAGES: dict[str, type[Recipe]] = {"base": BaseRecipe, "sft": SftRecipe, "dpo": 
 # default, which to_dict writes) is refused, saying why: it would change nothing. A section name
 # stands for each of its keys. model, parent, seed, data.train and data.validation are accepted
 # by every stage (shared/DESIGN.md: keys every stage understands), even where one does not use them.
-_NO_VALIDATION = "it has no validation loss (the drift budget is measured every eval.budget_every steps)"
+_NO_VALIDATION = "it has no validation loss (the drift budget is measured every budget.every steps)"
 _OWN_BATCHES = "it draws its own batches, not from stored rows"
 _NO_LIGER = "Liger's kernels go through the TRL trainers of sft, dpo and rm"
 NOT_READ: dict[str, dict[str, str]] = {
@@ -355,12 +367,14 @@ NOT_READ: dict[str, dict[str, str]] = {
                         "its data is the pretraining mixture (base.*: skill_chats, harbor_chats, context_length)"),
         "quant": "it trains every weight of a new model", "lora": "it trains every weight of a new model",
         "eval": "it measures the new model for its model card itself; the harness does not run",
+        "budget": "it trains a new model, so there is no starting model to drift from",
         "train.early_stopping_patience": "it does not stop early; its length is train.max_steps or num_epochs",
         "train.group_by_length": "it trains on packed blocks of equal length", "train.liger_kernel": _NO_LIGER},
     "sft": {},
     "dpo": {"train.early_stopping_patience": "only sft stops early; dpo's length is train.max_steps or num_epochs"},
     "rm": {"eval": "it measures its scorer itself (pair accuracy, length-bias probe) into eval.json; the harness "
                    "does not run",
+           "budget": "it trains a scorer, not a policy: nothing it makes is measured for drift",
            "train.early_stopping_patience": "only sft stops early; rm's length is train.max_steps or num_epochs"},
     "ppo": {
         **dict.fromkeys(["train.max_steps", "train.num_epochs"], "its length is ppo.updates"),
@@ -378,6 +392,16 @@ NOT_READ: dict[str, dict[str, str]] = {
         "data.n_val": "it samples prompts from data.train only",
         "lora.enabled": "it always trains a new LoRA adapter on the SFT policy"},
 }
+
+
+# --- keys that moved ------------------------------------------------------------------------------
+# {old dotted key: new one}. A recipe file or --set that uses an old key is refused, naming the new one
+# (_build). A run's manifest written before the move is read with its keys moved (from_manifest), and
+# the run fingerprint hashes the recipe in the shape before the move (fingerprint_dict), so that moving
+# a key retrains no finished run.
+MOVED = {"eval.max_general_ppl_drift": "budget.max_general_ppl_drift", "eval.max_kl_task": "budget.max_kl_task",
+         "eval.budget_every": "budget.every", "eval.budget_action": "budget.action",
+         "eval.budget_samples": "budget.samples"}
 
 
 def unread_keys(stage: str) -> dict[str, str]:
@@ -475,6 +499,11 @@ def _build(cls: type, values: dict, where: str, path: str = "",
     known = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in values.items():
+        if key not in known and path + key in MOVED:
+            new = MOVED[path + key]
+            section, new_key = new.split(".")
+            raise InputError(f"{where}: {path}{key} moved to {new}: the drift budget, a training control, has its "
+                             f"own section `{section}:`, where this key is `{new_key}`")
         if key not in known:
             accepted = [k for k in known if path + k not in unread]
             close = difflib.get_close_matches(str(key), known, n=1)  # a near key the stage does not read, too
@@ -553,7 +582,32 @@ def from_manifest(manifest: dict, where: str) -> Recipe:
     stage = manifest.get("stage")
     if stage not in STAGES:
         raise InputError(f"{where}: unknown stage {stage!r}; stages: {', '.join(STAGES)}")
-    return _build(STAGES[stage], manifest.get("recipe") or {}, f"{where} recipe:")
+    return _build(STAGES[stage], _move_keys(manifest.get("recipe") or {}), f"{where} recipe:")
+
+
+def _move_keys(stored: dict) -> dict:
+    """A stored recipe with the keys MOVED since it was written put where they are now (a run made
+    before the move still evaluates, compares and resumes); a recipe in today's shape is unchanged."""
+    stored = {k: dict(v) if isinstance(v, dict) else v for k, v in stored.items()}  # sections copied
+    for old, new in MOVED.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        if isinstance(stored.get(old_section), dict) and old_key in stored[old_section]:
+            stored.setdefault(new_section, {})[new_key] = stored[old_section].pop(old_key)
+    return stored
+
+
+def fingerprint_dict(recipe: Recipe) -> dict:
+    """to_dict(recipe) as the run fingerprint hashes it: the MOVED keys back where runs made before the
+    move hashed them, so a finished run is still up to date after the move. The manifest stores
+    to_dict(recipe); from_manifest reads both shapes."""
+    values = to_dict(recipe)
+    for old, new in MOVED.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        values[old_section][old_key] = values[new_section].pop(new_key)
+    for section in {new.split(".")[0] for new in MOVED.values()}:
+        if not values[section]:  # a section made of moved keys only (budget) did not exist before
+            del values[section]
+    return values
 
 
 def _check_values(recipe: Recipe, where: str) -> None:
@@ -569,7 +623,8 @@ def _check_values(recipe: Recipe, where: str) -> None:
         "train.batch_size": recipe.train.batch_size, "train.grad_accum": recipe.train.grad_accum,
         "train.logging_steps": recipe.train.logging_steps, "train.save_steps": recipe.train.save_steps,
         "lora.r": recipe.lora.r, "eval.max_new_tokens": recipe.eval.max_new_tokens,
-        "eval.batch_size": recipe.eval.batch_size,
+        "eval.batch_size": recipe.eval.batch_size, "budget.every": recipe.budget.every,
+        "budget.samples": recipe.budget.samples,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -627,10 +682,8 @@ def _check_values(recipe: Recipe, where: str) -> None:
             raise InputError(f"{where}: train.batch_size x train.grad_accum ({recipe.train.batch_size} x "
                              f"{recipe.train.grad_accum}) must be a multiple of grpo.num_generations "
                              f"({g.num_generations}): every prompt's group is generated in one batch")
-    if recipe.eval.budget_action not in ("stop", "warn"):
-        raise InputError(f"{where}: eval.budget_action must be stop or warn, got {recipe.eval.budget_action!r}")
-    if recipe.eval.budget_every <= 0:
-        raise InputError(f"{where}: eval.budget_every must be positive, got {recipe.eval.budget_every}")
+    if recipe.budget.action not in ("stop", "warn"):
+        raise InputError(f"{where}: budget.action must be stop or warn, got {recipe.budget.action!r}")
     if recipe.quant.quant_type not in ("nf4", "fp4"):
         raise InputError(f"{where}: quant.quant_type must be nf4 or fp4, got {recipe.quant.quant_type!r}")
 

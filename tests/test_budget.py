@@ -12,7 +12,7 @@ from tests.conftest import cli_args
 
 SETS = ["lora.enabled=false", "data.n_train=64", "data.n_val=8", "train.max_steps=8", "train.batch_size=8", "train.eval_steps=0",
         "train.save_steps=50", "train.logging_steps=1", "train.learning_rate=0.01", "eval.enabled=false",
-        "eval.budget_every=2", "eval.budget_samples=4", "eval.n_tasks=11"]
+        "budget.every=2", "budget.samples=4", "eval.n_tasks=11"]
 
 
 def _sft(model_dir, out, *extra):
@@ -20,7 +20,7 @@ def _sft(model_dir, out, *extra):
 
 
 def test_tripped_kl_budget_stops_and_keeps_the_last_weights_inside(tiny_model_dir, tmp_path):
-    assert _sft(tiny_model_dir, tmp_path / "sft", "eval.max_kl_task=1e-9") == 0
+    assert _sft(tiny_model_dir, tmp_path / "sft", "budget.max_kl_task=1e-9") == 0
     manifest = json.loads((tmp_path / "sft" / "manifest.json").read_text())
     tripped = manifest["budget"]["tripped"]
     assert tripped["budget"] == "max_kl_task" and tripped["step"] == 2 and tripped["kept_step"] == 0
@@ -31,7 +31,7 @@ def test_tripped_kl_budget_stops_and_keeps_the_last_weights_inside(tiny_model_di
 
 
 def test_generous_budget_only_measures(tiny_model_dir, tmp_path):
-    assert _sft(tiny_model_dir, tmp_path / "sft", "eval.max_kl_task=100", "eval.max_general_ppl_drift=100") == 0
+    assert _sft(tiny_model_dir, tmp_path / "sft", "budget.max_kl_task=100", "budget.max_general_ppl_drift=100") == 0
     manifest = json.loads((tmp_path / "sft" / "manifest.json").read_text())
     assert manifest["budget"]["tripped"] is None and manifest["metrics"]["steps"] == 8
     assert [h["step"] for h in manifest["budget"]["history"]] == [2, 4, 6, 8]
@@ -40,6 +40,6 @@ def test_generous_budget_only_measures(tiny_model_dir, tmp_path):
 
 
 def test_warn_goes_on(tiny_model_dir, tmp_path):
-    assert _sft(tiny_model_dir, tmp_path / "sft", "eval.max_kl_task=1e-9", "eval.budget_action=warn") == 0
+    assert _sft(tiny_model_dir, tmp_path / "sft", "budget.max_kl_task=1e-9", "budget.action=warn") == 0
     manifest = json.loads((tmp_path / "sft" / "manifest.json").read_text())
     assert manifest["budget"]["tripped"]["action"] == "warn" and manifest["metrics"]["steps"] == 8

@@ -62,7 +62,8 @@ def test_every_shipped_recipe_loads(path, tmp_path):
     ("rm", "eval.enabled=true", "rm does not read eval.enabled"),
     ("base", "lora.r=8", "base does not read lora.r; it trains every weight of a new model"),
     ("base", "data.n_train=10", "base does not read data.n_train; its data is the pretraining mixture"),
-    ("base", "eval.max_kl_task=0.1", "base does not read eval.max_kl_task"),
+    ("base", "budget.max_kl_task=0.1", "base does not read budget.max_kl_task; it trains a new model"),
+    ("rm", "budget.every=5", "rm does not read budget.every; it trains a scorer, not a policy"),
     ("ppo", "train.optim=paged_adamw_8bit", "ppo does not read train.optim; it steps torch's AdamW"),
     ("ppo", "train.bf16=true", "ppo does not read train.bf16; .*set dtype: bfloat16 for bf16"),
     ("ppo", "train.group_by_length=true", "ppo does not read train.group_by_length; it draws its own batches"),
@@ -97,6 +98,58 @@ def test_an_unknown_key_near_one_the_stage_does_not_read_says_both():
         config.load_recipe("ppo", None, ["train.max_step=3"])
     accepted = str(e.value).split("Accepted keys: ")[1]
     assert "learning_rate" in accepted and "max_steps" not in accepted and "batch_size" not in accepted
+
+
+# --- the drift budget's own section, and the keys that moved there ---------------------------------------
+
+@pytest.mark.parametrize("old,new", config.MOVED.items())
+def test_a_recipe_file_with_a_moved_key_is_refused_naming_file_and_new_key(tmp_path, old, new):
+    section, key = old.split(".")
+    path = tmp_path / "ppo.yaml"
+    path.write_text(yaml.safe_dump({section: {key: 25 if "every" in key or "samples" in key else 0.5}}))
+    with pytest.raises(InputError, match=rf"{path}: {section}: {old} moved to {new}: .*section `budget:`"):
+        config.load_recipe("ppo", path)
+    with pytest.raises(InputError, match=rf"\(with --set\).* {old} moved to {new}"):
+        config.load_recipe("ppo", "recipes/customer_support/ppo.yaml", [f"{old}=1"])
+
+
+def test_an_old_budget_key_stops_the_command_with_exit_2(tmp_path, capsys):
+    from rlft import cli
+
+    path = tmp_path / "dpo.yaml"
+    path.write_text("eval:\n  tasks: harbor_test\n  max_kl_task: 0.25\n")
+    assert cli.main(["dpo", "--recipe", str(path), "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "eval.max_kl_task moved to budget.max_kl_task" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_manifest_written_before_the_budget_section_still_loads():
+    """A run made before the move stored its budget under eval; rlft eval, compare, verdict and resume read
+    it back with the keys in budget, and the rest as it was."""
+    old = {"stage": "ppo", "recipe": {
+        "model": "rlft-tiny", "ppo": {"updates": 7},
+        "eval": {"tasks": "harbor_test", "n_tasks": 50, "max_general_ppl_drift": 0.1, "max_kl_task": 0.25,
+                 "budget_every": 10, "budget_action": "warn", "budget_samples": 8}}}
+    recipe = config.from_manifest(old, "runs/x/ppo/manifest.json")
+    assert recipe.budget == config.BudgetCfg(max_general_ppl_drift=0.1, max_kl_task=0.25, every=10, action="warn",
+                                             samples=8)
+    assert recipe.eval.tasks == "harbor_test" and recipe.eval.n_tasks == 50 and recipe.ppo.updates == 7
+    assert old["recipe"]["eval"]["budget_every"] == 10  # the manifest read is not changed
+
+
+@pytest.mark.parametrize("stage", config.STAGES)
+def test_the_fingerprint_hashes_the_recipe_in_its_shape_before_the_move(stage):
+    """A finished run stays up to date: the recipe as the fingerprint hashes it is the recipe as runs before
+    the move recorded it (budget keys under eval, with their old names; no budget section)."""
+    recipe = config.load_recipe(stage, None, [] if stage in ("base", "rm") else ["budget.max_kl_task=0.3"])
+    before = config.to_dict(recipe)
+    budget = before.pop("budget")
+    before["eval"].update({"max_general_ppl_drift": budget["max_general_ppl_drift"],
+                           "max_kl_task": budget["max_kl_task"], "budget_every": budget["every"],
+                           "budget_action": budget["action"], "budget_samples": budget["samples"]})
+    assert config.fingerprint_dict(recipe) == before
+    assert config.from_manifest({"stage": stage, "recipe": before}, "manifest.json") == recipe
 
 
 def test_four_bit_implies_lora():

@@ -18,7 +18,7 @@ from tests.conftest import assert_adapter_moved_only_its_weights, cli_args, tree
 
 FAST = ["data.n_train=16", "train.batch_size=8", "grpo.num_generations=4", "grpo.max_completion_length=12",
         "train.max_steps=2", "train.logging_steps=1", "train.save_steps=50", "lora.r=4", "eval.enabled=false",
-        "grpo.reward=house_tone", "eval.budget_samples=4"]
+        "grpo.reward=house_tone", "budget.samples=4"]
 
 
 def _args(model_dir, parent, out, *extra):

@@ -60,7 +60,7 @@ def test_one_backbone_and_the_reference_is_the_sft_policy(tiny_model_dir, sft_lo
     if four_bit:  # the 4-bit reference is the quantized SFT policy: close to it, not equal
         assert (ref - expected).abs().max() > 0
     # the drift budget measures against the same weights with the adapters off: still one copy
-    budget = ppo._drift_budget(_recipe(tiny_model_dir, sft_lora_run, "eval.max_kl_task=0.5", "eval.budget_samples=4"),
+    budget = ppo._drift_budget(_recipe(tiny_model_dir, sft_lora_run, "budget.max_kl_task=0.5", "budget.samples=4"),
                                models.load_tokenizer(str(tiny_model_dir)), model)
     assert {p.data_ptr() for p in budget.reference.parameters()} <= set(storages)
     with torch.no_grad():
@@ -243,8 +243,8 @@ def test_a_tripped_drift_budget_stops_ppo_and_keeps_the_weights_inside_it(tiny_m
     """A KL budget no update can meet trips at the first measurement; the saved policy is the one
     measured last inside the budget, the SFT policy itself (both adapters' B still zero)."""
     out = tmp_path / "ppo"
-    assert cli.main(_args(tiny_model_dir, sft_lora_run, out, "ppo.updates=3", "eval.max_kl_task=1e-9",
-                          "eval.budget_every=2", "eval.budget_samples=4", "train.learning_rate=0.01")) == 0
+    assert cli.main(_args(tiny_model_dir, sft_lora_run, out, "ppo.updates=3", "budget.max_kl_task=1e-9",
+                          "budget.every=2", "budget.samples=4", "train.learning_rate=0.01")) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["budget"]["tripped"]["budget"] == "max_kl_task" and manifest["budget"]["tripped"]["step"] == 2
     assert manifest["metrics"]["kept_update"] == 0 and manifest["metrics"]["updates"] == 2

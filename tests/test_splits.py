@@ -15,8 +15,8 @@ from rlft import cli
 from rlft.tasks.harbor import generator
 from tests.conftest import cli_args, tree
 
-BUDGETS = ["eval.enabled=false", "eval.max_kl_task=100", "eval.max_general_ppl_drift=100", "eval.budget_every=1",
-           "eval.budget_samples=4"]
+BUDGETS = ["eval.enabled=false", "budget.max_kl_task=100", "budget.max_general_ppl_drift=100", "budget.every=1",
+           "budget.samples=4"]
 
 
 @pytest.fixture

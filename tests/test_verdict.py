@@ -13,11 +13,11 @@ pytestmark = pytest.mark.unit  # pure functions, configs, data: no model is trai
 
 
 def _run(tmp_path, *, ci=(0.55, 0.70), drift=0.02, kl=0.05, refusals=(0.0, 0.0), tripped=None,
-         budgets=None, judge=True):
+         recipe=None, judge=True):
     run = tmp_path / "run"
     run.mkdir()
     manifest = {"stage": "dpo", "status": "complete", "parent": str(tmp_path / "sft"), "seed": 0,
-                "recipe": {"eval": budgets or {"max_general_ppl_drift": 0.1, "max_kl_task": 0.25}},
+                "recipe": recipe or {"budget": {"max_general_ppl_drift": 0.1, "max_kl_task": 0.25}},
                 "budget": {"tripped": tripped, "history": []}}
     ev = {"split": "test", "harness_revision": 2, "general_ppl_drift_parent": drift, "kl_task": kl,
           "judge": {"name": "harbor.judge", "win_rate_vs_parent": sum(ci) / 2, "refusal_rate": refusals[0],
@@ -57,6 +57,14 @@ def test_each_failed_check_stops_the_run_and_is_named(tmp_path, capsys, kwargs, 
 def test_the_command_line_budget_overrides_the_recipe(tmp_path, capsys):
     run = _run(tmp_path, drift=0.15)
     assert _verdict(run, capsys, "--max-ppl-drift", "0.2")[0] == 0
+
+
+def test_a_run_made_before_the_budget_section_is_judged_by_its_own_budgets(tmp_path, capsys):
+    """Its manifest stores the budgets under eval (config.MOVED): a drift of 0.15 passes its 0.2, where the
+    default 0.10 would fail it."""
+    run = _run(tmp_path, drift=0.15, recipe={"eval": {"max_general_ppl_drift": 0.2, "max_kl_task": 0.25}})
+    code, out = _verdict(run, capsys)
+    assert code == 0 and "(budget 0.2)" in out.out
 
 
 def test_a_stop_budget_that_tripped_kept_weights_inside_it_and_may_ship(tmp_path, capsys):

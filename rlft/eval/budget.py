@@ -1,15 +1,15 @@
 """Drift budgets during training: measure drift every N steps, stop (or warn) when it trips.
 
-A recipe sets `eval.max_general_ppl_drift` (perplexity on a fixed sample of held-out
-chitchat against the reference's, minus 1) and/or `eval.max_kl_task` (KL from the
+A recipe's `budget:` section sets `max_general_ppl_drift` (perplexity on a fixed sample of
+held-out chitchat against the reference's, minus 1) and/or `max_kl_task` (KL from the
 reference to the policy per response token, exact over the vocabulary, on the reference's
-greedy answers to a fixed sample of task prompts), measured every `eval.budget_every`
+greedy answers to a fixed sample of task prompts), measured every `budget.every`
 steps. The reference is the model the stage started from (its parent policy). The KL is logged
 as `kl_ref_greedy`: KL(reference || policy) on the reference's greedy answers, a different
 quantity from eval.json's `kl_task` (KL(policy || parent) on the policy's samples). The task
 prompts are the dev split's (`eval.dev_tasks`), never the test split the README reports.
 
-When a budget trips with `eval.budget_action: stop`, training stops and the weights are put
+When a budget trips with `budget.action: stop`, training stops and the weights are put
 back to the last measurement that was inside every budget, so what the stage saves is
 inside the budget. With `warn`, it is logged and training goes on. Either way the manifest
 records which budget tripped, when, and at what value.
@@ -131,9 +131,9 @@ def frozen_copy(model):
 
 
 def dev_task_chats(recipe) -> list[list[dict]]:
-    """The fixed task prompts measured during training: the first eval.budget_samples of eval.dev_tasks."""
+    """The fixed task prompts measured during training: the first budget.samples of eval.dev_tasks."""
     ev = recipe.eval
-    tasks = data.load(ev.dev_tasks, "tasks", recipe.seed, ev.n_tasks, recipe.data.system_prompt)[:ev.budget_samples]
+    tasks = data.load(ev.dev_tasks, "tasks", recipe.seed, ev.n_tasks, recipe.data.system_prompt)[:recipe.budget.samples]
     return [t["messages"] for t in tasks]
 
 
@@ -141,10 +141,10 @@ def drift_budget(recipe, tok, model, reference=None, task_chats: list[list[dict]
     """The drift-budget callback a recipe asks for, or None (DriftBudget above). The reference is a
     frozen copy of `model` unless a `reference` that shares its weights is given (PPO's); task_chats:
     dev_task_chats(recipe), when the caller has them already (GRPO's)."""
-    ev = recipe.eval
-    if ev.max_general_ppl_drift is None and ev.max_kl_task is None:
+    cfg = recipe.budget
+    if cfg.max_general_ppl_drift is None and cfg.max_kl_task is None:
         return None
     reference = reference if reference is not None else frozen_copy(model)
-    return DriftBudget(tok, reference, chitchat.chats("held_out")[-ev.budget_samples:],
-                       task_chats if task_chats is not None else dev_task_chats(recipe), ev.budget_every,
-                       ev.max_general_ppl_drift, ev.max_kl_task, ev.budget_action)
+    return DriftBudget(tok, reference, chitchat.chats("held_out")[-cfg.samples:],
+                       task_chats if task_chats is not None else dev_task_chats(recipe), cfg.every,
+                       cfg.max_general_ppl_drift, cfg.max_kl_task, cfg.action)

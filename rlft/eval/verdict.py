@@ -4,8 +4,8 @@ A run ships when all of these hold, and the answer names each one with its figur
   1. it beats its parent on the held-out judge beyond the judge's interval: the 95% interval of the
      win rate (clustered by customer template) lies above 0.5;
   2. it stays inside every drift budget: held-out chitchat perplexity against the parent's
-     (`--max-ppl-drift`, default the recipe's `eval.max_general_ppl_drift`, else 0.10), the KL to the
-     parent on task samples (`--max-kl`, default the recipe's `eval.max_kl_task`, else unchecked), and
+     (`--max-ppl-drift`, default the recipe's `budget.max_general_ppl_drift`, else 0.10), the KL to the
+     parent on task samples (`--max-kl`, default the recipe's `budget.max_kl_task`, else unchecked), and
      no budget tripped during training that training was told only to warn about;
   3. it refuses or deflects no more often than its parent (a tone gain bought by refusing is no gain).
 Exit codes: 0 ship, 1 do not ship, 2 bad input. A verdict that cannot read what it needs refuses
@@ -46,7 +46,7 @@ def verdict(run_dir: Path, max_ppl_drift: float | None = None, max_kl: float | N
         raise InputError(f"{path}: not valid JSON ({e})") from None
     if not manifest.get("parent"):
         raise InputError(f"run {run_dir} has no parent run to be judged against")
-    budgets = from_manifest(manifest, str(Path(run_dir) / "manifest.json")).eval
+    budgets = from_manifest(manifest, str(Path(run_dir) / "manifest.json")).budget
     max_ppl_drift = max_ppl_drift if max_ppl_drift is not None else (
         budgets.max_general_ppl_drift or DEFAULT_MAX_PPL_DRIFT)
     max_kl = max_kl if max_kl is not None else budgets.max_kl_task

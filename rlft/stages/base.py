@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from rlft import checkpoint, models, runs
-from rlft.config import BaseRecipe, to_dict
+from rlft.config import BaseRecipe, fingerprint_dict, to_dict
 from rlft.data import chitchat, probes
 from rlft.stages import mean_train_loss, trainer_kwargs
 from rlft.tasks.harbor import generator as harbor
@@ -139,7 +139,7 @@ def run(recipe: BaseRecipe, out: Path, recipe_path: str | None = None, force: bo
     t0 = time.time()
     cfg, tr = recipe.base, recipe.train
     chats = mixture(recipe)
-    inputs = {"stage": "base", "recipe": to_dict(recipe)}
+    inputs = {"stage": "base", "recipe": fingerprint_dict(recipe)}
     run_ = runs.start("base", out, inputs, force=force, resume=resume)
     if run_ is None:
         runs.log(f"{out} is up to date (same recipe); nothing to do. Use --force to rebuild.")

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from rlft import checkpoint, data, faults, models, runs
-from rlft.config import DpoRecipe, to_dict
+from rlft.config import DpoRecipe, fingerprint_dict, to_dict
 from rlft.errors import InputError
 from rlft.eval.budget import drift_budget
 from rlft.stages import group_by_length, mean_train_loss, tokenizer_and_parent, trainer_kwargs
@@ -86,7 +86,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         skipped += [{"split": name, "row": i + 1} for i in bad]
         rows[:] = [r for i, r in enumerate(rows) if i not in set(bad)]
     data_sha = data.sha256_rows(train_rows + val_rows)
-    inputs = {"stage": "dpo", "recipe": to_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
+    inputs = {"stage": "dpo", "recipe": fingerprint_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
     run_ = runs.start("dpo", out, inputs, force=force, resume=resume)
     if run_ is None:
         runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")

@@ -30,7 +30,7 @@ from transformers import TrainerCallback
 
 import reward_models
 from rlft import checkpoint, data, faults, models, runs
-from rlft.config import GrpoRecipe, to_dict
+from rlft.config import GrpoRecipe, fingerprint_dict, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.budget import dev_task_chats, drift_budget
 from rlft.eval.generate import generate, token_logits
@@ -51,7 +51,7 @@ def run(recipe: GrpoRecipe, out: Path, recipe_path: str | None = None, force: bo
     except RuntimeError as e:
         raise InputError(f"grpo.reward {cfg.reward!r} fails on the first prompts: {e}") from None
     data_sha = data.sha256_rows(rows)
-    inputs = {"stage": "grpo", "recipe": to_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
+    inputs = {"stage": "grpo", "recipe": fingerprint_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
     run_ = runs.start("grpo", out, inputs, force=force, resume=resume)
     if run_ is None:
         runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")

@@ -57,7 +57,7 @@ from transformers import GenerationConfig, get_scheduler
 
 import reward_models
 from rlft import actor_critic, checkpoint, data, distributed, faults, runs, tracking
-from rlft.config import PpoRecipe, to_dict
+from rlft.config import PpoRecipe, fingerprint_dict, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.budget import drift_budget
 from rlft.eval.generate import left_pad
@@ -75,7 +75,7 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     chats = [r["prompt"] for r in rows]
     reward = reward_models.load(cfg.reward)
     data_sha = data.sha256_rows(rows)
-    inputs = {"stage": "ppo", "recipe": to_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
+    inputs = {"stage": "ppo", "recipe": fingerprint_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
     if not force and runs.up_to_date(out, inputs):  # before the model is built: nothing to do is instant
         runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
@@ -343,7 +343,7 @@ def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: P
             state["kl_coef"] = core.adaptive_kl_coef(state["kl_coef"], metrics["objective/kl"], cfg.kl_target,
                                                      cfg.kl_horizon, cfg.rollout_batch_size)
         _record(state, metrics, batch, [chats[i] for i in prompts[:2]], tracker, cfg, tr.logging_steps)
-        if budget is not None and update % recipe.eval.budget_every == 0 and _budget_stops(budget, model, metrics):
+        if budget is not None and update % recipe.budget.every == 0 and _budget_stops(budget, model, metrics):
             kept = budget.good_step
             break
         state["update"] = update

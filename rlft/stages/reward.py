@@ -28,7 +28,7 @@ import torch
 
 from reward_models.scoring import as_text, score
 from rlft import checkpoint, data, faults, models, runs
-from rlft.config import RmRecipe, to_dict
+from rlft.config import RmRecipe, fingerprint_dict, to_dict
 from rlft.errors import InputError
 from rlft.rl.core import bradley_terry_loss
 from rlft.stages import group_by_length, mean_train_loss, trainer_kwargs
@@ -134,7 +134,7 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
                           recipe.data.system_prompt)
                 if recipe.data.validation else [])
     data_sha = data.sha256_rows(train_rows + val_rows)
-    run_ = runs.start("rm", out, {"stage": "rm", "recipe": to_dict(recipe), "data": data_sha}, force, resume)
+    run_ = runs.start("rm", out, {"stage": "rm", "recipe": fingerprint_dict(recipe), "data": data_sha}, force, resume)
     if run_ is None:
         runs.log(f"{out} is up to date (same recipe and data); nothing to do. Use --force to rerun.")
         return None

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from trl import SFTTrainer
 
 from rlft import checkpoint, data, faults, models, runs
-from rlft.config import SftRecipe, to_dict
+from rlft.config import SftRecipe, fingerprint_dict, to_dict
 from rlft.errors import InputError
 from rlft.eval.budget import drift_budget
 from rlft.stages import group_by_length, mean_train_loss, trainer_kwargs
@@ -172,7 +172,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     if use_lora and (cfg.freeze_layers or cfg.freeze_embeddings or cfg.freeze_modules):
         raise InputError("sft.freeze_* selects weights for full fine-tuning; with LoRA only the adapter trains")
     data_sha = data.sha256_rows(train_rows + val_rows)
-    inputs = {"stage": "sft", "recipe": to_dict(recipe), "data": data_sha,
+    inputs = {"stage": "sft", "recipe": fingerprint_dict(recipe), "data": data_sha,
               "parent": parent_manifest and parent_manifest["fingerprint"]}
     run_ = runs.start("sft", out, inputs, force=force, resume=resume)
     if run_ is None:
