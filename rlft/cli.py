@@ -34,6 +34,24 @@ def _quiet() -> None:
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
+class _HelpConfig(argparse.Action):
+    """`rlft <stage> --help-config`: the recipe keys the stage reads, with type, default and documentation
+    (config.help_text). Like --help it needs no recipe, writes nothing and exits 0."""
+
+    def __init__(self, option_strings: list[str], dest: str, stage: str, help: str | None = None):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+        self.stage = stage
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from rlft import config
+
+        try:
+            print(config.help_text(self.stage), flush=True)
+        except BrokenPipeError:  # `| head` closed the pipe: stop quietly (Python's docs, "Note on SIGPIPE")
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rlft", description="RL and preference tuning of language models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -45,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--force", action="store_true", help="replace a complete run or an interrupted attempt")
         s.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
         s.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
+        s.add_argument("--help-config", action=_HelpConfig, stage=stage,
+                       help="list the recipe keys this stage reads, with type, default and meaning, and exit")
         s.add_argument("--no-eval", action="store_true", help="skip the evaluation at the end")
         if stage == "base":  # a recipe never writes outside its run folder; the command line may
             s.add_argument("--export", metavar="DIR", help="also copy the finished model to DIR "

@@ -6,14 +6,18 @@ key the stage never reads (NOT_READ: "ppo does not read train.max_steps; its len
 ppo.updates"). `--set key=value` overrides get the same checks. A finished run's recipe is read
 back typed from its manifest (from_manifest). Nothing in rlft reads a recipe any other way: no
 `cfg.get(key, default)`. A key that moved (MOVED) is refused naming its new place, and read moved from a
-manifest written before the move.
+manifest written before the move. Each field's docstring is its documentation: `rlft <stage> --help-config`.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import difflib
+import functools
+import json
 import re
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -28,6 +32,8 @@ from rlft.errors import InputError
 
 @dataclass
 class DataCfg:
+    """What the stage trains and validates on (the keys every stage understands: shared/DESIGN.md)."""
+
     train: str = "harbor_sft"
     """A built-in data set name (see `rlft data list`) or a JSONL/JSON/Parquet/CSV file."""
     validation: str | None = "harbor_sft_val"
@@ -49,6 +55,8 @@ class DataCfg:
 
 @dataclass
 class QuantCfg:
+    """Loading the frozen base in 4-bit (QLoRA; a CUDA GPU and bitsandbytes)."""
+
     load_in_4bit: bool = False
     """Load the frozen base in 4-bit (bitsandbytes) and train LoRA on top: QLoRA."""
     quant_type: str = "nf4"
@@ -61,6 +69,8 @@ class QuantCfg:
 
 @dataclass
 class LoraCfg:
+    """The LoRA adapter (Hu et al. 2021) that trains instead of the model's weights."""
+
     enabled: bool = False
     """Train a LoRA adapter instead of all weights (always on with 4-bit: Recipe.uses_lora; ppo and grpo
     always train LoRA, and refuse false)."""
@@ -76,27 +86,42 @@ class LoraCfg:
 
 @dataclass
 class TrainCfg:
+    """The optimisation: optimizer, schedule, length, batches, logging and checkpoints (transformers'
+    TrainingArguments for the TRL stages; PPO reads the keys it shares with them)."""
+
     learning_rate: float = 1e-3
+    """Peak learning rate, reached after warmup (LoRA takes rates about ten times a full fine-tune's)."""
     num_epochs: float = 1.0
+    """Passes over the training data, when max_steps is -1 (fractions allowed)."""
     max_steps: int = -1
     """Stop after this many optimizer steps; -1 for num_epochs. 0 (SFT with LoRA only) trains nothing: the
     run is its starting model with an adapter of zeros, a baseline such as the model prompted with a policy
     sheet (data.system_prompt) evaluated by the same harness as every trained run."""
     batch_size: int = 16
+    """Rows per forward/backward on each process; an optimizer step sees batch_size x grad_accum x processes
+    (GRPO: completions, a multiple of grpo.num_generations)."""
     grad_accum: int = 1
+    """Forward/backward passes whose gradients add up to one optimizer step."""
     warmup_ratio: float = 0.05
+    """Share of the steps over which the learning rate rises linearly from 0."""
     lr_scheduler: str = "cosine"
+    """The schedule after warmup, as transformers names it: cosine, linear, constant ..."""
     weight_decay: float = 0.0
+    """AdamW's decoupled weight decay."""
     max_grad_norm: float = 1.0
+    """Clip the gradient's global norm to this before each step."""
     logging_steps: int = 10
+    """Log the training figures every N steps (PPO: updates)."""
     eval_steps: int = 50
     """Evaluate the validation loss every N steps (0: only at the end)."""
     save_steps: int = 50
-    """Write a checkpoint every N steps (resumable with --resume)."""
+    """Write a checkpoint every N steps (PPO: updates), resumable with --resume."""
     early_stopping_patience: int = 0
     """Stop when the validation loss has not improved for this many evaluations (0: off; sft only)."""
     bf16: bool = False
+    """Mixed precision: compute in bfloat16, keep the weights in float32 (GPUs that have it)."""
     gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass instead of storing them: less memory, more time."""
     optim: str = "adamw_torch"
     """Optimizer name as transformers knows it (e.g. paged_adamw_8bit on GPUs)."""
     group_by_length: bool = False
@@ -113,6 +138,9 @@ class TrainCfg:
 
 @dataclass
 class EvalCfg:
+    """The evaluation harness at the end of a policy stage (rlft/eval/harness.py; `rlft eval --run` reads the
+    same keys back from the run's manifest)."""
+
     enabled: bool = True
     """Run the evaluation harness at the end of the stage."""
     tasks: str = "harbor_test"
@@ -122,8 +150,12 @@ class EvalCfg:
     """Task prompts that anything during training reads (drift budgets, GRPO's KL to the reference):
     a tasks file or a built-in set, never the test split."""
     n_tasks: int = 110
+    """Tasks drawn from a built-in set (eval.tasks, and eval.dev_tasks where training reads them); a tasks
+    file is read whole."""
     max_new_tokens: int = 96
+    """Longest answer generated for a task (greedy) and for the KL samples."""
     batch_size: int = 32
+    """Rows per generation batch in the evaluation and its retention pass (memory, not maths)."""
     n_general: int = 64
     """Held-out chitchat conversations for general NLL and KL."""
     n_kl_tasks: int | None = None
@@ -167,11 +199,17 @@ class BaseCfg:
     """Pretraining of the shipped base model (rlft-tiny) from scratch."""
 
     vocab_size: int = 4096
+    """Size of the byte-level BPE vocabulary trained on the mixture (special tokens included)."""
     hidden_size: int = 256
+    """Width of the Llama-architecture model."""
     num_layers: int = 4
+    """Transformer blocks."""
     num_heads: int = 4
+    """Attention heads (as many key/value heads: no grouped-query attention)."""
     intermediate_size: int = 704
+    """Width of the SwiGLU feed-forward layer."""
     context_length: int = 256
+    """Tokens per packed training block; the model's positions reach twice as far."""
     skill_chats: int = 60000
     """Prior-skill chats (counting) in the mixture."""
     harbor_chats: int = 6000
@@ -182,10 +220,15 @@ class BaseCfg:
 
 @dataclass
 class SftCfg:
+    """Supervised fine-tuning on chats (TRL's SFTTrainer)."""
+
     assistant_only_loss: bool = True
     """Loss on the assistant's tokens only (needs {% generation %} in the chat template)."""
     packing: bool = False
+    """Put each batch's chats in one padding-free row; without flash attention the row is attended whole
+    behind a block mask, which can cost more than the padding saved (on CPUs it does)."""
     freeze_embeddings: bool = False
+    """Freeze the token embeddings (full fine-tuning only)."""
     freeze_layers: int = 0
     """Freeze the first N transformer layers (full fine-tuning only)."""
     freeze_modules: list[str] = field(default_factory=list)
@@ -196,6 +239,8 @@ class SftCfg:
 
 @dataclass
 class DpoCfg:
+    """Preference optimisation on chosen/rejected pairs (TRL's DPO, KTO, ORPO and SimPO trainers)."""
+
     beta: float = 0.1
     """Strength of the pull toward the reference (the SFT policy)."""
     loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
@@ -214,6 +259,8 @@ class DpoCfg:
 
 @dataclass
 class RmCfg:
+    """A Bradley-Terry reward model on the preference pairs (TRL's RewardTrainer)."""
+
     backbone: str = "policy"
     """policy (the recipe's model with a scalar head) or minilm (all-MiniLM-L6-v2, shipped in a wheel)."""
     center_rewards_coefficient: float | None = None
@@ -222,6 +269,8 @@ class RmCfg:
 
 @dataclass
 class PpoCfg:
+    """rlft's own PPO with a value adapter and head on the policy's backbone (rlft/stages/ppo.py)."""
+
     reward: str | dict[str, float] = "harbor_facts"
     """The reward: a name from reward_models/ (harbor_facts, house_tone), learned:RUN_DIR (an rm run),
     ensemble:RUN,RUN, or a weighted sum {harbor_facts: 1.0, house_tone: 0.5}."""
@@ -250,15 +299,19 @@ class PpoCfg:
     kl_horizon: int = 10000
     """Episodes over which the adaptive controller moves kl_coef."""
     gamma: float = 1.0
+    """Discount of later rewards in GAE (1: none)."""
     lam: float = 0.95
     """GAE lambda."""
     cliprange: float = 0.2
+    """epsilon: the policy ratio is clipped to [1 - cliprange, 1 + cliprange] in the surrogate loss."""
     cliprange_value: float = 0.2
+    """New values may move at most this far from the rollout's in the clipped value loss."""
     vf_coef: float = 0.1
     """Weight of the value loss."""
     entropy_coef: float = 0.0
     """Entropy bonus (0: none, as the N+ details)."""
     whiten_rewards: bool = False
+    """Scale the per-token rewards to unit variance over the batch before GAE (mean kept)."""
     missing_eos_penalty: float | None = 1.0
     """Subtracted from the score of a response that never emits the stop token; null: none."""
     value_learning_rate: float | None = None
@@ -269,6 +322,8 @@ class PpoCfg:
 
 @dataclass
 class GrpoCfg:
+    """GRPO or RLOO on TRL's trainers: a group of completions per prompt is its own baseline."""
+
     algorithm: str = "grpo"
     """grpo (TRL's GRPOTrainer) or rloo (TRL's RLOOTrainer, leave-one-out baseline)."""
     reward: str | dict[str, float] = "harbor_facts"
@@ -276,7 +331,9 @@ class GrpoCfg:
     num_generations: int = 8
     """Completions per prompt: the group the baseline is computed over."""
     max_completion_length: int = 64
+    """max_new_tokens of a sampled completion."""
     temperature: float = 0.7
+    """Sampling temperature of the completions."""
     beta: float = 0.04
     """KL penalty to the reference (TRL's default 0 skips the reference; rlft measures the KL anyway)."""
     loss_type: str = "dapo"
@@ -291,14 +348,18 @@ class GrpoCfg:
 
 @dataclass
 class Recipe:
+    """A stage's recipe: the top-level keys, then one section each (the stage's own last)."""
+
     model: str = "rlft-tiny"
     """rlft-tiny, a hub id, or a folder saved with save_pretrained."""
     parent: str | None = None
     """The run this stage continues from; null: the stage's default."""
     seed: int = 0
+    """Seeds data generation and order, new weights (LoRA's A, heads) and sampling."""
     dtype: str = "float32"
     """Weights dtype for full-precision loading: float32, bfloat16 or float16."""
     trust_remote_code: bool = False
+    """Run the model's own Python code from the hub (off: only transformers' code runs)."""
     data: DataCfg = field(default_factory=DataCfg)
     quant: QuantCfg = field(default_factory=QuantCfg)
     lora: LoraCfg = field(default_factory=LoraCfg)
@@ -741,6 +802,57 @@ def _check_ppo(p: PpoCfg, where: str) -> None:
 
 def to_dict(recipe: Recipe) -> dict:
     return dataclasses.asdict(recipe)
+
+
+# --- documentation: the docstring under each field, shown by `rlft <stage> --help-config` ------------
+
+
+@functools.cache
+def field_docs() -> dict[str, str]:
+    """The docstrings written in this file, each on one line: {"TrainCfg": the class's, "TrainCfg.max_steps":
+    the string under that field}. Read from the source, since Python keeps no docstring of a field."""
+    docs = {}
+    for node in ast.parse(Path(__file__).read_text(encoding="utf-8")).body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        if ast.get_docstring(node):
+            docs[node.name] = " ".join(ast.get_docstring(node).split())
+        for statement, after in zip(node.body, node.body[1:]):
+            if (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                docs[f"{node.name}.{statement.target.id}"] = " ".join(after.value.value.split())
+    return docs
+
+
+def field_doc(cls: type, name: str) -> str | None:
+    """The docstring of field `name` of dataclass `cls`, where it or a class it inherits from declares it."""
+    docs = field_docs()
+    return next((docs[f"{k.__name__}.{name}"] for k in cls.__mro__ if f"{k.__name__}.{name}" in docs), None)
+
+
+def help_text(stage: str, width: int = 100) -> str:
+    """What `rlft <stage> --help-config` prints: each key the stage reads (NOT_READ left out), by section,
+    with its type, the stage's default and the docstring under its field."""
+    own, unread = STAGES[stage](), unread_keys(stage)
+    wrap = functools.partial(textwrap.wrap, width=width, break_on_hyphens=False, break_long_words=False)
+    indent = " " * 6
+    lines = wrap(f"rlft {stage}: the recipe keys it reads, as `key: type = default` and what each does. Set "
+                 f"them in the recipe file, by section, or with --set section.key=value; a key not listed here "
+                 f"is refused.")
+    sections = [("top level", own, "")] + [(f.name, getattr(own, f.name), f"{f.name}.") for f in dataclasses.fields(own)
+                                           if dataclasses.is_dataclass(getattr(own, f.name))]
+    for title, values, prefix in sections:
+        keys = [f for f in dataclasses.fields(values)
+                if not dataclasses.is_dataclass(getattr(values, f.name)) and prefix + f.name not in unread]
+        if not keys:
+            continue
+        about = field_docs().get(type(values).__name__) if prefix else None
+        lines += [""] + wrap(f"{title}: {about}" if about else f"{title}:", subsequent_indent="  ")
+        for f in keys:
+            lines.append(f"  {prefix}{f.name}: {f.type} = {json.dumps(getattr(values, f.name))}")
+            lines += wrap(field_doc(type(values), f.name) or "", initial_indent=indent, subsequent_indent=indent)
+    return "\n".join(lines)
 
 
 def recipe_name(path: str | Path | None) -> str:

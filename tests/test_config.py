@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,41 @@ def test_the_fingerprint_hashes_the_recipe_in_its_shape_before_the_move(stage):
                            "budget_action": budget["action"], "budget_samples": budget["samples"]})
     assert config.fingerprint_dict(recipe) == before
     assert config.from_manifest({"stage": stage, "recipe": before}, "manifest.json") == recipe
+
+
+# --- each key documented where it is declared, and shown by --help-config -------------------------------
+
+@pytest.mark.parametrize("stage", config.STAGES)
+def test_every_key_of_every_section_has_a_docstring(stage):
+    own = config.STAGES[stage]()
+    for f in dataclasses.fields(own):
+        value = getattr(own, f.name)
+        if not dataclasses.is_dataclass(value):
+            assert config.field_doc(type(own), f.name), f.name
+            continue
+        assert config.field_docs().get(type(value).__name__), f"section {f.name} has no docstring"
+        for g in dataclasses.fields(value):
+            assert config.field_doc(type(value), g.name), f"{f.name}.{g.name}"
+
+
+def test_help_config_lists_what_the_stage_reads_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    from rlft import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RLFT_RUNS", str(tmp_path / "runs"))
+    with pytest.raises(SystemExit) as e:
+        cli.main(["ppo", "--help-config"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and list(tmp_path.iterdir()) == []
+    assert "  ppo.updates: int = 40\n      PPO updates; each samples rollout_batch_size prompts" in out
+    assert "  budget.max_kl_task: float | None = null\n" in out and "train.learning_rate" in out
+    assert "  train.max_steps:" not in out and "  lora.enabled:" not in out  # ppo does not read them (NOT_READ)
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_help_config_leaves_out_a_section_the_stage_does_not_read():
+    text = config.help_text("rm")
+    assert "rm.backbone" in text and "\nbudget:" not in text and "eval." not in text
 
 
 def test_four_bit_implies_lora():
