@@ -75,9 +75,12 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="where to write eval.json (default: inside the run)")
     d = sub.add_parser("data", help="built-in data sets")
     dsub = d.add_subparsers(dest="data_command", required=True)
-    dsub.add_parser("list", help="list the built-in data sets")
+    ls = dsub.add_parser("list", help="list the built-in data sets")
     x = dsub.add_parser("export", help="write a built-in data set as JSONL")
     x.add_argument("name")
+    for p_ in (ls, x):
+        p_.add_argument("--task", help="whose data sets: harbor (the default), or a task module of your own "
+                        "(a recipe's `task`, e.g. my_package.my_task)")
     x.add_argument("--out", required=True, help="folder to write NAME.jsonl into")
     x.add_argument("--seed", type=int, default=0)
     x.add_argument("-n", type=int, default=2000, help="rows for generated sets")
@@ -173,8 +176,9 @@ def stage_main(args) -> int:
         from rlft import data
         from rlft.eval import harness
 
-        if recipe.eval.tasks not in data.BUILTIN:
-            tasks = harness.load_tasks(recipe.eval.tasks, recipe.seed, recipe.eval.n_tasks, recipe.data.system_prompt)
+        if recipe.eval.tasks not in data.names(recipe.task):
+            tasks = harness.load_tasks(recipe.eval.tasks, recipe.seed, recipe.eval.n_tasks, recipe.data.system_prompt,
+                                       recipe.task)
     from transformers import set_seed
 
     set_seed(recipe.seed)  # everything random before the trainer seeds itself (a new head, LoRA's A) follows the seed
@@ -197,7 +201,7 @@ def stage_main(args) -> int:
 
 def augment_main(args) -> int:
     """`rlft data augment`: the rows as a stage would train on them, each with its user turns before noise."""
-    from rlft import config, data
+    from rlft import config, data, tasks
     from rlft.data import augment
 
     if args.recipe:
@@ -210,12 +214,12 @@ def augment_main(args) -> int:
                 errors[stage] = str(e)
         if recipe is None:
             raise InputError(errors["sft"])  # what is wrong with it as an sft recipe, the likeliest meant
-        rates, seed = recipe.data.augment, recipe.seed
+        rates, seed, task = recipe.data.augment, recipe.seed, recipe.task
         if not rates:
             raise InputError(f"recipe {args.recipe} has no data.augment to apply")
     else:
-        rates, seed = augment.parse(args.rates), args.seed
-    raw = data.builtin(args.data, seed, args.n) if args.data in data.BUILTIN else \
+        rates, seed, task = augment.parse(args.rates), args.seed, tasks.DEFAULT
+    raw = data.builtin(args.data, seed, args.n, task) if args.data in data.names(task) else \
         [row for _, row in data.read_rows(args.data)]  # read_rows refuses an empty file
     noised = augment.augment_rows(raw, rates, seed)
     field = "messages" if "messages" in raw[0] else "prompt"
@@ -318,14 +322,14 @@ def main(argv: list[str] | None = None) -> int:
             print(report.stage_table([Path(r) for r in args.runs]))
             return 0
         if args.command == "data":
-            from rlft import data
+            from rlft import data, tasks
 
             if args.data_command == "list":
-                print("\n".join(data.BUILTIN))
+                print("\n".join(data.names(args.task or tasks.DEFAULT)))
                 return 0
             if args.data_command == "augment":
                 return augment_main(args)
-            rows = data.builtin(args.name, args.seed, args.n)
+            rows = data.builtin(args.name, args.seed, args.n, args.task or tasks.DEFAULT)
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
             data.write_jsonl(rows, out / f"{args.name}.jsonl")

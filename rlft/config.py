@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 import reward_models
-from rlft.data import TEST_SETS
+from rlft import data, tasks
 from rlft.errors import InputError
 
 
@@ -352,6 +352,11 @@ class Recipe:
 
     model: str = "rlft-tiny"
     """rlft-tiny, a hub id, or a folder saved with save_pretrained."""
+    task: str = tasks.DEFAULT
+    """The task: harbor (Harbor Goods), or the dotted name of an importable module of your own that provides
+    the task interface (rlft/tasks/__init__.py). The built-in data set names are its (`<NAME>_sft`, ...), its
+    REWARDS may be named as rewards, and the evaluation uses its judge and tone. The defaults below name
+    Harbor's sets: a recipe with a task of its own names its own."""
     parent: str | None = None
     """The run this stage continues from; null: the stage's default."""
     seed: int = 0
@@ -423,6 +428,7 @@ _OWN_BATCHES = "it draws its own batches, not from stored rows"
 _NO_LIGER = "Liger's kernels go through the TRL trainers of sft, dpo and rm"
 NOT_READ: dict[str, dict[str, str]] = {
     "base": {
+        "task": "it pretrains rlft-tiny, whose mixture and model card are Harbor Goods' (tasks.pretrain_rows)",
         "dtype": "it builds a new model in float32", "trust_remote_code": "it builds a new model with rlft's code",
         **dict.fromkeys(["data.n_train", "data.n_val", "data.max_length", "data.system_prompt", "data.augment"],
                         "its data is the pretraining mixture (base.*: skill_chats, harbor_chats, context_length)"),
@@ -632,6 +638,7 @@ def load_recipe(stage: str, path: str | Path | None, overrides: list[str] = (),
         values = {**values, "parent": default_parent}
     recipe = _build(STAGES[stage], values, f"{where}:", unread=unread_keys(stage))
     _check_reads(recipe, stage, where)
+    _check_task(recipe, where, unread_keys(stage))
     _check_values(recipe, where)
     return recipe
 
@@ -659,9 +666,12 @@ def _move_keys(stored: dict) -> dict:
 
 def fingerprint_dict(recipe: Recipe) -> dict:
     """to_dict(recipe) as the run fingerprint hashes it: the MOVED keys back where runs made before the
-    move hashed them, so a finished run is still up to date after the move. The manifest stores
-    to_dict(recipe); from_manifest reads both shapes."""
+    move hashed them, and the built-in task left out as runs made before the `task` key hashed it, so
+    a finished run is still up to date after either change. The manifest stores to_dict(recipe);
+    from_manifest reads both shapes."""
     values = to_dict(recipe)
+    if values.get("task") == tasks.DEFAULT:
+        del values["task"]
     for old, new in MOVED.items():
         (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
         values[old_section][old_key] = values[new_section].pop(new_key)
@@ -671,14 +681,31 @@ def fingerprint_dict(recipe: Recipe) -> dict:
     return values
 
 
+_DATA_KEYS = ("data.train", "data.validation", "eval.tasks", "eval.dev_tasks")
+"""The keys that may name a built-in data set."""
+
+
+def _check_task(recipe: Recipe, where: str, unread: typing.Mapping[str, str]) -> None:
+    """The task imports and has the interface; every built-in set the recipe names (where its stage reads
+    it) is that task's, so a recipe with a task of its own that kept a default (harbor_sft) is refused
+    here, not trained on Harbor; nothing that trains or tunes reads the test split."""
+    task = tasks.load(recipe.task, f"{where}: task")
+    own = data.names(recipe.task)
+    for key in _DATA_KEYS:
+        value = _value_at(recipe, key)
+        other = [name for name in tasks.BUILTIN if value in data.names(name)]
+        if key not in unread and value not in own and other:
+            raise InputError(f"{where}: {key} is {value!r}, a data set of the task {other[0]!r}, but the recipe's "
+                             f"task is {recipe.task!r}; its data sets: {', '.join(own)}")
+    for key in ("data.train", "data.validation", "eval.dev_tasks"):
+        if _value_at(recipe, key) in data.test_sets(recipe.task):
+            raise InputError(f"{where}: {key} is {_value_at(recipe, key)!r}, the test split: nothing that trains "
+                             f"or tunes may read it (it is what the README reports). Use {task.NAME}_dev for "
+                             f"tuning and budgets.")
+
+
 def _check_values(recipe: Recipe, where: str) -> None:
     """Ranges that types alone cannot say."""
-    read_in_training = {"data.train": recipe.data.train, "data.validation": recipe.data.validation,
-                        "eval.dev_tasks": recipe.eval.dev_tasks}
-    for key, value in read_in_training.items():
-        if value in TEST_SETS:
-            raise InputError(f"{where}: {key} is {value!r}, the test split: nothing that trains or tunes may read "
-                             f"it (it is what the README reports). Use harbor_dev for tuning and budgets.")
     positive = {
         "data.n_train": recipe.data.n_train, "data.max_length": recipe.data.max_length,
         "train.batch_size": recipe.train.batch_size, "train.grad_accum": recipe.train.grad_accum,
@@ -726,13 +753,13 @@ def _check_values(recipe: Recipe, where: str) -> None:
         raise InputError(f"{where}: dpo.beta must be positive, got {recipe.dpo.beta}")
     if recipe.dtype not in ("float32", "bfloat16", "float16"):
         raise InputError(f"{where}: dtype must be float32, bfloat16 or float16, got {recipe.dtype!r}")
-    _check_reward(recipe.eval.reward, "eval.reward", where)
+    _check_reward(recipe.eval.reward, "eval.reward", where, recipe.task)
     if recipe.train.liger_kernel:
         _check_liger(recipe, where)
     if isinstance(recipe, PpoRecipe):
-        _check_ppo(recipe.ppo, where)
+        _check_ppo(recipe.ppo, where, recipe.task)
     if isinstance(recipe, GrpoRecipe):
-        _check_reward(recipe.grpo.reward, "grpo.reward", where)
+        _check_reward(recipe.grpo.reward, "grpo.reward", where, recipe.task)
         g = recipe.grpo
         if g.algorithm not in ("grpo", "rloo"):
             raise InputError(f"{where}: grpo.algorithm must be grpo or rloo, got {g.algorithm!r}")
@@ -772,17 +799,18 @@ def _check_liger(recipe: Recipe, where: str) -> None:
                          f"liger-kernel` or set train.liger_kernel: false")
 
 
-def _check_reward(spec: str | dict | None, key: str, where: str) -> None:
+def _check_reward(spec: str | dict | None, key: str, where: str, task: str) -> None:
     if spec is None:
         return
+    rules = reward_models.rules(task)
     for name in [spec] if isinstance(spec, str) else list(spec):
-        if name not in reward_models.RULES and not name.startswith(("learned:", "ensemble:")):
+        if name not in rules and not name.startswith(("learned:", "ensemble:")):
             raise InputError(f"{where}: {key}: unknown reward {name!r}; rewards: "
-                             f"{', '.join(reward_models.RULES)}, learned:RUN_DIR, ensemble:RUN_DIR,RUN_DIR")
+                             f"{', '.join(rules)}, learned:RUN_DIR, ensemble:RUN_DIR,RUN_DIR")
 
 
-def _check_ppo(p: PpoCfg, where: str) -> None:
-    _check_reward(p.reward, "ppo.reward", where)
+def _check_ppo(p: PpoCfg, where: str, task: str) -> None:
+    _check_reward(p.reward, "ppo.reward", where, task)
     for key in ("updates", "rollout_batch_size", "forward_batch_size", "mini_batches", "micro_batch_size",
                 "ppo_epochs", "response_length", "sample_every", "kl_horizon"):
         if getattr(p, key) <= 0:

@@ -37,8 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from rlft import config, runs
-from rlft.data import TEST_SETS
+from rlft import config, data, runs
 from rlft.errors import InputError
 
 # Numbers in a policy run's eval.json a sweep may optimise or constrain (dotted paths into sections).
@@ -211,7 +210,7 @@ def load(path: str | Path, trials: int | None = None, storage: str | None = None
             except InputError as e:
                 raise InputError(f"{path}: space.{dim.key} = {value!r} is not a valid {stage} recipe setting: "
                                  f"{e}") from None
-    if recipe.eval.dev_tasks in TEST_SETS:
+    if recipe.eval.dev_tasks in data.test_sets(recipe.task):
         raise InputError(f"{path}: eval.dev_tasks is {recipe.eval.dev_tasks!r}, the test split; a sweep tunes on "
                          f"the development split only")
     known = _scalar_keys(stage)

@@ -65,6 +65,7 @@ def test_every_shipped_recipe_loads(path, tmp_path):
     ("base", "data.n_train=10", "base does not read data.n_train; its data is the pretraining mixture"),
     ("base", "budget.max_kl_task=0.1", "base does not read budget.max_kl_task; it trains a new model"),
     ("rm", "budget.every=5", "rm does not read budget.every; it trains a scorer, not a policy"),
+    ("base", "task=tests.example_task", "base does not read task; it pretrains rlft-tiny, whose mixture"),
     ("ppo", "train.optim=paged_adamw_8bit", "ppo does not read train.optim; it steps torch's AdamW"),
     ("ppo", "train.bf16=true", "ppo does not read train.bf16; .*set dtype: bfloat16 for bf16"),
     ("ppo", "train.group_by_length=true", "ppo does not read train.group_by_length; it draws its own batches"),

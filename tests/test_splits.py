@@ -12,7 +12,7 @@ import json
 import pytest
 
 from rlft import cli
-from rlft.tasks.harbor import generator
+from rlft.tasks import harbor
 from tests.conftest import cli_args, tree
 
 BUDGETS = ["eval.enabled=false", "budget.max_kl_task=100", "budget.max_general_ppl_drift=100", "budget.every=1",
@@ -21,14 +21,15 @@ BUDGETS = ["eval.enabled=false", "budget.max_kl_task=100", "budget.max_general_p
 
 @pytest.fixture
 def test_split_forbidden(monkeypatch):
-    task_rows = generator.task_rows
+    """Harbor's task_rows as every stage reaches it (the task interface) raises on the test split."""
+    task_rows = harbor.task_rows
 
     def guarded(seed: int, n: int, split: str) -> list[dict]:
         if split == "test":
             raise AssertionError("a training path read the test split")
         return task_rows(seed, n, split)
 
-    monkeypatch.setattr(generator, "task_rows", guarded)
+    monkeypatch.setattr(harbor, "task_rows", guarded)
 
 
 @pytest.mark.parametrize("stage,sets", [

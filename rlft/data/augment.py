@@ -12,8 +12,8 @@ the row's index alone, so the same recipe gives the same augmented data on any m
   word_order     each pair of neighbouring words is swapped with this probability
   drop_greeting  with this probability a leading greeting ("Hi,", "Hello there!", "Good morning,") goes
 
-`MESSY` is the fixed mix behind the built-in `harbor_test_messy` task set (the test split as a hurried
-customer would type it), made with its own seed so that no training row shares its noise.
+`MESSY` is the fixed mix behind every task's `<NAME>_test_messy` set (`harbor_test_messy`: the test split
+as a hurried customer would type it), made with its own seed so that no training row shares its noise.
 """
 
 from __future__ import annotations

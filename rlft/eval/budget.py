@@ -133,7 +133,8 @@ def frozen_copy(model):
 def dev_task_chats(recipe) -> list[list[dict]]:
     """The fixed task prompts measured during training: the first budget.samples of eval.dev_tasks."""
     ev = recipe.eval
-    tasks = data.load(ev.dev_tasks, "tasks", recipe.seed, ev.n_tasks, recipe.data.system_prompt)[:recipe.budget.samples]
+    tasks = data.load(ev.dev_tasks, "tasks", recipe.seed, ev.n_tasks, recipe.data.system_prompt,
+                      task=recipe.task)[:recipe.budget.samples]
     return [t["messages"] for t in tasks]
 
 

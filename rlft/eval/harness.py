@@ -1,9 +1,9 @@
 """The evaluation harness: generate answers, score them, and write eval.json.
 
-On a built-in task (`harbor_test`, `harbor_dev`) the task's held-out judge decides the win rate
-and reports its own task accuracy (eval.json's `judge`); the training reward on the same answers is
-reported beside it (`proxy`), never used to judge. On a tasks file of the user's the file's
-required/forbidden rule is the only judge.
+On a task set of the recipe's task (`harbor_test`, `harbor_dev`, or a task of the user's: rlft/tasks/)
+the task's held-out judge decides the win rate and reports its own task accuracy (eval.json's `judge`);
+the training reward on the same answers is reported beside it (`proxy`), never used to judge. On a tasks
+file of the user's the file's required/forbidden rule is the only judge. Tone is the task's scorer.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 import time
 from collections import defaultdict
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -23,7 +24,6 @@ from rlft.data import chitchat, probes, skills
 from rlft.eval import metrics
 from rlft.eval.generate import generate, response_logits, sequence_nll
 from rlft.rl.core import exact_kl_per_row
-from rlft.tasks.harbor import tone
 
 HARNESS_REVISION = 2
 """Bumped whenever a scorer, a judge or a split changes: figures of different revisions are not comparable.
@@ -117,18 +117,17 @@ def win_tie_loss(wins: list[float], ours: list[str], theirs: list[str], clusters
             "win_rate_ci": list(metrics.cluster_bootstrap_interval(wins, clusters, seed))}
 
 
-def judge_section(task_module, tasks: list[dict], ours: list[str], theirs: list[str],
+def judge_section(task_module: ModuleType, tasks: list[dict], ours: list[str], theirs: list[str],
                   seed: int) -> tuple[dict, list[float]]:
-    """The held-out judge (a task's own, e.g. rlft/tasks/harbor/judge.py) on our answers and the parent's:
-    eval.json's `judge` section, and per task 1 / 0.5 / 0 for a win, tie or loss against the parent."""
-    judge = task_module.judge
-    mine = [judge.judge_task(t, a) for t, a in zip(tasks, ours)]
-    parents = [judge.judge_task(t, a) for t, a in zip(tasks, theirs)]
+    """The held-out judge (the task's judge_task, e.g. rlft/tasks/harbor/judge.py) on our answers and the
+    parent's: eval.json's `judge` section, and per task 1 / 0.5 / 0 for a win, tie or loss against the parent."""
+    mine = [task_module.judge_task(t, a) for t, a in zip(tasks, ours)]
+    parents = [task_module.judge_task(t, a) for t, a in zip(tasks, theirs)]
     clusters = [t["cluster"] for t in tasks]
     correct = [float(j.correct) for j in mine]
     wins = [1.0 if a.rank() > b.rank() else 0.5 if a.rank() == b.rank() else 0.0 for a, b in zip(mine, parents)]
-    refusals = [judge.deflects(t["intent"], a) for t, a in zip(tasks, ours)]
-    parent_refusals = [judge.deflects(t["intent"], a) for t, a in zip(tasks, theirs)]
+    refusals = [j.deflects for j in mine]
+    parent_refusals = [j.deflects for j in parents]
     reasons: dict[str, int] = defaultdict(int)
     for j in mine:
         for r in j.reasons:
@@ -146,12 +145,12 @@ def judge_section(task_module, tasks: list[dict], ours: list[str], theirs: list[
                        "courtesy": metrics.mean([j.courtesy for j in parents])}}, wins
 
 
-def proxy_section(spec: str | dict, tasks: list[dict], ours: list[str], theirs: list[str], judged_win: float,
-                  seed: int) -> dict:
+def proxy_section(spec: str | dict, task: str, tasks: list[dict], ours: list[str], theirs: list[str],
+                  judged_win: float, seed: int) -> dict:
     """The training reward on the same answers: its mean for both, its own win rate, and `hacking_gap`,
     its win rate minus the judge's. A gap well above 0 is a gain the reward pays for and the judge
-    does not see: the first sign of reward hacking (Gao et al. 2022, arXiv:2210.10760)."""
-    reward = reward_models.load(spec)
+    does not see: the first sign of reward hacking (Gao et al. 2022, arXiv:2210.10760). task: the recipe's."""
+    reward = reward_models.load(spec, task)
     chats = [t["messages"] for t in tasks]
     mine, parents = reward(chats, ours), reward(chats, theirs)
     wins = [1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(mine, parents)]
@@ -162,8 +161,9 @@ def proxy_section(spec: str | dict, tasks: list[dict], ours: list[str], theirs: 
             "hacking_gap": win - judged_win}
 
 
-def training_reward(recipe: Recipe, task_module) -> str | dict | None:
-    """The reward the run (or, for SFT and DPO, the shipped RL recipes) optimise: the proxy."""
+def training_reward(recipe: Recipe, task_module: ModuleType | None) -> str | dict | None:
+    """The reward the run (or, for SFT and DPO, the task's RL recipes: its PROXY) optimises: the proxy.
+    task_module: None on a tasks file of the user's, where SFT and DPO report none."""
     if isinstance(recipe, PpoRecipe):
         return recipe.ppo.reward
     if isinstance(recipe, GrpoRecipe):
@@ -228,15 +228,15 @@ def parent_answers(parent_eval: dict | None, key: str) -> list[str] | None:
     return kept.get("texts") if kept.get("key") == key else None
 
 
-def _reward_mean(spec: str | dict | None, tasks: list[dict], texts: list[str]) -> float | None:
+def _reward_mean(spec: str | dict | None, task: str, tasks: list[dict], texts: list[str]) -> float | None:
     if not spec:
         return None
-    scores = reward_models.load(spec)([t["messages"] for t in tasks], texts)
+    scores = reward_models.load(spec, task)([t["messages"] for t in tasks], texts)
     return sum(scores) / len(scores)
 
 
-def load_tasks(spec: str, seed: int, n: int, system_prompt: str | None = None) -> list[dict]:
-    return data.load(spec, "tasks", seed, n, system_prompt)
+def load_tasks(spec: str, seed: int, n: int, system_prompt: str | None = None, task: str = tasks.DEFAULT) -> list[dict]:
+    return data.load(spec, "tasks", seed, n, system_prompt, task=task)
 
 
 def read_eval(run_dir: str | Path) -> dict | None:
@@ -257,9 +257,10 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     recipe = from_manifest(manifest, str(run_dir / "manifest.json"))
     ev, seed = recipe.eval, manifest["seed"]
     tasks_spec = tasks_file or ev.tasks
-    task_module, split = tasks.task_set(tasks_spec)
+    task_module = tasks.load(recipe.task, f"{run_dir / 'manifest.json'}: recipe task")
+    split = data.split_of(tasks_spec, recipe.task) or "file"
     if task_rows is None:
-        task_rows = load_tasks(tasks_spec, seed, ev.n_tasks, recipe.data.system_prompt)
+        task_rows = load_tasks(tasks_spec, seed, ev.n_tasks, recipe.data.system_prompt, recipe.task)
     t0 = time.time()
     timings: dict[str, float] = {}
 
@@ -293,13 +294,13 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     lap("parent_answers")
     customer = [t["messages"][-1]["content"] for t in task_rows]
     clusters = [t["cluster"] for t in task_rows]
-    if task_module is not None:
+    if split != "file":
         judged, wins = judge_section(task_module, task_rows, gen.texts, parent_texts, seed)
     else:
         judged, wins = None, rule_judgements(task_rows, gen.texts, parent_texts)
-    proxy_spec = training_reward(recipe, task_module)
-    tones = [tone.tone_score(c, r) for c, r in zip(customer, gen.texts)]
-    rude = [tone.impolite(c, r) for c, r in zip(customer, gen.texts)]
+    proxy_spec = training_reward(recipe, task_module if split != "file" else None)
+    tones = [task_module.tone_score(c, r) for c, r in zip(customer, gen.texts)]
+    rude = [task_module.impolite(c, r) for c, r in zip(customer, gen.texts)]
     for intent, row in mine["per_intent"].items():
         idx = [i for i, t in enumerate(task_rows) if t.get("intent", "all") == intent]
         row["tone_score"] = sum(tones[i] for i in idx) / len(idx)
@@ -340,12 +341,12 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "task_accuracy": mine["task_accuracy"],
         "task_accuracy_ci": list(metrics.cluster_bootstrap_interval(mine.pop("correct"), clusters, seed)),
         "fact_recall": mine["fact_recall"], "tone_score": metrics.mean(tones),
-        "impolite_rate": sum(rude) / len(rude), "reward_mean": _reward_mean(ev.reward, task_rows, gen.texts),
+        "impolite_rate": sum(rude) / len(rude), "reward_mean": _reward_mean(ev.reward, recipe.task, task_rows, gen.texts),
         "win_rate_vs_parent": win_rate,
         "win_rate_judge": judged["name"] if judged else "tasks-file rule (correct, fact recall)",
         "win_tie_loss_vs_parent": win_tie_loss(wins, gen.texts, parent_texts, clusters, seed),
         "judge": judged,
-        "proxy": (proxy_section(proxy_spec, task_rows, gen.texts, parent_texts, win_rate, seed)
+        "proxy": (proxy_section(proxy_spec, recipe.task, task_rows, gen.texts, parent_texts, win_rate, seed)
                   if proxy_spec else None),
         "kl_task": kl_task[0], "kl_task_base": kl_task_base[0], "kl_general": kl_general[0],
         "kl_task_ci": kl_task[1], "kl_task_base_ci": kl_task_base[1], "kl_general_ci": kl_general[1],
@@ -366,7 +367,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
                                              "task_prompts": len(kl_chats), "general_prompts": len(general_prompts)}},
         "parent": {"run": manifest.get("parent") or recipe.model, "task_accuracy": theirs["task_accuracy"],
                    "fact_recall": theirs["fact_recall"],
-                   "tone_score": metrics.mean([tone.tone_score(c, r) for c, r in zip(customer, parent_texts)]),
+                   "tone_score": metrics.mean([task_module.tone_score(c, r) for c, r in zip(customer, parent_texts)]),
                    "retention": (parent_eval or {}).get("retention", {}).get("retention") if parent_dir else 1.0},
         "answers": {"key": answers_key(manifest["fingerprint"], gen.prompt_ids, max_new), "texts": gen.texts},
         "eval_seconds": round(time.time() - t0, 1),

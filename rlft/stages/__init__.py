@@ -35,7 +35,7 @@ def rl_prompts(recipe, tok, response_length: int, key: str) -> tuple[list[dict],
     from rlft.eval.generate import prompt_ids
 
     rows = data.load(recipe.data.train, "prompt_only", recipe.seed, recipe.data.n_train, recipe.data.system_prompt,
-                     recipe.data.augment, first_n=True)
+                     recipe.data.augment, first_n=True, task=recipe.task)
     ids = prompt_ids(tok, [r["prompt"] for r in rows])
     for i, p in enumerate(ids):
         if len(p) + response_length > recipe.data.max_length:

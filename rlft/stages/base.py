@@ -6,7 +6,9 @@ A Llama-architecture causal LM trained from scratch, with its own byte-level BPE
 on a mixture of (1) the chitchat conversations' training part, (2) prior-skill chats
 (counting up and down, rlft/data/probes.py) and (3) Harbor Goods dialogues in mixed tone
 that state one fact each, so the base speaks in the domain but does not yet do the task.
-Every token is trained on (plain next-token prediction over packed chat blocks).
+Every token is trained on (plain next-token prediction over packed chat blocks). This stage
+builds that one model: its mixture and its model card are the built-in task's (Harbor Goods,
+reached through rlft.tasks), whatever task later recipes align it to; it reads no `task` key.
 
 Deliberate choices:
 1. The tokenizer is trained on the same mixture, so the counting numbers become tokens.
@@ -27,11 +29,10 @@ from pathlib import Path
 
 import torch
 
-from rlft import checkpoint, models, runs
+from rlft import checkpoint, models, runs, tasks
 from rlft.config import BaseRecipe, fingerprint_dict, to_dict
 from rlft.data import chitchat, probes
 from rlft.stages import mean_train_loss, trainer_kwargs
-from rlft.tasks.harbor import generator as harbor
 
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
@@ -51,7 +52,7 @@ def mixture(recipe: BaseRecipe) -> list[list[dict]]:
     cfg = recipe.base
     chats = chitchat.chats("train") * cfg.chitchat_repeats
     chats += probes.train_chats(recipe.seed, cfg.skill_chats)
-    chats += [r["messages"] for r in harbor.pretrain_rows(recipe.seed, cfg.harbor_chats)]
+    chats += [r["messages"] for r in tasks.pretrain_rows(recipe.seed, cfg.harbor_chats)]
     random.Random(recipe.seed).shuffle(chats)
     return chats
 
@@ -125,8 +126,8 @@ def measure(model, tok, seed: int, context: int) -> dict:
     held = chitchat.chats("held_out")
     nll, n_tokens = harness.sequence_nll(model, tok, held, max_length=context)
     probe = harness.probe_accuracy(model, tok)
-    tasks = harbor.task_rows(seed, 110, "dev")
-    task = harness.score_tasks(model, tok, tasks, max_new_tokens=96)
+    dev = tasks.BUILTIN["harbor"].task_rows(seed, 110, "dev")
+    task = harness.score_tasks(model, tok, dev, max_new_tokens=96)
     return {"held_out_nll": nll, "held_out_ppl": math.exp(nll), "held_out_tokens": n_tokens,
             "probe_accuracy": probe, "harbor_task_accuracy": task["task_accuracy"],
             "harbor_fact_recall": task["fact_recall"]}

@@ -71,9 +71,9 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     # --- inputs: tokenizer, parent, data (all checked before anything is written) ---
     tok, tok_sha, parent_manifest = tokenizer_and_parent(recipe, "dpo")
     train_rows = data.load(recipe.data.train, "preference", recipe.seed, recipe.data.n_train,
-                           recipe.data.system_prompt, recipe.data.augment, first_n=True)
+                           recipe.data.system_prompt, recipe.data.augment, first_n=True, task=recipe.task)
     val_rows = (data.load(recipe.data.validation, "preference", recipe.seed, recipe.data.n_val,
-                          recipe.data.system_prompt)
+                          recipe.data.system_prompt, task=recipe.task)
                 if recipe.data.validation else [])
     skipped = []
     for name, rows in (("train", train_rows), ("validation", val_rows)):

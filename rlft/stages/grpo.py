@@ -44,7 +44,7 @@ def run(recipe: GrpoRecipe, out: Path, recipe_path: str | None = None, force: bo
     # --- inputs, all checked before anything is written ---
     tok, tok_sha, parent_manifest = tokenizer_and_parent(recipe, cfg.algorithm)
     rows, _ = rl_prompts(recipe, tok, cfg.max_completion_length, "grpo.max_completion_length")
-    reward = trl_reward(cfg.reward)
+    reward = trl_reward(cfg.reward, recipe.task)
     probe = [r["prompt"] for r in rows[:4]]
     try:
         reward(prompts=probe, completions=[[{"role": "assistant", "content": "Thank you for asking."}]] * len(probe))
@@ -86,15 +86,16 @@ def run(recipe: GrpoRecipe, out: Path, recipe_path: str | None = None, force: bo
         "budget": {"tripped": budget.tripped, "history": budget.history} if budget else None})
 
 
-def trl_reward(spec: str | dict[str, float]):
-    """A reward_models reward with TRL's signature: completions arrive as assistant messages."""
-    reward = reward_models.load(spec)
+def trl_reward(spec: str | dict[str, float], task: str):
+    """A reward_models reward (of the recipe's task) with TRL's signature: completions arrive as assistant
+    messages. TRL logs it under its function name: rewards/recipe_reward/mean."""
+    reward = reward_models.load(spec, task)
 
-    def harbor_reward(prompts, completions, **kwargs) -> list[float]:
+    def recipe_reward(prompts, completions, **kwargs) -> list[float]:
         texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
         return reward(prompts, texts)
 
-    return harbor_reward
+    return recipe_reward
 
 
 class ReferenceKL(TrainerCallback):

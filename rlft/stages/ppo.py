@@ -73,7 +73,7 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     tok, tok_sha, parent_manifest = tokenizer_and_parent(recipe, "ppo")
     rows, ids = rl_prompts(recipe, tok, cfg.response_length, "ppo.response_length")
     chats = [r["prompt"] for r in rows]
-    reward = reward_models.load(cfg.reward)
+    reward = reward_models.load(cfg.reward, recipe.task)
     data_sha = data.sha256_rows(rows)
     inputs = {"stage": "ppo", "recipe": fingerprint_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
     if not force and runs.up_to_date(out, inputs):  # before the model is built: nothing to do is instant

@@ -23,16 +23,16 @@ import os
 import time
 from collections import defaultdict
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
 from reward_models.scoring import as_text, score
-from rlft import checkpoint, data, faults, models, runs
+from rlft import checkpoint, data, faults, models, runs, tasks
 from rlft.config import RmRecipe, fingerprint_dict, to_dict
 from rlft.errors import InputError
 from rlft.rl.core import bradley_terry_loss
 from rlft.stages import group_by_length, mean_train_loss, trainer_kwargs
-from rlft.tasks.harbor import generator as harbor
 
 
 def minilm_dir() -> Path:
@@ -97,24 +97,25 @@ def measure(model, tok, rows: list[dict], backbone: str, max_length: int) -> dic
             "margin_mean": sum(a - b for a, b in zip(rc, rr)) / len(rows)}
 
 
-def length_bias(model, tok, rows: list[dict], backbone: str, max_length: int) -> dict:
-    """The chosen answer against itself padded with filler sentences: padding must not pay."""
+def length_bias(model, tok, rows: list[dict], backbone: str, max_length: int, filler: tuple[str, ...]) -> dict:
+    """The chosen answer against itself padded with filler sentences (the task's PROBE_FILLER): padding
+    must not pay."""
     padded = [{**r, "rejected": [{"role": "assistant", "content": r["chosen"][-1]["content"] + " "
-                                  + " ".join(harbor.PROBE_FILLER)}]} for r in rows]
+                                  + " ".join(filler)}]} for r in rows]
     chosen, longer = pair_texts(tok, padded, backbone)
     a, b = score(model, tok, chosen, max_length=max_length), score(model, tok, longer, max_length=max_length)
     share = sum(x >= y for x, y in zip(a, b)) / len(rows)
     return {"length_bias_pass": share >= 0.9, "length_bias_unpadded_wins": share}
 
 
-def intent_probe(model, tok, backbone: str, max_length: int, seed: int, n: int = 110) -> dict:
+def intent_probe(model, tok, backbone: str, max_length: int, task: ModuleType, seed: int, n: int = 110) -> dict:
     """Can the scorer tell the right answer from a polite, correct answer to another question? On the
     dev tasks: each task's reference against the reference of a task of another intent (the same
     house tone, the wrong facts): the failure the policies show most (bench/rm_intent_probe.py)."""
-    tasks = harbor.task_rows(seed, n, "dev")
-    other = tasks[1:] + tasks[:1]  # tasks cycle through the intents, so the next one is another intent
+    dev = task.task_rows(seed, n, "dev")
+    other = dev[1:] + dev[:1]  # Harbor's tasks cycle through the intents, so the next one is another intent
     rows = [{"prompt": t["messages"], "chosen": [{"role": "assistant", "content": t["reference"]}],
-             "rejected": [{"role": "assistant", "content": o["reference"]}]} for t, o in zip(tasks, other)]
+             "rejected": [{"role": "assistant", "content": o["reference"]}]} for t, o in zip(dev, other)]
     chosen, rejected = pair_texts(tok, rows, backbone)
     a, b = score(model, tok, chosen, max_length=max_length), score(model, tok, rejected, max_length=max_length)
     return {"intent_probe_right_above_other": sum(x > y for x, y in zip(a, b)) / len(rows)}
@@ -129,9 +130,9 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
     if cfg.backbone not in ("policy", "minilm"):
         raise InputError(f"rm.backbone must be policy or minilm, got {cfg.backbone!r}")
     train_rows = data.load(recipe.data.train, "preference", recipe.seed, recipe.data.n_train,
-                           recipe.data.system_prompt, recipe.data.augment, first_n=True)
+                           recipe.data.system_prompt, recipe.data.augment, first_n=True, task=recipe.task)
     val_rows = (data.load(recipe.data.validation, "preference", recipe.seed, recipe.data.n_val,
-                          recipe.data.system_prompt)
+                          recipe.data.system_prompt, task=recipe.task)
                 if recipe.data.validation else [])
     data_sha = data.sha256_rows(train_rows + val_rows)
     run_ = runs.start("rm", out, {"stage": "rm", "recipe": fingerprint_dict(recipe), "data": data_sha}, force, resume)
@@ -169,8 +170,9 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
     held = val_rows or train_rows[: recipe.data.n_val]
     ev = measure(scorer, tok, held, cfg.backbone, recipe.data.max_length)
     train_ev = measure(scorer, tok, train_rows[:len(held)], cfg.backbone, recipe.data.max_length)
-    ev.update(length_bias(scorer, tok, held, cfg.backbone, recipe.data.max_length))
-    ev.update(intent_probe(scorer, tok, cfg.backbone, recipe.data.max_length, recipe.seed))
+    task = tasks.load(recipe.task)
+    ev.update(length_bias(scorer, tok, held, cfg.backbone, recipe.data.max_length, task.PROBE_FILLER))
+    ev.update(intent_probe(scorer, tok, cfg.backbone, recipe.data.max_length, task, recipe.seed))
     ev["train_pair_accuracy"] = train_ev["pair_accuracy"]
     ev["train_val_gap"] = train_ev["pair_accuracy"] - ev["pair_accuracy"]
     metrics = {"train_loss": mean_train_loss(trainer), "steps": result.global_step, **ev,

@@ -155,9 +155,9 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     tok_sha = models.tokenizer_sha256(tok)
     parent_manifest = runs.check_parent(recipe.parent, recipe.model, tok_sha, "sft") if recipe.parent else None
     train_rows = data.load(recipe.data.train, "conversational", recipe.seed, recipe.data.n_train,
-                           recipe.data.system_prompt, recipe.data.augment, first_n=True)
+                           recipe.data.system_prompt, recipe.data.augment, first_n=True, task=recipe.task)
     val_rows = (data.load(recipe.data.validation, "conversational", recipe.seed, recipe.data.n_val,
-                          recipe.data.system_prompt)
+                          recipe.data.system_prompt, task=recipe.task)
                 if recipe.data.validation else [])
     check_lengths(tok, train_rows, recipe.data.max_length, recipe.data.train)
     path = loss_path(tok, cfg.assistant_only_loss)

@@ -25,6 +25,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from rlft.tasks.judgement import Judgement
+
 # --- the answer keys: one list of sentence patterns per intent -----------------------------
 
 _DAYS = r"business days?"
@@ -135,18 +137,6 @@ _PROBLEM = (r"broke|damag|crack|defect|faulty|smash|scratch|dent|pieces|stopped|
             r"never came|lost|forgot|still|upset|ridiculous|seriously|unbelievable|!")
 
 
-@dataclass(frozen=True)
-class Judgement:
-    correct: bool
-    coverage: float  # share of key facts stated; 0 when a fact is negated, another intent's stated,
-    #                  a policy invented or a wrong order number named
-    courtesy: float
-    reasons: tuple[str, ...]  # why not correct, in words
-
-    def rank(self) -> tuple[bool, float, float]:
-        return (self.correct, self.coverage, self.courtesy)
-
-
 def sentences(text: str) -> list[str]:
     """Split on sentence ends (a period, ! or ? followed by space or the end); "Account > Orders"
     and "24/7" stay whole."""
@@ -240,7 +230,7 @@ def judge(intent: str, customer: str, answer: str) -> Judgement:
         reasons.append("padded" + (" (a sentence said twice)" if repeated else ""))
     clean = not any(r.startswith(("negated", "names another", "states another", "invents")) for r in reasons)
     coverage = sum(s == "stated" for s in status.values()) / len(status) if clean else 0.0
-    return Judgement(not reasons, coverage, polite, tuple(reasons))
+    return Judgement(not reasons, coverage, polite, tuple(reasons), deflects(intent, answer))
 
 
 _DEFLECTS = (r"can'?t help|cannot help|(unable|not able) to (help|assist)|get back to you|look into (it|this)|"

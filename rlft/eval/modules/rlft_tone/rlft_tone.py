@@ -1,4 +1,4 @@
-"""rlft's house-tone scorer as an `evaluate` module, loadable offline:
+"""rlft's house-tone scorer (Harbor Goods', the built-in task's) as an `evaluate` module, loadable offline:
 
     metric = evaluate.load(rlft.eval.modules.path("rlft_tone"))
     metric.compute(predictions=["Thanks! ..."], customer=["My lamp arrived broken."])
