@@ -26,7 +26,8 @@ from pathlib import Path
 import yaml
 
 import reward_models
-from rlft import data, tasks
+from rlft import data, tasks, tracking
+from rlft.data import augment
 from rlft.errors import InputError
 
 
@@ -744,8 +745,6 @@ def _check_values(recipe: Recipe, where: str) -> None:
 
     _check_choice(recipe.train.lr_scheduler, "train.lr_scheduler", SchedulerType, where)
     _check_choice(recipe.train.optim, "train.optim", OptimizerNames, where)
-    from rlft import tracking
-    from rlft.data import augment
 
     tracking.check(recipe.train.report_to, where)
     augment.check(recipe.data.augment, f"{where} data.augment")

@@ -17,7 +17,7 @@ import os
 
 import torch
 
-from rlft.errors import InputError
+from rlft.errors import InputError, TrainingFault
 
 _TRUE = ("1", "true")
 
@@ -192,8 +192,6 @@ def check_in_sync(params: list[torch.nn.Parameter], stage: str) -> None:
     dist.all_reduce(low, op=dist.ReduceOp.MIN)
     dist.all_reduce(high, op=dist.ReduceOp.MAX)
     if not torch.equal(low, high):
-        from rlft.errors import TrainingFault
-
         raise TrainingFault(f"{stage}: the processes ended with different weights; gradients were not averaged")
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from rlft import runs
+from rlft import models, runs
 from rlft.errors import InputError
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -64,8 +64,6 @@ def scaled_adapter(adapter: Path, alpha: float, dest: Path) -> None:
 
 def interpolate(run_dir: Path, alphas: list[float], out: Path, force: bool = False) -> list[Path]:
     """One finished run folder per alpha under `out` (alpha_0.50, ...); returns them in alpha order."""
-    from rlft import models
-
     manifest = runs.read_manifest(run_dir)
     kind, artifact = _artifact(run_dir, manifest)
     folders = []
@@ -101,8 +99,6 @@ def interpolate(run_dir: Path, alphas: list[float], out: Path, force: bool = Fal
 
 def soup(run_dirs: list[Path], out: Path, force: bool = False) -> Path:
     """The uniform soup of several runs of one parent, as a finished run folder."""
-    from rlft import models
-
     if len(run_dirs) < 2:
         raise InputError("a soup needs at least two runs")
     manifests = [runs.read_manifest(r) for r in run_dirs]

@@ -38,6 +38,7 @@ from pathlib import Path
 import yaml
 
 from rlft import config, data, runs
+from rlft.eval.compare import front_plot, pareto_front
 from rlft.errors import InputError
 
 # Numbers in a policy run's eval.json a sweep may optimise or constrain (dotted paths into sections).
@@ -531,8 +532,6 @@ def progress(study_, sweep: Sweep) -> str:
 def summarise(sweep: Sweep, study_, out: Path) -> dict:
     """trials.json and trials.md (every trial), the front of objective against drift, the best feasible
     trial's recipe as best_recipe.yaml, and front.png."""
-    from rlft.eval.compare import pareto_front
-
     rows = []
     for t in study_.get_trials(deepcopy=False):
         if "surplus" in t.user_attrs:
@@ -563,7 +562,6 @@ def summarise(sweep: Sweep, study_, out: Path) -> dict:
     if best is not None:
         runs.atomic_write_text(out / "best_recipe.yaml", best_recipe(sweep, best["params"], best["number"]))
     if complete:
-        from rlft.eval.compare import front_plot
 
         front_plot(summary, out / "front.png")
     return summary

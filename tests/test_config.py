@@ -143,9 +143,11 @@ def test_a_manifest_written_before_the_budget_section_still_loads():
 @pytest.mark.parametrize("stage", config.STAGES)
 def test_the_fingerprint_hashes_the_recipe_in_its_shape_before_the_move(stage):
     """A finished run stays up to date: the recipe as the fingerprint hashes it is the recipe as runs before
-    the move recorded it (budget keys under eval, with their old names; no budget section)."""
+    the move recorded it (budget keys under eval, with their old names; no budget section; no `task` key
+    when the task is the built-in one)."""
     recipe = config.load_recipe(stage, None, [] if stage in ("base", "rm") else ["budget.max_kl_task=0.3"])
     before = config.to_dict(recipe)
+    assert before.pop("task") == "harbor"
     budget = before.pop("budget")
     before["eval"].update({"max_general_ppl_drift": budget["max_general_ppl_drift"],
                            "max_kl_task": budget["max_kl_task"], "budget_every": budget["every"],

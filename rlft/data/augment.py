@@ -21,6 +21,8 @@ from __future__ import annotations
 import random
 import re
 
+from rlft.errors import InputError
+
 TRANSFORMS = ("typos", "case", "punctuation", "word_order", "drop_greeting")
 MESSY = {"typos": 0.08, "case": 0.3, "punctuation": 0.3, "word_order": 0.04, "drop_greeting": 0.5}
 MESSY_SEED = 1_000_003
@@ -84,8 +86,6 @@ def augment_rows(rows: list[dict], rates: dict[str, float], seed: int) -> list[d
 
 def parse(spec: str) -> dict[str, float]:
     """`typos=0.05,case=0.3` (the command line's form) -> {"typos": 0.05, "case": 0.3}."""
-    from rlft.errors import InputError
-
     rates = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, _, value = part.partition("=")
@@ -98,8 +98,6 @@ def parse(spec: str) -> dict[str, float]:
 
 
 def check(rates: dict[str, float], where: str) -> None:
-    from rlft.errors import InputError
-
     for name, rate in rates.items():
         if name not in TRANSFORMS:
             raise InputError(f"{where}: unknown augmentation {name!r}; choose from {', '.join(TRANSFORMS)}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from rlft import models, runs
 from rlft.eval import metrics
 
 PROMPT = ("A customer wrote to a shop's support team:\n\n{customer}\n\nAnswer A:\n{a}\n\nAnswer B:\n{b}\n\n"
@@ -23,8 +24,6 @@ PROMPT = ("A customer wrote to a shop's support team:\n\n{customer}\n\nAnswer A:
 
 def load_judge(spec: str):
     """(model, tokenizer) of a finished run folder or of a model name or folder."""
-    from rlft import models, runs
-
     if (Path(spec) / "manifest.json").is_file():
         manifest = runs.read_manifest(spec)
         return models.run_model(spec, manifest), models.load_tokenizer(manifest["recipe"]["model"])

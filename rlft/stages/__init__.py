@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import torch
+
+from rlft import data, models, runs
+from rlft.errors import InputError
+from rlft.eval.generate import prompt_ids
 
 
 def trainer_kwargs(recipe, work: Path, has_validation: bool) -> dict:
     """transformers/TRL TrainingArguments common to every stage, from the recipe's `train` section."""
-    import os
-
-    import torch
-
     tr = recipe.train
     if "wandb" in tr.report_to:
         os.environ.setdefault("WANDB_PROJECT", "rlft")  # as rlft's PPO; transformers' own default is "huggingface"
@@ -30,10 +33,6 @@ def trainer_kwargs(recipe, work: Path, has_validation: bool) -> dict:
 def rl_prompts(recipe, tok, response_length: int, key: str) -> tuple[list[dict], list[list[int]]]:
     """The prompt-only rows an RL stage samples from and their token ids, after checking that every
     prompt leaves room for `response_length` new tokens in data.max_length (`key` names that setting)."""
-    from rlft import data
-    from rlft.errors import InputError
-    from rlft.eval.generate import prompt_ids
-
     rows = data.load(recipe.data.train, "prompt_only", recipe.seed, recipe.data.n_train, recipe.data.system_prompt,
                      recipe.data.augment, first_n=True, task=recipe.task)
     ids = prompt_ids(tok, [r["prompt"] for r in rows])
@@ -48,9 +47,6 @@ def rl_prompts(recipe, tok, response_length: int, key: str) -> tuple[list[dict],
 def tokenizer_and_parent(recipe, stage: str) -> tuple[object, str, dict]:
     """(tokenizer, its sha256, the parent's manifest) for a stage that continues from an SFT run;
     refuses a missing parent, an unfinished one, or one of another base model or tokenizer."""
-    from rlft import models, runs
-    from rlft.errors import InputError
-
     if recipe.parent is None:
         raise InputError(f"{stage} needs a parent SFT run: set `parent` in the recipe or run `make sft` first")
     tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
@@ -67,7 +63,6 @@ def group_by_length(trainer, recipe) -> None:
     lengths only from an `input_ids` column, which TRL's preference rows do not have). Its shuffle
     follows the recipe's seed and the epoch, so a resumed run sees the same batches.
     """
-    import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
     batch = recipe.train.batch_size * recipe.train.grad_accum

@@ -32,6 +32,7 @@ import torch
 from rlft import checkpoint, models, runs, tasks
 from rlft.config import BaseRecipe, fingerprint_dict, to_dict
 from rlft.data import chitchat, probes
+from rlft.eval import harness
 from rlft.stages import mean_train_loss, trainer_kwargs
 
 CHAT_TEMPLATE = (
@@ -121,8 +122,6 @@ def unigram_nll(train_blocks: torch.Tensor, held_out: list[list[int]], vocab: in
 
 def measure(model, tok, seed: int, context: int) -> dict:
     """The base's quality, for its model card: perplexity, probes, Harbor Goods accuracy."""
-    from rlft.eval import harness
-
     held = chitchat.chats("held_out")
     nll, n_tokens = harness.sequence_nll(model, tok, held, max_length=context)
     probe = harness.probe_accuracy(model, tok)
