@@ -38,8 +38,8 @@ from pathlib import Path
 import yaml
 
 from rlft import config, data, runs
-from rlft.eval.compare import front_plot, pareto_front
 from rlft.errors import InputError
+from rlft.eval.compare import front_plot, pareto_front
 
 # Numbers in a policy run's eval.json a sweep may optimise or constrain (dotted paths into sections).
 POLICY_KEYS = ("task_accuracy", "fact_recall", "tone_score", "impolite_rate", "reward_mean", "win_rate_vs_parent",
