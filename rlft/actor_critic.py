@@ -156,19 +156,3 @@ def trainable(model, value_head) -> list[torch.nn.Parameter]:
     """Every parameter PPO trains: the policy adapter, the value adapter and the value head."""
     return adapter_params(model, POLICY) + adapter_params(model, VALUE) + list(value_head.parameters())
 
-
-class Reference(torch.nn.Module):
-    """The reference policy as a model of its own (for code that takes a model): the policy with
-    every adapter disabled, which is the SFT policy, sharing the one backbone."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, *args, **kwargs):
-        with self.model.disable_adapter():
-            return self.model(*args, **kwargs)
-
-    def generate(self, *args, **kwargs):
-        with self.model.disable_adapter():
-            return self.model.generate(*args, **kwargs)

@@ -86,7 +86,7 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
     t0 = time.time()
-    budget = _drift_budget(recipe, tok, model)
+    budget = drift_budget(recipe, tok, model)  # against the adapters-off model: no copy of the backbone
     history, samples, kept = train(recipe, model, value_head, tok, chats, ids, reward, run_.work, resume, budget)
 
     # --- save: the policy adapter where every stage keeps it, the value function beside it ---
@@ -413,9 +413,3 @@ def _probe_reward(reward, spec, model, tok, chats: list[list[dict]], ids: list[l
         reward(chats, texts)
     except RuntimeError as e:
         raise InputError(f"ppo.reward {spec!r} fails on the SFT policy's answers to the first prompts: {e}") from None
-
-
-def _drift_budget(recipe: PpoRecipe, tok, model):
-    """The drift budget during training, measured against the reference: the same weights with the
-    adapters disabled, so the budget adds no copy of the backbone."""
-    return drift_budget(recipe, tok, model, reference=actor_critic.Reference(model))
