@@ -174,7 +174,7 @@ def run_rlft(s: dict) -> dict:
 
     ppo.prompt_batch = stamped
     with tempfile.TemporaryDirectory() as work:
-        history, _, _ = ppo.train(recipe, model, head, tok, chats, ids, reward, Path(work), resume=False)
+        history, _ = ppo.train(recipe, model, head, tok, chats, ids, reward, Path(work), resume=False)
         starts.append(time.perf_counter())
     trainable = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) + sum(
         p.numel() for p in head.parameters())

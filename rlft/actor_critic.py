@@ -11,6 +11,7 @@ so a model sharded with FSDP 2 (rlft/distributed.py) is gathered the same way fo
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -96,11 +97,47 @@ def values_of(model, value_head, ids: torch.Tensor, mask: torch.Tensor, R: int) 
     return value_head(out.hidden_states[-1][:, -R - 1:-1].float()).squeeze(-1)  # (B, R)
 
 
+@dataclass
+class Samples:
+    """B prompts of P tokens (left-padded) and a response sampled to each, R tokens (padded after the
+    stop), with every pass over them at temperature T. The per-token tensors are 0 after each
+    response's last token, except `entropy`; all live on the CPU."""
+
+    queries: torch.Tensor  # (B, P) prompt ids
+    query_mask: torch.Tensor  # (B, P) 1 on prompt tokens, 0 on left padding
+    responses: torch.Tensor  # (B, R) sampled ids, pad after the stop token
+    last: torch.Tensor  # (B,) index of each response's last token: its stop token, or R - 1
+    has_stop: torch.Tensor  # (B,) bool: the response ended with the stop token
+    mask: torch.Tensor  # (B, R) bool: the response's tokens, the stop token included
+    logprobs: torch.Tensor  # (B, R) log pi_old(token) at temperature T, from the sampling logits
+    ref_logprobs: torch.Tensor  # (B, R) log pi_ref(token): the SFT policy, adapters disabled
+    entropy: torch.Tensor  # (B, R) entropy of pi_old's whole distribution at each position
+    values: torch.Tensor  # (B, R) V_old(s_t), the value function before the update
+    texts: list[str]  # the B responses decoded, as a reward reads them
+
+
 @torch.no_grad()
-def sample(model, value_head, queries: torch.Tensor, query_mask: torch.Tensor, gen_config: GenerationConfig
-           ) -> tuple[torch.Tensor, ...]:
+def sample(model, value_head, tok, ids: list[list[int]], response_length: int, temperature: float,
+           batch_size: int) -> Samples:
+    """Sample a response of at most `response_length` tokens to each prompt at `temperature` (top-k and
+    top-p off), and evaluate it, `batch_size` prompts per pass. The policy adapter is active after."""
+    eos = tok.eos_token_id
+    pad = tok.pad_token_id if tok.pad_token_id != eos else (eos + 1) % len(tok)  # any id but the stop
+    gen_config = GenerationConfig(max_new_tokens=response_length, do_sample=True, temperature=temperature,
+                                  top_k=0, top_p=1.0, min_new_tokens=0, eos_token_id=eos, pad_token_id=pad)
+    queries, query_mask = left_pad(ids, pad)  # (B, P)
+    chunks = [_sample_batch(model, value_head, queries[s:s + batch_size], query_mask[s:s + batch_size], gen_config)
+              for s in range(0, len(ids), batch_size)]
+    use(model, POLICY)
+    responses, last, *evaluated = (torch.cat(c) for c in zip(*chunks))
+    texts = [tok.decode(r[:n + 1], skip_special_tokens=True).strip() for r, n in zip(responses.tolist(), last)]
+    return Samples(queries, query_mask, responses, last, *evaluated, texts)
+
+
+def _sample_batch(model, value_head, queries: torch.Tensor, query_mask: torch.Tensor, gen_config: GenerationConfig
+                  ) -> tuple[torch.Tensor, ...]:
     """Sample a response to each left-padded query (b, P) with `gen_config`, and evaluate it: returns
-    (responses, last, has_stop, mask, logprobs, entropy, ref_logprobs, values), (b, R) or (b,) each on
+    (responses, last, has_stop, mask, logprobs, ref_logprobs, entropy, values), (b, R) or (b,) each on
     the CPU, with R = max_new_tokens, responses cut after the stop token and every pass at its temperature."""
     R, P, T = gen_config.max_new_tokens, queries.shape[1], gen_config.temperature
     eos, pad = gen_config.eos_token_id, gen_config.pad_token_id
@@ -118,7 +155,7 @@ def sample(model, value_head, queries: torch.Tensor, query_mask: torch.Tensor, g
     full = torch.cat([q, resp.to(device)], 1)  # (b, P+R)
     fmask = torch.cat([m, rmask.to(device).long()], 1)  # (b, P+R)
     # the old log-probs from the logits the tokens were sampled from (raw, before any processor), as
-    # TRL's PPOTrainer does: no second policy pass; positions after the stop are masked by the caller
+    # TRL's PPOTrainer does: no second policy pass
     logits = torch.zeros(len(q), R, out.logits[0].shape[-1], device=device)  # (b, R, V)
     logits[:, :r] = torch.stack(out.logits, 1).float() / T
     logprobs, entropy = core.logprobs_of(logits, full[:, P:]).cpu(), core.entropy_of(logits).cpu()  # (b, R)
@@ -127,29 +164,21 @@ def sample(model, value_head, queries: torch.Tensor, query_mask: torch.Tensor, g
     ref_logprobs = core.logprobs_of(ref_logits, full[:, P:]).cpu()  # (b, R)
     use(model, VALUE)
     values = values_of(model, value_head, full, fmask, R).cpu()  # (b, R)
-    return resp, last, has_stop, rmask, logprobs, entropy, ref_logprobs, values
+    # positions after the stop carry no log-prob or value: 0, so no statistic sees padding
+    return resp, last, has_stop, rmask, logprobs * rmask, ref_logprobs * rmask, entropy, values * rmask
 
 
-@torch.no_grad()
-def reference_answers(model, tok, ids: list[list[int]], max_new_tokens: int) -> list[str]:
-    """The reference's (the SFT policy's) greedy answers to the prompts `ids`, decoded."""
-    queries, query_mask = left_pad(ids, tok.pad_token_id)  # (B, P)
-    device = next(model.parameters()).device
-    with model.disable_adapter():
-        out = model.generate(input_ids=queries.to(device), attention_mask=query_mask.to(device),
-                             max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tok.eos_token_id,
-                             pad_token_id=tok.pad_token_id)  # (B, P + new tokens)
-    return tok.batch_decode(out[:, queries.shape[1]:], skip_special_tokens=True)
-
-
-def save(model, value_head, folder: Path) -> None:
-    """The policy adapter in `folder` (where every stage keeps a policy's adapter), the value adapter in
-    folder/value/ and the head as folder/value/value_head.pt. Every process calls it (a sharded
-    adapter is gathered whole); the main process writes."""
+def save(model, value_head, tok, run_dir: Path) -> dict[str, str]:
+    """The policy adapter and the tokenizer in run_dir/adapter/ (where every stage keeps a policy's
+    adapter), the value adapter in adapter/value/ and the head as adapter/value/value_head.pt; returns
+    them as the manifest's artifacts. Every process calls it (a sharded adapter is gathered whole); the
+    main process writes."""
     adapters = {n: distributed.full(p) for n, p in model.named_parameters() if "lora_" in n}
-    if runs.is_main_process():  # peft: default -> folder/, value -> folder/value/
-        model.save_pretrained(str(folder), state_dict=adapters)
-        torch.save(value_head.state_dict(), folder / "value" / "value_head.pt")
+    if runs.is_main_process():  # peft: default -> adapter/, value -> adapter/value/
+        model.save_pretrained(str(run_dir / "adapter"), state_dict=adapters)
+        torch.save(value_head.state_dict(), run_dir / "adapter" / "value" / "value_head.pt")
+        tok.save_pretrained(str(run_dir / "adapter"))
+    return {"adapter": "adapter/", "value_adapter": "adapter/value/", "value_head": "adapter/value/value_head.pt"}
 
 
 def trainable(model, value_head) -> list[torch.nn.Parameter]:
@@ -157,18 +186,21 @@ def trainable(model, value_head) -> list[torch.nn.Parameter]:
     return adapter_params(model, POLICY) + adapter_params(model, VALUE) + list(value_head.parameters())
 
 
-class Reference(torch.nn.Module):
-    """The reference policy as a model of its own (for code that takes a model): the policy with
-    every adapter disabled, which is the SFT policy, sharing the one backbone."""
+def named_trainable(model, value_head) -> dict[str, dict[str, torch.nn.Parameter]]:
+    """The trained weights by name, as a checkpoint holds them (rlft/checkpoint.py save_training)."""
+    return {"adapters": {n: p for n, p in model.named_parameters() if "lora_" in n},
+            "value_head": dict(value_head.named_parameters())}
 
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
 
-    def forward(self, *args, **kwargs):
-        with self.model.disable_adapter():
-            return self.model(*args, **kwargs)
+def make_optimizer(model, value_head, recipe: PpoRecipe) -> torch.optim.AdamW:
+    """AdamW over the policy adapter, the value adapter and the head, eps 1e-5 (Huang et al. 2024,
+    detail 2); the head in a group of its own: it is never sharded, the adapters may be."""
+    tr, value_lr = recipe.train, recipe.ppo.value_learning_rate or recipe.train.learning_rate
+    groups = [{"params": adapter_params(model, POLICY), "lr": tr.learning_rate},
+              {"params": adapter_params(model, VALUE), "lr": value_lr},
+              {"params": list(value_head.parameters()), "lr": value_lr}]
+    # torch's fused AdamW: one kernel over every tensor instead of a dozen per tensor, the same update
+    # (torch/optim/adamw.py); for plain tensors only, not the DTensors of a sharded model
+    fused = all(type(p.data) is torch.Tensor and p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, eps=1e-5, weight_decay=tr.weight_decay, fused=fused or None)
 
-    def generate(self, *args, **kwargs):
-        with self.model.disable_adapter():
-            return self.model.generate(*args, **kwargs)

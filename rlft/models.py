@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -265,3 +266,32 @@ def policy_for_training(recipe, parent: str | None):
         merged.save_pretrained(tmp, safe_serialization=True)
         del merged
         return load_causal_lm(tmp, recipe)
+
+
+class Reference(torch.nn.Module):
+    """The reference of a (Q)LoRA stage as a model of its own, for code that takes a model: the policy
+    with every adapter disabled, i.e. the policy the stage started from, in the policy's own weights
+    (no copy: tests/test_budget.py counts the storages). A model that carries no adapter yet (a TRL
+    trainer adds its adapter later, in place) is that policy already and runs as it is.
+
+    It starts in the policy's train/eval mode, so code that puts back the mode it found (generate)
+    puts back the policy's; nn.Module would start it in train mode and switch the policy to it."""
+
+    def __init__(self, model):
+        from peft import PeftModel
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        super().__init__()
+        self.model = model
+        self.training = model.training
+        if isinstance(model, PeftModel):
+            self._adapters_off = model.disable_adapter
+        elif any(isinstance(m, BaseTunerLayer) for m in model.modules()):
+            raise TypeError("the reference of a model whose adapters were added in place is its PeftModel with "
+                            "the adapters disabled; pass the PeftModel")
+        else:
+            self._adapters_off = nullcontext
+
+    def forward(self, *args, **kwargs):
+        with self._adapters_off():
+            return self.model(*args, **kwargs)

@@ -84,6 +84,12 @@ class Tracker:
         if self.mlflow is not None:  # MLflow's metric names allow / but not every character tensorboard does
             self.mlflow.log_metrics({k.replace(":", "_"): v for k, v in numbers.items()}, step=step)
 
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc) -> None:  # a run that raises still ends its wandb and mlflow runs
+        self.close()
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()

@@ -35,14 +35,13 @@ def test_ppo_bench_runs_the_same_optimiser_on_both_sides(tmp_path):
     from transformers import Trainer, TrainingArguments
 
     from rlft import actor_critic
-    from rlft.stages import ppo
 
     size = ppo_bench.SIZES["toy"]
     recipe = ppo_bench.rlft_recipe(size)
     base, _ = ppo_bench.policy(size)
     model = get_peft_model(base, ppo_bench.lora("CAUSAL_LM", size), adapter_name=actor_critic.POLICY)
     model.add_adapter(actor_critic.VALUE, ppo_bench.lora("CAUSAL_LM", size))
-    ours = ppo.make_optimizer(model, torch.nn.Linear(size["hidden"], 1), recipe)
+    ours = actor_critic.make_optimizer(model, torch.nn.Linear(size["hidden"], 1), recipe)
 
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[], **ppo_bench.trl_optimizer_args())
     cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)

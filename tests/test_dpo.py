@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from rlft import cli, data, models
-from rlft.eval.generate import token_logits
+from rlft.eval.generate import response_logits, right_pad
 from rlft.rl.core import logprobs_of
 from tests.conftest import cli_args
 
@@ -47,8 +47,9 @@ def _preference_gap(run_dir, tok, rows: list[dict]) -> float:
     def logp(key: str) -> float:  # summed over every row's answer
         answers = [tok.apply_chat_template(r["prompt"] + r[key], return_dict=False)[len(p):]
                    for r, p in zip(rows, prompts)]
-        return sum((logprobs_of(logits, ids) * mask).sum().item()  # logits (B, R, V); ids, mask (B, R)
-                   for logits, ids, mask in token_logits(policy, prompts, answers, tok.pad_token_id))
+        logits, mask = response_logits(policy, prompts, answers, tok.pad_token_id)  # (B, R, V), (B, R)
+        ids, _ = right_pad(answers, tok.pad_token_id)  # (B, R)
+        return (logprobs_of(logits, ids) * mask).sum().item()
 
     return (logp("chosen") - logp("rejected")) / len(rows)
 

@@ -19,7 +19,7 @@ from rlft.eval.generate import (
     response_logits,
     sequence_nll,
 )
-from rlft.rl.core import exact_kl
+from rlft.rl.core import exact_kl_per_row
 
 CHATS = [[{"role": "user", "content": "Where is my order #12345?"}],
          [{"role": "user", "content": "I forgot my password."}],
@@ -93,7 +93,7 @@ def test_kl_on_samples_scores_the_sampling_logits_as_a_second_pass_would(tiny_mo
         p, r = gen.prompt_ids[s:s + 4], gen.response_ids[s:s + 4]
         lp, mask = response_logits(model, p, r, tok.pad_token_id)
         lq, _ = response_logits(other, p, r, tok.pad_token_id)
-        total += exact_kl(lp, lq, mask)[0].item()
+        total += exact_kl_per_row(lp, lq, mask).sum().item()
         count += int(mask.sum())
     assert self_kl == pytest.approx(0.0, abs=1e-5)  # a logit one position off would not be 0
     assert total / count > 0.01  # the perturbation moved the model, so the comparison means something

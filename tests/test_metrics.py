@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rlft.eval import metrics
-from rlft.rl.core import exact_kl
+from rlft.rl.core import exact_kl_per_row
 from rlft.tasks.harbor import tone
 
 pytestmark = pytest.mark.unit  # pure functions, configs, data: no model is trained
@@ -36,12 +36,14 @@ def test_distinct_2_hand_computed():
 
 
 def test_exact_kl_hand_computed():
-    """p = softmax([0, ln 3]) = [1/4, 3/4], q = uniform: KL = 1/4 ln(1/2) + 3/4 ln(3/2) = 0.130812."""
-    lp = torch.tensor([[[0.0, math.log(3)]]])
-    lq = torch.zeros(1, 1, 2)
-    kl, n = exact_kl(lp, lq, torch.ones(1, 1, dtype=torch.bool))
-    assert kl.item() == pytest.approx(0.25 * math.log(0.5) + 0.75 * math.log(1.5), abs=1e-6) and n.item() == 1
-    assert exact_kl(lp, lp, torch.ones(1, 1, dtype=torch.bool))[0].item() == pytest.approx(0.0, abs=1e-7)
+    """p = softmax([0, ln 3]) = [1/4, 3/4], q = uniform: KL = 1/4 ln(1/2) + 3/4 ln(3/2) = 0.130812 per
+    position. Row 0 holds it twice (0.261624), row 1 once and a masked position that counts nothing."""
+    lp = torch.tensor([[0.0, math.log(3)]]).expand(2, 2, 2)
+    lq = torch.zeros(2, 2, 2)
+    mask = torch.tensor([[True, True], [True, False]])
+    one = 0.25 * math.log(0.5) + 0.75 * math.log(1.5)
+    assert exact_kl_per_row(lp, lq, mask).tolist() == pytest.approx([2 * one, one], abs=1e-6)
+    assert exact_kl_per_row(lp, lp, mask).tolist() == pytest.approx([0.0, 0.0], abs=1e-7)
 
 
 LABELLED = [

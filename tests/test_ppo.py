@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 import reward_models
 from rlft import actor_critic, cli, models
 from rlft.config import load_recipe
+from rlft.eval.budget import drift_budget
 from rlft.eval.generate import prompt_ids
 from rlft.stages import ppo
 from tests import faulty_cli
@@ -60,11 +61,12 @@ def test_one_backbone_and_the_reference_is_the_sft_policy(tiny_model_dir, sft_lo
     if four_bit:  # the 4-bit reference is the quantized SFT policy: close to it, not equal
         assert (ref - expected).abs().max() > 0
     # the drift budget measures against the same weights with the adapters off: still one copy
-    budget = ppo._drift_budget(_recipe(tiny_model_dir, sft_lora_run, "budget.max_kl_task=0.5", "budget.samples=4"),
-                               models.load_tokenizer(str(tiny_model_dir)), model)
-    assert {p.data_ptr() for p in budget.reference.parameters()} <= set(storages)
+    budget = drift_budget(_recipe(tiny_model_dir, sft_lora_run, "budget.max_kl_task=0.5", "budget.samples=4"),
+                          models.load_tokenizer(str(tiny_model_dir)), model)
+    reference = budget.reference_of(model)
+    assert {p.data_ptr() for p in reference.parameters()} <= set(storages)
     with torch.no_grad():
-        assert torch.equal(budget.reference(input_ids=ids).logits, ref)
+        assert torch.equal(reference(input_ids=ids).logits, ref)
 
 
 def test_values_come_from_the_final_normed_hidden_state(tiny_model_dir, sft_lora_run):

@@ -23,21 +23,23 @@ import math
 import torch
 from transformers import TrainerCallback
 
-from rlft import data, runs
+from rlft import data, models, runs
 from rlft.data import chitchat
-from rlft.eval.generate import generate, sequence_nll, token_logits
-from rlft.rl.core import exact_kl
+from rlft.eval.generate import generate, kl_on_answers, sequence_nll
 
 
 class DriftBudget(TrainerCallback):
-    def __init__(self, tok, reference, general_chats: list, task_chats: list, every: int,
+    def __init__(self, tok, model, reference, general_chats: list, task_chats: list, every: int,
                  max_ppl_drift: float | None, max_kl_task: float | None, action: str, max_new_tokens: int = 48):
+        """model: the policy the stage trains, before its first step; reference: the frozen model it is
+        measured against, or None for `model` itself with its adapters disabled (see drift_budget)."""
         self.tok, self.every, self.action = tok, every, action
         self.max_ppl_drift, self.max_kl_task = max_ppl_drift, max_kl_task
         self.general, self.reference = general_chats, reference
-        self.ref_nll = sequence_nll(reference, tok, general_chats)[0] if max_ppl_drift is not None else None
+        start = self.reference_of(model)
+        self.ref_nll = sequence_nll(start, tok, general_chats)[0] if max_ppl_drift is not None else None
         if max_kl_task is not None:
-            gen = generate(reference, tok, task_chats, max_new_tokens)
+            gen = generate(start, tok, task_chats, max_new_tokens)
             self.prompts, self.responses = gen.prompt_ids, gen.response_ids
         self.history: list[dict] = []
         self.tripped: dict | None = None
@@ -45,21 +47,19 @@ class DriftBudget(TrainerCallback):
         self.good_step = 0
         self.writer = None
 
+    def reference_of(self, model):
+        """The model drift is measured against: the frozen reference, or `model` with its adapters off."""
+        return self.reference if self.reference is not None else models.Reference(model)
+
     def measure(self, model) -> dict:
         out = {}
         was_training = model.training
         if self.max_ppl_drift is not None:
             nll = sequence_nll(model, self.tok, self.general)[0]
             out["general_ppl_drift"] = math.exp(nll - self.ref_nll) - 1
-        if self.max_kl_task is not None:
-            total, count = 0.0, 0
-            with torch.no_grad():
-                for (lp, _, mask), (lq, _, _) in zip(
-                        token_logits(model, self.prompts, self.responses, self.tok.pad_token_id),
-                        token_logits(self.reference, self.prompts, self.responses, self.tok.pad_token_id)):
-                    s, n = exact_kl(lq, lp, mask)  # KL(reference || policy) on the reference's answers
-                    total, count = total + s.item(), count + int(n.item())
-            out["kl_ref_greedy"] = total / max(count, 1)
+        if self.max_kl_task is not None:  # KL(reference || policy) on the reference's answers
+            kl = kl_on_answers(self.reference_of(model), model, self.prompts, self.responses, self.tok.pad_token_id)
+            out["kl_ref_greedy"] = float(kl.sum()) / max(sum(map(len, self.responses)), 1)
         model.train(was_training)
         return out
 
@@ -126,10 +126,6 @@ def _trainable_state(model) -> dict:
     return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def frozen_copy(model):
-    return copy.deepcopy(model).eval().requires_grad_(False)
-
-
 def dev_task_chats(recipe) -> list[list[dict]]:
     """The fixed task prompts measured during training: the first budget.samples of eval.dev_tasks."""
     ev = recipe.eval
@@ -139,13 +135,19 @@ def dev_task_chats(recipe) -> list[list[dict]]:
 
 
 def drift_budget(recipe, tok, model, reference=None, task_chats: list[list[dict]] | None = None):
-    """The drift-budget callback a recipe asks for, or None (DriftBudget above). The reference is a
-    frozen copy of `model` unless a `reference` that shares its weights is given (PPO's); task_chats:
-    dev_task_chats(recipe), when the caller has them already (GRPO's)."""
+    """The drift-budget callback a recipe asks for, or None (DriftBudget above), for `model` before its
+    first step. Under (Q)LoRA the reference is the trained model with its adapters disabled
+    (models.Reference): the budget holds no copy of the backbone. A full fine-tune trains every weight,
+    so only there does the reference need weights of its own: the stage's frozen reference model when
+    it has one (`reference`, DPO's), else a frozen copy of `model`, the one copy a budget ever makes.
+    task_chats: dev_task_chats(recipe), when the caller has them already (GRPO's)."""
     cfg = recipe.budget
     if cfg.max_general_ppl_drift is None and cfg.max_kl_task is None:
         return None
-    reference = reference if reference is not None else frozen_copy(model)
-    return DriftBudget(tok, reference, chitchat.chats("held_out")[-cfg.samples:],
+    if recipe.uses_lora:
+        reference = None
+    elif reference is None:
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
+    return DriftBudget(tok, model, reference, chitchat.chats("held_out")[-cfg.samples:],
                        task_chats if task_chats is not None else dev_task_chats(recipe), cfg.every,
                        cfg.max_general_ppl_drift, cfg.max_kl_task, cfg.action)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from transformers import GenerationConfig
 
+from rlft.rl.core import exact_kl_per_row
+
 
 @dataclass
 class Generations:
@@ -36,6 +38,16 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     for i, r in enumerate(rows):
         ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
         mask[i, width - len(r):] = 1
+    return ids, mask
+
+
+def right_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B, T)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, T)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, :len(r)] = 1
     return ids, mask
 
 
@@ -141,31 +153,6 @@ def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, eo
     return tokens[:, :n], (kept[:, :n] if kept is not None else None)
 
 
-def token_logits(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int,
-                 batch_size: int = 32):
-    """Yield (logits over response positions (B, R, V), response ids (B, R), mask (B, R)) by batch.
-
-    Only the positions from the batch's shortest prompt on are projected onto the vocabulary
-    (transformers' `logits_to_keep`): a prompt's logits would be thrown away."""
-    device = next(model.parameters()).device
-    for start in range(0, len(prompts), batch_size):
-        p, r = prompts[start:start + batch_size], responses[start:start + batch_size]
-        rows = [a + b for a, b in zip(p, r)]
-        width = max(len(x) for x in rows)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B, T) right-padded
-        attn = torch.zeros_like(ids)  # (B, T)
-        resp_mask = torch.zeros_like(ids, dtype=torch.bool)  # (B, T) true on response tokens
-        for i, (a, b) in enumerate(zip(p, r)):
-            ids[i, :len(a) + len(b)] = torch.tensor(a + b)
-            attn[i, :len(a) + len(b)] = 1
-            resp_mask[i, len(a):len(a) + len(b)] = True
-        first = max(min(len(a) for a in p) - 1, 0)  # the logits at t predict token t+1
-        keep = torch.arange(first, width - 1, device=device)  # (R,)
-        logits = model(input_ids=ids.to(device), attention_mask=attn.to(device),
-                       logits_to_keep=keep).logits.float()  # (B, R, V)
-        yield logits, ids[:, first + 1:].to(device), resp_mask[:, first + 1:].to(device)
-
-
 def response_logits(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits that predict each response token, laid out as generation lays them out: (B, R, V),
@@ -174,14 +161,32 @@ def response_logits(model, prompts: list[list[int]], responses: list[list[int]],
     is response token t in every row and lines up with the logits `generate` hands `on_batch`."""
     device = next(model.parameters()).device
     queries, qmask = left_pad(prompts, pad_id)  # (B, P)
-    R = max(len(r) for r in responses)
-    resp = torch.full((len(responses), R), pad_id, dtype=torch.long)  # (B, R)
-    rmask = torch.zeros((len(responses), R), dtype=torch.long)  # (B, R)
-    for i, r in enumerate(responses):
-        resp[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-        rmask[i, :len(r)] = 1
+    resp, rmask = right_pad(responses, pad_id)  # (B, R)
     ids, mask = torch.cat([queries, resp], 1).to(device), torch.cat([qmask, rmask], 1).to(device)  # (B, P + R)
-    return last_logits(model, ids, mask, R), rmask.bool().to(device)  # (B, R, V), (B, R)
+    return last_logits(model, ids, mask, resp.shape[1]), rmask.bool().to(device)  # (B, R, V), (B, R)
+
+
+@torch.no_grad()
+def kl_on_answers(p, q, prompts: list[list[int]], responses: list[list[int]], pad_id: int,
+                  batch_size: int = 32) -> torch.Tensor:
+    """KL(p || q) on fixed answers: for each answer, the exact KL over the vocabulary summed over its
+    tokens, (B,) on the CPU; divide the sum by the answers' token count for nats per token.
+
+    The answers are p's own (its greedy answers, or its samples), so the KL is taken where p puts its
+    mass. p is a model, or the logits (B, R, V) that already predict the answers (those `generate`
+    hands `on_batch`: a sampler needs no second pass); q is a model. Under (Q)LoRA a reference is the
+    policy with its adapters disabled (models.Reference), never a copy of the backbone. The harness,
+    the drift budget and GRPO's kl_ref/task all measure with this one function."""
+    sums = []
+    for start in range(0, len(prompts), batch_size):
+        rows = slice(start, start + batch_size)
+        logits_q, mask = response_logits(q, prompts[rows], responses[rows], pad_id)  # (b, R, V), (b, R)
+        if isinstance(p, torch.Tensor):
+            logits_p = p[rows, :mask.shape[1]].to(logits_q.device)  # (b, R, V)
+        else:
+            logits_p, _ = response_logits(p, prompts[rows], responses[rows], pad_id)  # (b, R, V)
+        sums.append(exact_kl_per_row(logits_p, logits_q, mask).cpu())  # (b,)
+    return torch.cat(sums)  # (B,)
 
 
 def last_logits(model, ids: torch.Tensor, mask: torch.Tensor, R: int) -> torch.Tensor:
@@ -206,8 +211,11 @@ def sequence_nll(model, tok, chats: list[list[dict]], max_length: int = 256, bat
         windows += [ids[i:i + max_length] for i in range(0, len(ids), max_length) if len(ids[i:i + max_length]) > 1]
     windows.sort(key=len, reverse=True)  # batches of similar length: little padding (the sum does not depend on order)
     total, count = 0.0, 0
-    for logits, targets, mask in token_logits(model, [[]] * len(windows), windows, tok.pad_token_id, batch_size):
-        nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")  # (B * (T-1),)
+    for start in range(0, len(windows), batch_size):
+        rows = windows[start:start + batch_size]  # each window: its first token as the prompt, the rest scored
+        logits, mask = response_logits(model, [w[:1] for w in rows], [w[1:] for w in rows], tok.pad_token_id)
+        targets, _ = right_pad([w[1:] for w in rows], tok.pad_token_id)  # (B, R), as logits (B, R, V)
+        nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten().to(logits.device), reduction="none")  # (B * R,)
         total += (nll * mask.flatten()).sum().item()
         count += int(mask.sum().item())
     return total / max(count, 1), count

@@ -22,8 +22,7 @@ from rlft import data, models, runs, tasks
 from rlft.config import GrpoRecipe, PpoRecipe, Recipe, from_manifest
 from rlft.data import chitchat, probes, skills
 from rlft.eval import metrics
-from rlft.eval.generate import generate, response_logits, sequence_nll
-from rlft.rl.core import exact_kl_per_row
+from rlft.eval.generate import generate, kl_on_answers, sequence_nll
 
 HARNESS_REVISION = 2
 """Bumped whenever a scorer, a judge or a split changes: figures of different revisions are not comparable.
@@ -187,10 +186,9 @@ def kl_on_samples(policy, others: list, tok, chats: list[list[dict]], max_new_to
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             p, r = [prompts[i] for i in rows], [responses[i] for i in rows]
-            lp = logits[rows, :max(len(x) for x in r)]  # (b, R, V)
+            logits_p = logits[rows, :max(len(x) for x in r)]  # (b, R, V)
             for k, other in enumerate(others):
-                lq, mask = response_logits(other, p, r, tok.pad_token_id)  # (b, R, V), (b, R)
-                sums[k] += exact_kl_per_row(lp.to(lq.device), lq, mask).tolist()
+                sums[k] += kl_on_answers(logits_p, other, p, r, tok.pad_token_id, batch_size).tolist()
             counts.extend(len(x) for x in r)
 
     generate(policy, tok, chats, max_new_tokens, generate_batch_size, temperature=1.0, seed=seed, on_batch=score)

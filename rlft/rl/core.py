@@ -6,17 +6,12 @@ import torch
 import torch.nn.functional as F
 
 
-def exact_kl(logits_p: torch.Tensor, logits_q: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """KL(p || q) summed over the vocabulary at each masked position.
-
-    logits_p, logits_q: (B, T, V); mask: (B, T) bool. Returns (sum of KL over masked
-    positions, number of masked positions), so batches can be pooled before dividing.
-    """
-    return exact_kl_per_row(logits_p, logits_q, mask).sum(), mask.sum()
-
-
 def exact_kl_per_row(logits_p: torch.Tensor, logits_q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """exact_kl's sum for each row: (B, T, V), (B, T, V), (B, T) -> (B,)."""
+    """KL(p || q) summed over the vocabulary at each masked position, then over each row's positions.
+
+    logits_p, logits_q: (B, T, V); mask: (B, T) bool. Returns (B,): a row's sum, so rows can be pooled
+    (divide by mask.sum() for the KL per token) or resampled for an interval before dividing.
+    """
     logp = F.log_softmax(logits_p.float(), dim=-1)  # (B, T, V)
     logq = F.log_softmax(logits_q.float(), dim=-1)  # (B, T, V)
     kl = (logp.exp() * (logp - logq)).sum(-1)  # (B, T)

@@ -167,7 +167,7 @@ def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list
     if not use_lora and not cfg.precompute_ref_log_probs and not reference_free:
         ref_model = models.policy_for_training(recipe, recipe.parent).eval().requires_grad_(False)
     peft_config = models.lora_config(recipe.lora) if use_lora else None
-    budget = drift_budget(recipe, tok, ref_model if ref_model is not None else model)
+    budget = drift_budget(recipe, tok, model, reference=ref_model)
     guard = faults.NonFiniteGuard()
     callbacks = [budget] * bool(budget) + [guard, checkpoint.TrainerHooks()]
 

@@ -25,7 +25,6 @@ import os
 import time
 from pathlib import Path
 
-import torch
 from transformers import TrainerCallback
 
 import reward_models
@@ -33,8 +32,7 @@ from rlft import checkpoint, data, faults, models, runs
 from rlft.config import GrpoRecipe, fingerprint_dict, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.budget import dev_task_chats, drift_budget
-from rlft.eval.generate import generate, token_logits
-from rlft.rl.core import exact_kl
+from rlft.eval.generate import generate, kl_on_answers
 from rlft.stages import mean_train_loss, rl_prompts, tokenizer_and_parent, trainer_kwargs
 
 
@@ -102,31 +100,20 @@ class ReferenceKL(TrainerCallback):
     """Exact KL(reference || policy) per token on the reference's greedy answers to fixed task prompts,
     with the reference = the model with its adapter disabled; logged as kl_ref/task."""
 
-    def __init__(self, tok, reference, task_chats: list, every: int, max_new_tokens: int = 48):
+    def __init__(self, tok, model, task_chats: list, every: int, max_new_tokens: int = 48):
         self.tok, self.every = tok, every
-        gen = generate(reference, tok, task_chats, max_new_tokens)
+        gen = generate(models.Reference(model), tok, task_chats, max_new_tokens)
         self.prompts, self.responses = gen.prompt_ids, gen.response_ids
 
-    @torch.no_grad()
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every:
             return
         was_training = model.training
         model.eval()
-        total, count = self._measure(model)
+        kl = kl_on_answers(models.Reference(model), model, self.prompts, self.responses, self.tok.pad_token_id)
         model.train(was_training)
-        state.log_history.append({"step": state.global_step, "kl_ref/task": total / max(count, 1)})
-
-    def _measure(self, model) -> tuple[float, int]:
-        pad = self.tok.pad_token_id
-        policy = list(token_logits(model, self.prompts, self.responses, pad))
-        with model.disable_adapter():
-            reference = list(token_logits(model, self.prompts, self.responses, pad))
-        total, count = 0.0, 0
-        for (lp, _, mask), (lq, _, _) in zip(policy, reference):
-            s, n = exact_kl(lq, lp, mask)
-            total, count = total + s.item(), count + int(n.item())
-        return total, count
+        state.log_history.append({"step": state.global_step,
+                                  "kl_ref/task": float(kl.sum()) / max(sum(map(len, self.responses)), 1)})
 
 
 def build_trainer(recipe: GrpoRecipe, tok, rows: list[dict], reward, work: Path):

@@ -53,14 +53,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig, get_scheduler
+from transformers import get_scheduler
 
 import reward_models
-from rlft import actor_critic, checkpoint, data, distributed, faults, runs, tracking
+from rlft import actor_critic, checkpoint, data, distributed, faults, models, runs, tracking
 from rlft.config import PpoRecipe, fingerprint_dict, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.budget import drift_budget
-from rlft.eval.generate import left_pad
+from rlft.eval.generate import generate
 from rlft.rl import core
 from rlft.stages import rl_prompts, tokenizer_and_parent
 
@@ -80,37 +80,36 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
     model, value_head = actor_critic.build_policy(recipe, fsdp)
-    _probe_reward(reward, cfg.reward, model, tok, chats[:4], ids[:4])
+    _probe_reward(reward, cfg.reward, model, tok, chats[:4])
     run_ = runs.start("ppo", out, inputs, force=force, resume=resume)
     if run_ is None:
         runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
     t0 = time.time()
-    budget = _drift_budget(recipe, tok, model)
-    history, samples, kept = train(recipe, model, value_head, tok, chats, ids, reward, run_.work, resume, budget)
+    budget = drift_budget(recipe, tok, model)  # against the adapters-off model: no copy of the backbone
+    history, samples = train(recipe, model, value_head, tok, chats, ids, reward, run_.work, resume, budget)
+    if budget:
+        budget.restore(model)  # a budget that stopped the run: the last weights measured inside it
 
     # --- save: the policy adapter where every stage keeps it, the value function beside it ---
-    actor_critic.save(model, value_head, run_.work / "adapter")
+    artifacts = actor_critic.save(model, value_head, tok, run_.work)
     if runs.is_main_process():
-        tok.save_pretrained(str(run_.work / "adapter"))
         runs.atomic_write_json(run_.work / "train_log.json", history)
         runs.atomic_write_json(run_.work / "samples.json", samples)
     last = history[-1] if history else {}
     first = history[0] if history else {}
     metrics = {"updates": len(history), "episodes": last.get("episodes", 0),
                "processes": distributed.world(), "weights_held_per_process": distributed.held_fraction(model),
-               "trainable_parameters": sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
-               + sum(p.numel() for p in value_head.parameters()),
+               "trainable_parameters": sum(p.numel() for p in actor_critic.trainable(model, value_head)),
                "score_first": first.get("objective/scores"), "score_last": last.get("objective/scores"),
-               "kl_last": last.get("objective/kl"), "kept_update": kept,
+               "kl_last": last.get("objective/kl"),
+               "kept_update": budget.tripped["kept_step"] if budget and budget.tripped else None,
                "train_minutes": round((time.time() - t0) / 60, 2)}
     return run_.finish({
         "parent": recipe.parent, "model": recipe.model, "tokenizer_sha256": tok_sha, "recipe": to_dict(recipe),
         "recipe_path": recipe_path, "reward": cfg.reward,
         "data": {"name": recipe.data.train, "sha256": data_sha, "n_train": len(rows)},
-        "seed": recipe.seed, "metrics": metrics, "warnings": [],
-        "artifacts": {"adapter": "adapter/", "value_adapter": "adapter/value/",
-                      "value_head": "adapter/value/value_head.pt"},
+        "seed": recipe.seed, "metrics": metrics, "warnings": [], "artifacts": artifacts,
         "budget": {"tripped": budget.tripped, "history": budget.history} if budget else None})
 
 
@@ -118,28 +117,17 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
 
 
 @dataclass
-class Rollout:
-    """One update's experience: B prompts of P tokens (left-padded) and their responses of R tokens
-    (padded after the stop), with everything the PPO epochs need. The per-token tensors are 0 after
-    each response's last token, except `entropy`; all live on the CPU."""
+class Rollout(actor_critic.Samples):
+    """One update's experience: the samples and their passes (actor_critic.Samples: queries, query_mask,
+    responses, last, has_stop, mask, logprobs, ref_logprobs, entropy, values, texts; B prompts, R
+    response tokens) and what PPO makes of them. Per-token tensors are 0 after each response's last token."""
 
-    queries: torch.Tensor  # (B, P) prompt ids
-    query_mask: torch.Tensor  # (B, P) 1 on prompt tokens, 0 on left padding
-    responses: torch.Tensor  # (B, R) sampled ids, pad after the stop token
-    last: torch.Tensor  # (B,) index of each response's last token: its stop token, or R - 1
-    has_stop: torch.Tensor  # (B,) bool: the response ended with the stop token
-    mask: torch.Tensor  # (B, R) bool: the response's tokens, the stop token included
-    logprobs: torch.Tensor  # (B, R) log pi_old(token) at temperature T, from the sampling logits
-    ref_logprobs: torch.Tensor  # (B, R) log pi_ref(token): the SFT policy, adapters disabled
-    entropy: torch.Tensor  # (B, R) entropy of pi_old's whole distribution at each position
-    values: torch.Tensor  # (B, R) V_old(s_t), the value function before the update
     kl: torch.Tensor  # (B, R) per-token KL estimate (ppo.kl_estimator) of policy against reference
     scores: torch.Tensor  # (B,) the reward's score of each response
     penalized_scores: torch.Tensor  # (B,) the score minus missing_eos_penalty where no stop token came
     raw_advantages: torch.Tensor  # (B, R) GAE before whitening
     advantages: torch.Tensor  # (B, R) GAE whitened over the rollout
     returns: torch.Tensor  # (B, R) raw advantages + values: the value function's targets
-    texts: list[str]  # the B responses as the reward read them
     time_rollout: float  # seconds: sampling and the reference and value passes
     time_score: float  # seconds: the reward
 
@@ -148,40 +136,29 @@ class Rollout:
 def rollout(model, value_head, tok, chats: list[list[dict]], ids: list[list[int]], reward, cfg,
             kl_coef: float) -> Rollout:
     """Sample, score and evaluate one batch of prompts: everything the PPO epochs need."""
-    eos = tok.eos_token_id
-    pad = tok.pad_token_id if tok.pad_token_id != eos else (eos + 1) % len(tok)  # any id but the stop
-    gen_config = GenerationConfig(max_new_tokens=cfg.response_length, do_sample=True, temperature=cfg.temperature,
-                                  top_k=0, top_p=1.0, min_new_tokens=0, eos_token_id=eos, pad_token_id=pad)
-    queries, query_mask = left_pad(ids, pad)  # (B, P)
     t0 = time.time()
-    chunks = [actor_critic.sample(model, value_head, queries[s:s + cfg.forward_batch_size],
-                                  query_mask[s:s + cfg.forward_batch_size], gen_config)
-              for s in range(0, len(ids), cfg.forward_batch_size)]  # forward_batch_size rows per pass
-    actor_critic.use(model, actor_critic.POLICY)
-    responses, last, has_stop, mask, logprobs, entropy, ref_logprobs, values = (torch.cat(c) for c in zip(*chunks))
+    sampled = actor_critic.sample(model, value_head, tok, ids, cfg.response_length, cfg.temperature,
+                                  cfg.forward_batch_size)
     t1 = time.time()
-    texts = [tok.decode(r[:n + 1], skip_special_tokens=True).strip() for r, n in zip(responses.tolist(), last)]
+    mask, last = sampled.mask, sampled.last  # (B, R), (B,)
     try:
-        raw = reward(chats, texts)
+        raw = reward(chats, sampled.texts)
     except RuntimeError as e:
         raise TrainingFault(str(e)) from e
     time_score = time.time() - t1
     scores = torch.tensor(raw, dtype=torch.float32)  # (B,)
     penalized = scores.clone()  # (B,)
     if cfg.missing_eos_penalty is not None:
-        penalized[~has_stop] -= cfg.missing_eos_penalty
+        penalized[~sampled.has_stop] -= cfg.missing_eos_penalty
     # --- rewards and advantages (Huang et al. 2024, details 8-11) ---
-    logprobs, ref_logprobs, values = logprobs * mask, ref_logprobs * mask, values * mask  # (B, R) each
-    kl = core.kl_per_token(logprobs, ref_logprobs, cfg.kl_estimator) * mask  # (B, R)
+    kl = core.kl_per_token(sampled.logprobs, sampled.ref_logprobs, cfg.kl_estimator) * mask  # (B, R)
     rewards = core.assemble_rewards(kl, penalized, last, mask, kl_coef)  # (B, R)
     if cfg.whiten_rewards:
         rewards = core.masked_whiten(rewards, mask, shift_mean=False)
-    advantages, returns = core.gae(rewards, values, mask, cfg.gamma, cfg.lam)  # (B, R)
-    return Rollout(queries=queries, query_mask=query_mask, responses=responses, last=last, has_stop=has_stop,
-                   mask=mask, logprobs=logprobs, ref_logprobs=ref_logprobs, entropy=entropy, values=values, kl=kl,
-                   scores=scores, penalized_scores=penalized, raw_advantages=advantages,
-                   advantages=core.masked_whiten(advantages, mask), returns=returns, texts=texts,
-                   time_rollout=t1 - t0, time_score=time_score)
+    advantages, returns = core.gae(rewards, sampled.values, mask, cfg.gamma, cfg.lam)  # (B, R)
+    return Rollout(**vars(sampled), kl=kl, scores=scores, penalized_scores=penalized, raw_advantages=advantages,
+                   advantages=core.masked_whiten(advantages, mask), returns=returns, time_rollout=t1 - t0,
+                   time_score=time_score)
 
 
 # --- the PPO epochs: clipped policy and value updates -----------------------------------------
@@ -291,68 +268,55 @@ def prompt_batch(n_prompts: int, batch: int, update: int, seed: int) -> list[int
     return out
 
 
-def make_optimizer(model, value_head, recipe: PpoRecipe) -> torch.optim.AdamW:
-    """AdamW over the policy adapter, the value adapter and the head, eps 1e-5 (Huang et al. 2024,
-    detail 2); the head in a group of its own: it is never sharded, the adapters may be."""
-    tr, value_lr = recipe.train, recipe.ppo.value_learning_rate or recipe.train.learning_rate
-    groups = [{"params": actor_critic.adapter_params(model, actor_critic.POLICY), "lr": tr.learning_rate},
-              {"params": actor_critic.adapter_params(model, actor_critic.VALUE), "lr": value_lr},
-              {"params": list(value_head.parameters()), "lr": value_lr}]
-    # torch's fused AdamW: one kernel over every tensor instead of a dozen per tensor, the same update
-    # (torch/optim/adamw.py); for plain tensors only, not the DTensors of a sharded model
-    fused = all(type(p.data) is torch.Tensor and p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
-    return torch.optim.AdamW(groups, eps=1e-5, weight_decay=tr.weight_decay, fused=fused or None)
-
-
 def train(recipe: PpoRecipe, model, value_head, tok, chats, ids, reward, work: Path, resume: bool,
-          budget=None) -> tuple[list[dict], list[dict], int | None]:
-    """ppo.updates updates, each a rollout on this process's prompts, its advantages and the clipped
-    updates; returns the per-update figures, sample answers, and the update a tripped budget kept."""
+          budget=None) -> tuple[list[dict], list[dict]]:
+    """ppo.updates updates, each a rollout on this process's prompts and the clipped updates on it; returns
+    the per-update figures and sample answers. A budget that trips with action stop ends the loop early."""
     cfg, tr = recipe.ppo, recipe.train
     rank, world = distributed.rank(), distributed.world()
     checkpoint.seed_process(recipe.seed)  # each process samples its own responses
-    optimizer = make_optimizer(model, value_head, recipe)
+    optimizer = actor_critic.make_optimizer(model, value_head, recipe)
     scheduler = get_scheduler(tr.lr_scheduler, optimizer, num_warmup_steps=int(tr.warmup_ratio * cfg.updates),
                               num_training_steps=cfg.updates)
+    weights = actor_critic.named_trainable(model, value_head)
     state = {"update": 0, "kl_coef": cfg.kl_coef, "history": [], "samples": []}
     if resume and (ckpt := runs.latest_checkpoint(work)) is not None:
-        state = checkpoint.load_training(ckpt, _weights(model, value_head), optimizer, scheduler)
+        state = checkpoint.load_training(ckpt, weights, optimizer, scheduler)
         runs.log(f"ppo: resuming from {ckpt.name} (update {state['update']} of {cfg.updates})")
-    tracker = tracking.Tracker(tr.report_to, str(work / "logs"), work.name.removesuffix(".partial"),
-                               to_dict(recipe), enabled=runs.is_main_process())
     if budget is not None:
         budget.begin(model, str(work / "logs" / "budget"), runs.is_main_process(), "tensorboard" in tr.report_to)
-    kept = None
-    for update in range(state["update"] + 1, cfg.updates + 1):  # from 1
-        prompts = prompt_batch(len(chats), cfg.rollout_batch_size, (update - 1) * world + rank, recipe.seed)
-        try:
-            batch = rollout(model, value_head, tok, [chats[i] for i in prompts], [ids[i] for i in prompts], reward,
-                            cfg, state["kl_coef"])
-        except TrainingFault as e:  # the reward failed on this update's answers
-            raise TrainingFault(f"ppo: at update {update}, {e}; {faults.last_good(work)}. "
-                                f"Fix the reward and rerun with --resume.") from e
-        t0 = time.time()
-        train_stats = ppo_epochs(model, value_head, optimizer, batch, cfg, tr.max_grad_norm,
-                                 torch.Generator().manual_seed(recipe.seed * 7919 + update - 1))
-        scheduler.step()
-        metrics = {"update": update, "episodes": update * cfg.rollout_batch_size * world,
-                   **distributed.mean_over_processes({**update_metrics(batch, state["kl_coef"]), **train_stats}),
-                   "time/update_s": time.time() - t0, "lr": scheduler.get_last_lr()[0]}
-        faults.raise_if_not_finite(metrics, "ppo", f"update {update}", work)
-        if cfg.kl_target is not None:  # the adaptive KL controller (Ziegler et al. 2019)
-            state["kl_coef"] = core.adaptive_kl_coef(state["kl_coef"], metrics["objective/kl"], cfg.kl_target,
-                                                     cfg.kl_horizon, cfg.rollout_batch_size)
-        _record(state, metrics, batch, [chats[i] for i in prompts[:2]], tracker, cfg, tr.logging_steps)
-        if budget is not None and update % recipe.budget.every == 0 and _budget_stops(budget, model, metrics):
-            kept = budget.good_step
-            break
-        state["update"] = update
-        if update % tr.save_steps == 0 and update < cfg.updates:
-            checkpoint.save_training(work, update, state, _weights(model, value_head), optimizer, scheduler)
-        checkpoint.step_end(update)  # a hook point for tests (rlft/checkpoint.py)
-    tracker.close()
+    with tracking.Tracker(tr.report_to, str(work / "logs"), work.name.removesuffix(".partial"),
+                          to_dict(recipe), enabled=runs.is_main_process()) as tracker:
+        for update in range(state["update"] + 1, cfg.updates + 1):  # from 1
+            prompts = prompt_batch(len(chats), cfg.rollout_batch_size, (update - 1) * world + rank, recipe.seed)
+            try:
+                batch = rollout(model, value_head, tok, [chats[i] for i in prompts], [ids[i] for i in prompts], reward,
+                                cfg, state["kl_coef"])
+            except TrainingFault as e:  # the reward failed on this update's answers
+                raise TrainingFault(f"ppo: at update {update}, {e}; {faults.last_good(work)}. "
+                                    f"Fix the reward and rerun with --resume.") from e
+            t0 = time.time()
+            train_stats = ppo_epochs(model, value_head, optimizer, batch, cfg, tr.max_grad_norm,
+                                     torch.Generator().manual_seed(recipe.seed * 7919 + update - 1))
+            scheduler.step()
+            metrics = {"update": update, "episodes": update * cfg.rollout_batch_size * world,
+                       **distributed.mean_over_processes({**update_metrics(batch, state["kl_coef"]), **train_stats}),
+                       "time/update_s": time.time() - t0, "lr": scheduler.get_last_lr()[0]}
+            faults.raise_if_not_finite(metrics, "ppo", f"update {update}", work)
+            if cfg.kl_target is not None:  # the adaptive KL controller (Ziegler et al. 2019)
+                state["kl_coef"] = core.adaptive_kl_coef(state["kl_coef"], metrics["objective/kl"], cfg.kl_target,
+                                                         cfg.kl_horizon, cfg.rollout_batch_size)
+            _record(state, metrics, batch, [chats[i] for i in prompts[:2]], tracker, cfg, tr.logging_steps)
+            if budget is not None and update % recipe.budget.every == 0:
+                metrics.update({f"budget/{k}": v for k, v in budget.check(model, update).items()})
+                if budget.tripped and budget.action == "stop":
+                    break
+            state["update"] = update
+            if update % tr.save_steps == 0 and update < cfg.updates:
+                checkpoint.save_training(work, update, state, weights, optimizer, scheduler)
+            checkpoint.step_end(update)  # a hook point for tests (rlft/checkpoint.py)
     distributed.check_in_sync(actor_critic.trainable(model, value_head), "ppo")
-    return state["history"], state["samples"], kept
+    return state["history"], state["samples"]
 
 
 def _record(state: dict, metrics: dict, batch: Rollout, first_chats: list, tracker, cfg, logging_steps: int) -> None:
@@ -386,36 +350,14 @@ def _note_cut_answers(eos_rate: float, cfg) -> None:
              f"ppo.response_length.")
 
 
-def _budget_stops(budget, model, metrics: dict) -> bool:
-    """Measure the drift budget into the update's figures; when it trips with action stop, put back
-    the last weights measured inside it (budget.check has told the user) and stop."""
-    metrics.update({f"budget/{k}": v for k, v in budget.check(model, metrics["update"]).items()})
-    if budget.tripped and budget.action == "stop":
-        budget.restore(model)
-        return True
-    return False
-
-
-def _weights(model, value_head) -> dict[str, dict[str, torch.nn.Parameter]]:
-    """What a PPO checkpoint holds besides the optimizer, scheduler and random streams."""
-    return {"adapters": {n: p for n, p in model.named_parameters() if "lora_" in n},
-            "value_head": dict(value_head.named_parameters())}
-
-
 # --- checks before the run -------------------------------------------------------------------
 
 
-def _probe_reward(reward, spec, model, tok, chats: list[list[dict]], ids: list[list[int]]) -> None:
+def _probe_reward(reward, spec, model, tok, chats: list[list[dict]]) -> None:
     """Score the SFT policy's greedy answers to a few prompts, so a broken reward (it raises, returns
     NaN or the wrong number of scores) stops the stage before anything is written."""
-    texts = actor_critic.reference_answers(model, tok, ids, max_new_tokens=16)
+    texts = generate(models.Reference(model), tok, chats, max_new_tokens=16).texts
     try:
         reward(chats, texts)
     except RuntimeError as e:
         raise InputError(f"ppo.reward {spec!r} fails on the SFT policy's answers to the first prompts: {e}") from None
-
-
-def _drift_budget(recipe: PpoRecipe, tok, model):
-    """The drift budget during training, measured against the reference: the same weights with the
-    adapters disabled, so the budget adds no copy of the backbone."""
-    return drift_budget(recipe, tok, model, reference=actor_critic.Reference(model))
