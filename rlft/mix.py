@@ -41,7 +41,8 @@ def _artifact(run_dir: Path, manifest: dict) -> tuple[str, Path]:
 def _lineage(manifest: dict, extra: dict) -> dict:
     """The manifest of a mixed run: the source's recipe, parent, data and model, plus how it was mixed."""
     keep = ("model", "parent", "recipe", "data", "seed", "tokenizer_sha256", "recipe_path")
-    return {**{k: manifest[k] for k in keep if k in manifest}, "metrics": {}, **extra}
+    return {**{k: manifest[k] for k in keep if k in manifest}, "model_source": manifest.get("model_source"),
+            "metrics": {}, **extra}  # a manifest written before model_source was a field had none: not a GGUF
 
 
 def _start(stage: str, out: Path, inputs: dict, force: bool) -> runs.Run | None:

@@ -17,6 +17,7 @@ import torch
 
 from rlft import distributed
 from rlft.errors import InputError
+from rlft.runs import read_manifest
 
 TINY_DIR = Path(__file__).parent / "assets" / "rlft-tiny"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -228,8 +229,6 @@ def run_model(run_dir: str | Path, manifest: dict | None = None, dtype: str = "f
     an adapter is merged into the model its run started from (its parent's policy, or the base).
     """
     from peft import PeftModel
-
-    from rlft.runs import read_manifest
 
     run_dir = Path(run_dir)
     manifest = manifest or read_manifest(run_dir)

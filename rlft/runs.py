@@ -20,13 +20,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import rlft
 from rlft import distributed
 from rlft.errors import InputError
 
 MANIFEST = "manifest.json"
-STAGE_FIELDS = ("parent", "model", "tokenizer_sha256", "recipe", "recipe_path", "data", "seed", "metrics", "warnings",
+STAGE_FIELDS = ("parent", "model", "model_source", "tokenizer_sha256", "recipe", "recipe_path", "data", "seed", "metrics", "warnings",
                 "artifacts", "budget")
-"""What every stage hands Run.finish; finish adds stage, status, fingerprint, versions, launch and times."""
+"""What every stage hands Run.finish; finish adds stage, status, fingerprint, versions, launch and times.
+model_source: for a model converted from a GGUF file, that file and its sha256 (models.model_source), else None."""
 DATA_FIELDS = ("name", "sha256", "n_train")
 
 
@@ -102,9 +104,7 @@ def versions() -> dict:
     import peft
     import torch
     import transformers
-    import trl
-
-    import rlft
+    import trl  # the versions a run used; imported here so that reading run folders stays light
 
     try:
         git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -137,15 +137,12 @@ class Run:
         """Write the manifest last, then move the finished work folder into place. Every stage's
         manifest has the same fields (MANIFEST_FIELDS, DESIGN's contract and rlft's lineage); a stage
         that leaves one out is a bug, stopped here before anything is written."""
-        from rlft import models
-
         manifest = {"warnings": [], "budget": None, **manifest}
         missing = [k for k in STAGE_FIELDS if k not in manifest] + [
             f"data.{k}" for k in DATA_FIELDS if k not in (manifest.get("data") or {})]
         if missing:
             raise ValueError(f"{self.stage}: the manifest lacks {', '.join(missing)}")
-        source = models.model_source(manifest["model"]) if manifest.get("model") else None
-        manifest = {"stage": self.stage, "status": "complete", **manifest, **({"model_source": source} if source else {}),
+        manifest = {"stage": self.stage, "status": "complete", **manifest,
                     "fingerprint": self.fingerprint,
                     "versions": versions(), "launch": {"engine": distributed.engine(), "processes": distributed.world()},
                     "started_at": self.started_at,

@@ -67,7 +67,7 @@ def sft_lora_run(tiny_model_dir, tmp_path_factory) -> Path:
 def full_manifest(fields: dict) -> dict:
     """A manifest with every field Run.finish requires (runs.STAGE_FIELDS), `fields` over placeholders:
     for tests that make run folders by hand."""
-    return {"parent": None, "model": "rlft-tiny", "tokenizer_sha256": None, "recipe": {}, "recipe_path": None,
+    return {"parent": None, "model": "rlft-tiny", "model_source": None, "tokenizer_sha256": None, "recipe": {}, "recipe_path": None,
             "data": {"name": "test", "sha256": "0" * 64, "n_train": 0}, "seed": 0, "metrics": {},
             "artifacts": {}, **fields}
 

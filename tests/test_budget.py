@@ -82,7 +82,7 @@ def _lora_policy_and_measures(stage: str, model_dir, parent, work):
         return trainer.model, [budget]
     if stage == "grpo":
         rows, _ = rl_prompts(recipe, tok, recipe.grpo.max_completion_length, "grpo.max_completion_length")
-        trainer, budget = grpo.build_trainer(recipe, tok, rows[:8], grpo.trl_reward("house_tone"), work)
+        trainer, budget = grpo.build_trainer(recipe, tok, rows[:8], grpo.trl_reward("house_tone", recipe.task), work)
         ref_kl = next(c for c in trainer.callback_handler.callbacks if isinstance(c, grpo.ReferenceKL))
         return trainer.model, [budget, ref_kl]
     model, _ = actor_critic.build_policy(recipe)

@@ -104,7 +104,8 @@ CONTRACT = {"stage", "status", "parent", "model", "recipe", "data", "seed", "ver
 
 
 def _complete_manifest() -> dict:
-    return {"parent": None, "model": "rlft-tiny", "tokenizer_sha256": "0" * 64, "recipe": {}, "recipe_path": None,
+    return {"parent": None, "model": "rlft-tiny", "model_source": None, "tokenizer_sha256": "0" * 64, "recipe": {},
+            "recipe_path": None,
             "data": {"name": "harbor_sft", "sha256": "0" * 64, "n_train": 1}, "seed": 0,
             "metrics": {"train_loss": 1.0}, "artifacts": {"adapter": "adapter/"}}
 

@@ -21,7 +21,7 @@ import reward_models
 from rlft import data, models, runs, tasks
 from rlft.config import GrpoRecipe, PpoRecipe, Recipe, from_manifest
 from rlft.data import chitchat, probes, skills
-from rlft.eval import metrics
+from rlft.eval import metrics, model_judge
 from rlft.eval.generate import generate, kl_on_answers, sequence_nll
 
 HARNESS_REVISION = 2
@@ -371,7 +371,6 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "eval_seconds": round(time.time() - t0, 1),
     }
     if ev.judge:
-        from rlft.eval import model_judge
 
         judge_model, judge_tok = model_judge.load_judge(ev.judge)
         result["model_judge"] = {"model": ev.judge,

@@ -181,7 +181,7 @@ def run(recipe: BaseRecipe, out: Path, recipe_path: str | None = None, force: bo
              * tr.grad_accum * cfg.context_length, "train_loss": mean_train_loss(trainer),
              "train_minutes": round(train_minutes, 1), "threads": torch.get_num_threads(), **quality}
     (model_dir / "README.md").write_text(model_card(recipe, recipe_path, facts, len(chats)))
-    manifest = run_.finish({"parent": None, "model": "rlft-tiny (trained here)", "recipe": to_dict(recipe),
+    manifest = run_.finish({"parent": None, "model": "rlft-tiny (trained here)", "model_source": None, "recipe": to_dict(recipe),
                             "recipe_path": recipe_path, "tokenizer_sha256": models.tokenizer_sha256(tok),
                             "data": {"name": "base-mixture", "sha256": runs.sha256_json(chats[:1000]),
                                      "n_train": len(blocks), "n_val": len(val_blocks)},

@@ -77,7 +77,8 @@ def run(recipe: GrpoRecipe, out: Path, recipe_path: str | None = None, force: bo
                "reward_last": logged[-1]["reward"] if logged else None,
                "train_minutes": round((time.time() - t0) / 60, 2)}
     return run_.finish({
-        "parent": recipe.parent, "model": recipe.model, "tokenizer_sha256": tok_sha, "recipe": to_dict(recipe),
+        "parent": recipe.parent, "model": recipe.model, "model_source": models.model_source(recipe.model),
+        "tokenizer_sha256": tok_sha, "recipe": to_dict(recipe),
         "recipe_path": recipe_path, "reward": cfg.reward,
         "data": {"name": recipe.data.train, "sha256": data_sha, "n_train": len(rows)},
         "seed": recipe.seed, "metrics": metrics, "warnings": [], "artifacts": {"adapter": "adapter/"},

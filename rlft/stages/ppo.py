@@ -106,7 +106,8 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
                "kept_update": budget.tripped["kept_step"] if budget and budget.tripped else None,
                "train_minutes": round((time.time() - t0) / 60, 2)}
     return run_.finish({
-        "parent": recipe.parent, "model": recipe.model, "tokenizer_sha256": tok_sha, "recipe": to_dict(recipe),
+        "parent": recipe.parent, "model": recipe.model, "model_source": models.model_source(recipe.model),
+        "tokenizer_sha256": tok_sha, "recipe": to_dict(recipe),
         "recipe_path": recipe_path, "reward": cfg.reward,
         "data": {"name": recipe.data.train, "sha256": data_sha, "n_train": len(rows)},
         "seed": recipe.seed, "metrics": metrics, "warnings": [], "artifacts": artifacts,

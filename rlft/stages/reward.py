@@ -180,6 +180,7 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
     manifest = run_.finish({
         "parent": None, "model": recipe.model if cfg.backbone == "policy" else "all-MiniLM-L6-v2",
         "recipe": to_dict(recipe), "recipe_path": recipe_path, "tokenizer_sha256": models.tokenizer_sha256(tok),
+        "model_source": models.model_source(recipe.model) if cfg.backbone == "policy" else None,
         "data": {"name": recipe.data.train, "validation": recipe.data.validation, "sha256": data_sha,
                  "n_train": len(train_rows), "n_val": len(val_rows)},
         "seed": recipe.seed, "metrics": metrics,

@@ -251,7 +251,8 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
         runs.atomic_write_json(run_.work / "train_log.json", trainer.state.log_history)
     metrics["train_minutes"] = round((time.time() - t0) / 60, 2)
     manifest = run_.finish({
-        "parent": recipe.parent, "model": recipe.model, "tokenizer_sha256": tok_sha, "recipe": to_dict(recipe),
+        "parent": recipe.parent, "model": recipe.model, "model_source": models.model_source(recipe.model),
+        "tokenizer_sha256": tok_sha, "recipe": to_dict(recipe),
         "recipe_path": recipe_path,
         "data": {"name": recipe.data.train, "validation": recipe.data.validation, "sha256": data_sha,
                  "n_train": len(train_rows), "n_val": len(val_rows)},
