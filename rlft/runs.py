@@ -166,16 +166,21 @@ class Run:
 
 
 def up_to_date(out: Path, inputs: dict) -> bool:
-    """A complete run made from exactly these inputs is already in `out`."""
+    """A complete run made from exactly these inputs is already in `out`; if so, the user is told."""
     try:
         old = json.loads((Path(out) / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    return old.get("fingerprint") == sha256_json(inputs) and old.get("status") == "complete"
+    if old.get("fingerprint") != sha256_json(inputs) or old.get("status") != "complete":
+        return False
+    same = [k for k in ("recipe", "parent", "data") if inputs.get(k) is not None] or ["inputs"]
+    same = ", ".join(same[:-1]) + " and " + same[-1] if len(same) > 1 else same[0]
+    log(f"{out} is up to date (same {same}); nothing to do. Use --force to rerun.")
+    return True
 
 
 def start(stage: str, out: Path, inputs: dict, force: bool, resume: bool) -> Run | None:
-    """Decide whether the stage runs: None when an identical complete run is already there.
+    """Decide whether the stage runs: None when an identical complete run is already there (said).
 
     Refuses (exit 2) to replace a complete run made from other inputs without --force, and to
     discard an interrupted attempt without --resume or --force.

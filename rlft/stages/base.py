@@ -141,8 +141,7 @@ def run(recipe: BaseRecipe, out: Path, recipe_path: str | None = None, force: bo
     chats = mixture(recipe)
     inputs = {"stage": "base", "recipe": fingerprint_dict(recipe)}
     run_ = runs.start("base", out, inputs, force=force, resume=resume)
-    if run_ is None:
-        runs.log(f"{out} is up to date (same recipe); nothing to do. Use --force to rebuild.")
+    if run_ is None:  # up to date
         return None
 
     # --- tokenizer and data ---

@@ -88,8 +88,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     data_sha = data.sha256_rows(train_rows + val_rows)
     inputs = {"stage": "dpo", "recipe": fingerprint_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
     run_ = runs.start("dpo", out, inputs, force=force, resume=resume)
-    if run_ is None:
-        runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+    if run_ is None:  # up to date
         return None
     t0 = time.time()
 

@@ -51,8 +51,7 @@ def run(recipe: GrpoRecipe, out: Path, recipe_path: str | None = None, force: bo
     data_sha = data.sha256_rows(rows)
     inputs = {"stage": "grpo", "recipe": fingerprint_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
     run_ = runs.start("grpo", out, inputs, force=force, resume=resume)
-    if run_ is None:
-        runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+    if run_ is None:  # up to date
         return None
     t0 = time.time()
     trainer, budget = build_trainer(recipe, tok, rows, reward, run_.work)

@@ -77,13 +77,11 @@ def run(recipe: PpoRecipe, out: Path, recipe_path: str | None = None, force: boo
     data_sha = data.sha256_rows(rows)
     inputs = {"stage": "ppo", "recipe": fingerprint_dict(recipe), "data": data_sha, "parent": parent_manifest["fingerprint"]}
     if not force and runs.up_to_date(out, inputs):  # before the model is built: nothing to do is instant
-        runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
         return None
     model, value_head = actor_critic.build_policy(recipe, fsdp)
     _probe_reward(reward, cfg.reward, model, tok, chats[:4])
     run_ = runs.start("ppo", out, inputs, force=force, resume=resume)
-    if run_ is None:
-        runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+    if run_ is None:  # up to date
         return None
     t0 = time.time()
     budget = drift_budget(recipe, tok, model)  # against the adapters-off model: no copy of the backbone

@@ -136,8 +136,7 @@ def run(recipe: RmRecipe, out: Path, recipe_path: str | None = None, force: bool
                 if recipe.data.validation else [])
     data_sha = data.sha256_rows(train_rows + val_rows)
     run_ = runs.start("rm", out, {"stage": "rm", "recipe": fingerprint_dict(recipe), "data": data_sha}, force, resume)
-    if run_ is None:
-        runs.log(f"{out} is up to date (same recipe and data); nothing to do. Use --force to rerun.")
+    if run_ is None:  # up to date
         return None
     t0 = time.time()
     model, tok = load_scorer(recipe)

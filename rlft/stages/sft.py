@@ -175,8 +175,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     inputs = {"stage": "sft", "recipe": fingerprint_dict(recipe), "data": data_sha,
               "parent": parent_manifest and parent_manifest["fingerprint"]}
     run_ = runs.start("sft", out, inputs, force=force, resume=resume)
-    if run_ is None:
-        runs.log(f"{out} is up to date (same recipe, parent and data); nothing to do. Use --force to rerun.")
+    if run_ is None:  # up to date
         return None
     t0 = time.time()
 
