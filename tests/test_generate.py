@@ -80,24 +80,29 @@ def _perturbed(model, scale: float = 0.05):
 
 def test_kl_on_samples_scores_the_sampling_logits_as_a_second_pass_would(tiny_model_dir):
     """The harness takes the policy's side of KL(policy || other) from the logits each token was
-    sampled from; a second, teacher-forced pass of the policy over the same samples gives the same KL."""
+    sampled from; a second, teacher-forced pass of the policy over the same samples gives the same KL.
+    Two groups sampled in one generation (sizes 4 and 5, batches of 5 that straddle them) each get the
+    KL of their own rows, against their own models."""
     model = models.load_causal_lm(str(tiny_model_dir))
     tok = models.load_tokenizer(str(tiny_model_dir))
     other = _perturbed(model)
     chats = CHATS * 3
-    (self_kl, _), (kl, interval) = harness.kl_on_samples(model, [model, other], tok, chats, 16, seed=5, batch_size=4,
-                                        generate_batch_size=5)
-    gen = generate(model, tok, chats, 16, 5, temperature=1.0, seed=5)  # the same samples
-    total, count = 0.0, 0
-    for s in range(0, len(chats), 4):
-        p, r = gen.prompt_ids[s:s + 4], gen.response_ids[s:s + 4]
+    first, second = chats[:4], chats[4:9]
+    [(kl_first, _)], [(self_kl, _), (kl, interval)] = harness.kl_on_samples(
+        model, [(first, [other]), (second, [model, other])], tok, 16, seed=5, batch_size=4, generate_batch_size=5)
+    gen = generate(model, tok, first + second, 16, 5, temperature=1.0, seed=5)  # the same samples
+
+    def teacher_forced(rows: slice) -> float:  # nats per token, both sides from a forward pass
+        p, r = gen.prompt_ids[rows], gen.response_ids[rows]
         lp, mask = response_logits(model, p, r, tok.pad_token_id)
         lq, _ = response_logits(other, p, r, tok.pad_token_id)
-        total += exact_kl_per_row(lp, lq, mask).sum().item()
-        count += int(mask.sum())
+        return exact_kl_per_row(lp, lq, mask).sum().item() / int(mask.sum())
+
     assert self_kl == pytest.approx(0.0, abs=1e-5)  # a logit one position off would not be 0
-    assert total / count > 0.01  # the perturbation moved the model, so the comparison means something
-    assert kl == pytest.approx(total / count, rel=1e-4)
+    assert teacher_forced(slice(4, 9)) > 0.01  # the perturbation moved the model, so the comparison means something
+    assert kl == pytest.approx(teacher_forced(slice(4, 9)), rel=1e-4)
+    assert kl_first == pytest.approx(teacher_forced(slice(0, 4)), rel=1e-4)
+    assert kl_first != pytest.approx(kl, rel=1e-3)  # the groups' rows are told apart
     assert interval[0] < kl < interval[1]
 
 
