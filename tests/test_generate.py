@@ -15,6 +15,7 @@ from rlft.eval.generate import (
     generate,
     left_pad,
     only_the_recipes_sampling,
+    prefill,
     prompt_ids,
     response_logits,
     sequence_nll,
@@ -159,6 +160,29 @@ def test_greedy_decoding_that_drops_finished_rows_answers_as_transformers_genera
         assert mine[:n] == row[:n]
         lengths.add(n)
     assert len(lengths) > 1  # rows stopped at different steps, so some left the batch early
+
+
+def test_prefill_in_passes_of_similar_length_fills_the_cache_as_one_pass_does(tiny_model_dir):
+    """Prompts of 1 to ~45 words: passes of 2 rows sorted by length compute far fewer pad positions,
+    and give the same last logits and the same cached keys and values at every real position."""
+    model = models.load_causal_lm(str(tiny_model_dir)).eval()
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    chats = CHATS + [[{"role": "user", "content": "a " * 45}], [{"role": "user", "content": "hi"}]]
+    ids, mask = left_pad(prompt_ids(tok, chats), tok.pad_token_id)  # (B, P)
+    position = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.no_grad():
+        one = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1)
+        shapes = []
+        hook = model.register_forward_pre_hook(lambda m, a, kw: shapes.append(kw["input_ids"].shape), with_kwargs=True)
+        parts = prefill(model, ids, mask, position, rows_per_pass=2)
+        hook.remove()
+    assert len(shapes) > 1 and sum(b * w for b, w in shapes) < 0.7 * ids.numel()  # fewer positions computed
+    assert torch.allclose(parts.logits, one.logits, atol=1e-4)
+    real = mask.bool()  # (B, P)
+    for mine, theirs in zip(parts.cache.layers, one.cache.layers):
+        assert mine.keys.shape == theirs.keys.shape
+        assert torch.allclose(mine.keys.transpose(1, 2)[real], theirs.keys.transpose(1, 2)[real], atol=1e-4)
+        assert torch.allclose(mine.values.transpose(1, 2)[real], theirs.values.transpose(1, 2)[real], atol=1e-4)
 
 
 def test_sampling_is_reproducible_from_its_seed(tiny_model_dir):
