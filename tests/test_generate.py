@@ -153,7 +153,7 @@ def test_greedy_decoding_that_drops_finished_rows_answers_as_transformers_genera
     # the untrained model rarely says its stop token: stop at a token its answers do say, at different steps
     free = theirs(tok.eos_token_id).tolist()
     stop = max({t for row in free for t in row}, key=lambda t: len({row.index(t) for row in free if t in row}))
-    got, _ = decode(model, ids, mask, 20, stop, 0.0, None)
+    got, _ = decode(model, ids, mask, torch.full((len(chats),), 20), stop, torch.zeros(len(chats)), None)
     lengths = set()
     for row, mine in zip(theirs(stop).tolist(), got.tolist()):
         n = row.index(stop) + 1 if stop in row else len(row)
@@ -183,6 +183,28 @@ def test_prefill_in_passes_of_similar_length_fills_the_cache_as_one_pass_does(ti
         assert mine.keys.shape == theirs.keys.shape
         assert torch.allclose(mine.keys.transpose(1, 2)[real], theirs.keys.transpose(1, 2)[real], atol=1e-4)
         assert torch.allclose(mine.values.transpose(1, 2)[real], theirs.values.transpose(1, 2)[real], atol=1e-4)
+
+
+def test_greedy_rows_short_rows_and_samples_share_a_batch_and_each_gets_what_it_asked(tiny_model_dir):
+    """One batch of greedy rows of 20 tokens, greedy rows of 3 and sampled rows: each greedy row answers
+    as it would alone, no row runs past its own limit, and on_batch sees the sampled rows only, with
+    the logits their tokens were drawn from (a teacher-forced pass gives the same)."""
+    model = models.load_causal_lm(str(tiny_model_dir))
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    chats = (CHATS * 3)[:9]
+    limits, temps = [20, 3, 20] * 3, [0.0, 0.0, 1.0] * 3
+    seen = []
+    gen = generate(model, tok, chats, limits, 9, temperature=temps, seed=3, on_batch=lambda *a: seen.append(a))
+    alone = generate(model, tok, chats[0::3], 20, 9)
+    short = generate(model, tok, chats[1::3], 3, 9)
+    assert [gen.texts[i] for i in range(0, 9, 3)] == alone.texts
+    assert [gen.texts[i] for i in range(1, 9, 3)] == short.texts
+    assert all(n <= limit for n, limit in zip(gen.n_tokens, limits))
+    assert any(gen.truncated[i] for i in range(1, 9, 3))  # 3 tokens cut some answer short, and it says so
+    (prompts, responses, logits), = seen
+    assert responses == [gen.response_ids[i] for i in range(2, 9, 3)] and len(prompts) == 3
+    forced, mask = response_logits(model, prompts, responses, tok.pad_token_id)  # (3, R, V), (3, R)
+    assert torch.allclose(logits[:, :mask.shape[1]][mask], forced[mask], atol=1e-4)
 
 
 def test_sampling_is_reproducible_from_its_seed(tiny_model_dir):

@@ -74,14 +74,19 @@ def only_the_recipes_sampling(model) -> Iterator[None]:
 
 
 @torch.no_grad()
-def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, batch_size: int = 32,
-             temperature: float = 0.0, seed: int | None = None,
+def generate(model, tok, chats: list[list[dict]], max_new_tokens: int | list[int], batch_size: int = 32,
+             temperature: float | list[float] = 0.0, seed: int | None = None,
              on_batch: Callable[[list[list[int]], list[list[int]], torch.Tensor], None] | None = None) -> Generations:
-    """Answer each chat; greedy when temperature is 0, else seeded sampling from softmax(logits / T).
+    """Answer each chat; greedy where the temperature is 0, else seeded sampling from softmax(logits / T).
 
-    `on_batch(prompts, responses, logits)` is called after each batch with the raw logits each
-    response token was chosen from, (B, R, V), so a caller scores the samples without a second pass
-    of the model."""
+    max_new_tokens and temperature are one for all chats or one per chat, so short greedy answers can
+    ride along with samples in one batch (rlft/eval/harness.py does). `on_batch(prompts, responses,
+    logits)` is called after each batch with its sampled rows only (temperature > 0) and the raw logits
+    each of their tokens was chosen from, (b, R, V), so a caller scores the samples without a second
+    pass of the model."""
+    n = len(chats)
+    max_new = torch.tensor(max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * n)  # (n,)
+    temps = torch.tensor(temperature if isinstance(temperature, list) else [temperature] * n, dtype=torch.float)  # (n,)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -91,56 +96,65 @@ def generate(model, tok, chats: list[list[dict]], max_new_tokens: int, batch_siz
     seeds = torch.Generator(device="cpu").manual_seed(0 if seed is None else seed)
     for start in range(0, len(all_prompts), batch_size):
         rows = all_prompts[start:start + batch_size]
+        limits, T = max_new[start:start + batch_size], temps[start:start + batch_size]  # (B,), (B,)
         ids, mask = left_pad(rows, tok.pad_token_id)
         sampler = None
-        if temperature > 0:
+        if (T > 0).any():
             sampler = torch.Generator(device=device).manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=seeds)))
-        tokens, logits = decode(model, ids.to(device), mask.to(device), max_new_tokens, eos, temperature, sampler,
+        tokens, logits = decode(model, ids.to(device), mask.to(device), limits.to(device), eos, T.to(device), sampler,
                                 keep_logits=on_batch is not None)
         first = len(responses)
-        for row in tokens.tolist():
+        for row, limit in zip(tokens.tolist(), limits.tolist()):
+            row = row[:limit]  # the columns after a row's own limit were never its
             truncated.append(eos not in row)  # a row that never stopped ran every column: all of them sampled
             if eos in row:
                 row = row[:row.index(eos) + 1]
             responses.append(row)
             n_tokens.append(len(row))
             texts.append(tok.decode(row, skip_special_tokens=True).strip())
-        if on_batch is not None:
-            on_batch(rows, responses[first:], logits[:, :max(n_tokens[first:])])
+        sampled = [i for i in range(len(rows)) if T[i] > 0]
+        if on_batch is not None and sampled:
+            on_batch([rows[i] for i in sampled], [responses[first + i] for i in sampled],
+                     logits[:, :max(n_tokens[first + i] for i in sampled)])
     model.train(was_training)
     return Generations(texts, n_tokens, truncated, all_prompts, responses)
 
 
-def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int, eos: int, temperature: float,
+def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new: torch.Tensor, eos: int, temperature: torch.Tensor,
            sampler: torch.Generator | None, keep_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Batched decoding with a KV cache in which a row leaves the batch as soon as it stops, so later
-    steps compute only the rows still answering (transformers' `generate` computes every row until
-    the last one stops). ids, mask: (B, P) left-padded. Returns the new tokens (B, N), each row cut
-    after its stop token, the rest unspecified, and with `keep_logits` the logits each token was
-    chosen from (B, N, V). Greedy at temperature 0. Nothing of the checkpoint's generation_config
-    applies: the distribution is softmax(logits / T), which is what the callers' log-probs assume."""
-    B = ids.shape[0]
-    if max_new_tokens < 1:
+    """Batched decoding with a KV cache in which a row leaves the batch as soon as it stops (its stop
+    token, or its own `max_new` tokens), so later steps compute only the rows still answering
+    (transformers' `generate` computes every row until the last one stops). ids, mask: (B, P)
+    left-padded; max_new, temperature: (B,), greedy where the temperature is 0. Returns the new tokens
+    (B, N), each row cut after its stop token, the rest unspecified, and with `keep_logits` the logits
+    each sampled row's tokens were chosen from, (S, N, V) for the S rows with temperature > 0, in batch
+    order. Nothing of the checkpoint's generation_config applies: the distribution is
+    softmax(logits / T), which is what the callers' log-probs assume."""
+    B, N = ids.shape[0], int(max_new.max()) if len(max_new) else 0
+    if N < 1:
         return ids.new_zeros(B, 0), None
     alive = torch.arange(B, device=ids.device)  # (b,) the batch rows still answering
+    slot = (temperature > 0).long().cumsum(0) - 1  # (B,) a sampled row's place among the sampled rows
     position = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P): left padding shifts positions
     out = prefill(model, ids, mask, position)
     cache, position = out.cache, position[:, -1:]  # (b, 1)
-    tokens = torch.full((B, max_new_tokens), eos, dtype=torch.long, device=ids.device)  # (B, N)
+    tokens = torch.full((B, N), eos, dtype=torch.long, device=ids.device)  # (B, N)
     kept = None
-    for t in range(max_new_tokens):
+    for t in range(N):
         logits = out.logits[:, -1].float()  # (b, V)
-        if keep_logits:
-            if kept is None:
-                kept = logits.new_zeros(B, max_new_tokens, logits.shape[-1])  # (B, N, V)
-            kept[alive, t] = logits
-        if temperature > 0:
-            nxt = torch.multinomial(F.softmax(logits / temperature, -1), 1, generator=sampler).squeeze(1)  # (b,)
-        else:
-            nxt = logits.argmax(-1)  # (b,)
+        T = temperature[alive]  # (b,)
+        nxt = logits.argmax(-1)  # (b,)
+        sampled = (T > 0).nonzero().squeeze(1)  # (s,)
+        if len(sampled):
+            probs = F.softmax(logits[sampled] / T[sampled, None], -1)  # (s, V)
+            nxt[sampled] = torch.multinomial(probs, 1, generator=sampler).squeeze(1)
+            if keep_logits:
+                if kept is None:
+                    kept = logits.new_zeros(int(slot[-1]) + 1, N, logits.shape[-1])  # (S, N, V)
+                kept[slot[alive[sampled]], t] = logits[sampled]
         tokens[alive, t] = nxt
-        going = nxt != eos  # (b,)
-        if t == max_new_tokens - 1 or not going.any():
+        going = (nxt != eos) & (t + 1 < max_new[alive])  # (b,)
+        if not going.any():
             break
         if not going.all():
             stay = going.nonzero().squeeze(1)

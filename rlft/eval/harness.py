@@ -39,12 +39,12 @@ def probe_accuracy(model, tok, batch_size: int = 64) -> dict[str, float]:
     return out
 
 
-def retention(policy, base, tok, model_name: str, parent_eval: dict | None, batch_size: int = 48) -> dict:
-    """General skills the base model has (rlft/data/skills.py) and the share of them the policy keeps.
-
-    Only items the base answers right count, so 1.0 means nothing forgotten. Which items those are is
-    read from the parent's eval.json when it holds the same pool (a run's parent shares its base), else
-    measured with one greedy pass of the base (kept per machine for a base of known weights)."""
+def skills_the_base_has(base, tok, model_name: str, parent_eval: dict | None, batch_size: int = 48
+                        ) -> tuple[list[dict], str, list[int]]:
+    """General skills the base model has (rlft/data/skills.py): the pool, its sha256 and the indices of
+    the items the base answers right. Which items those are is read from the parent's eval.json when it
+    holds the same pool (a run's parent shares its base), else measured with one greedy pass of the base
+    (kept per machine for a base of known weights)."""
     pool = skills.items()
     pool_sha = data.sha256_rows(pool)
     before = (parent_eval or {}).get("retention") or {}
@@ -55,8 +55,13 @@ def retention(policy, base, tok, model_name: str, parent_eval: dict | None, batc
 
     kept = before["kept"] if before.get("pool_sha256") == pool_sha else \
         of_the_base(model_name, "skills", {"pool": pool_sha, "max_new_tokens": skills.MAX_NEW_TOKENS}, base_has)
+    return pool, pool_sha, kept
+
+
+def retention(pool: list[dict], pool_sha: str, kept: list[int], answers: list[str]) -> dict:
+    """The share of the skills the base has (`kept`, from skills_the_base_has) that the policy keeps,
+    from its greedy answers to those items: 1.0 means nothing forgotten."""
     items = [pool[i] for i in kept]
-    answers = generate(policy, tok, [it["messages"] for it in items], skills.MAX_NEW_TOKENS, batch_size).texts if items else []
     right = [skills.correct(it, a) for it, a in zip(items, answers)]
     per_skill = {}
     for skill in skills.SKILLS:
@@ -170,27 +175,25 @@ def training_reward(recipe: Recipe, task_module: ModuleType | None) -> str | dic
     return task_module.PROXY if task_module is not None else None
 
 
-@torch.no_grad()
-def kl_on_samples(policy, groups: list[tuple[list[list[dict]], list]], tok, max_new_tokens: int, seed: int,
-                  batch_size: int = 16, generate_batch_size: int = 32) -> list[list[tuple[float, list[float]]]]:
-    """KL(policy || other) per response token, exact over the vocabulary, on the policy's samples: for
-    each group (chats, other models), against each of its models, with its 95% interval over the
+def kl_scorer(groups: list[tuple[list[list[dict]], list]], tok, batch_size: int = 16):
+    """KL(policy || other) per response token, exact over the vocabulary, on the policy's samples of each
+    group (chats, other models), against each of the group's models, with its 95% interval over the
     answers (metrics.ratio_interval), which says whether the number of prompts is enough.
 
-    Every group's chats are sampled together, in one `generate` (a CPU decodes 32 rows in about the
-    time of 16, so two groups of 16 cost one). The policy's side is the logits each token was sampled
-    from (no second pass of the policy); each group's models score its samples once, in batches of rows
-    of similar length. Returns [group][model] -> (KL, interval)."""
-    chats = [c for group, _ in groups for c in group]
+    Returns (score, result): `score` is the `on_batch` of a `generate` that samples every group's chats
+    in order (beside greedy rows, if the caller likes); `result(seed)` then gives [group][model] ->
+    (KL, interval). The policy's side is the logits each token was sampled from (no second pass of the
+    policy); each group's models score its samples once, in batches of rows of similar length."""
     group_of = [g for g, (group, _) in enumerate(groups) for _ in group]
-    kl = [[0.0] * len(chats) for _ in range(max((len(others) for _, others in groups), default=0))]
-    counts = [0] * len(chats)
-    done = 0  # rows of `chats` scored so far: generate hands them over batch by batch, in order
+    kl = [[0.0] * len(group_of) for _ in range(max((len(others) for _, others in groups), default=0))]
+    counts = [0] * len(group_of)
+    done = [0]  # samples scored so far: generate hands them over batch by batch, in order
 
+    @torch.no_grad()
     def score(prompts: list[list[int]], responses: list[list[int]], logits: torch.Tensor) -> None:
-        nonlocal done
+        first = done[0]
         for g, (_, others) in enumerate(groups):
-            mine = sorted((i for i in range(len(prompts)) if group_of[done + i] == g),
+            mine = sorted((i for i in range(len(prompts)) if group_of[first + i] == g),
                           key=lambda i: len(prompts[i]) + len(responses[i]))
             for start in range(0, len(mine), batch_size):
                 rows = mine[start:start + batch_size]
@@ -198,19 +201,31 @@ def kl_on_samples(policy, groups: list[tuple[list[list[dict]], list]], tok, max_
                 logits_p = logits[rows, :max(len(x) for x in r)]  # (b, R, V)
                 for k, other in enumerate(others):
                     for i, v in zip(rows, kl_on_answers(logits_p, other, p, r, tok.pad_token_id, batch_size).tolist()):
-                        kl[k][done + i] = v
+                        kl[k][first + i] = v
                 for i, x in zip(rows, r):
-                    counts[done + i] = len(x)
-        done += len(prompts)
+                    counts[first + i] = len(x)
+        done[0] += len(prompts)
 
-    generate(policy, tok, chats, max_new_tokens, generate_batch_size, temperature=1.0, seed=seed, on_batch=score)
-    out = []
-    for g, (_, others) in enumerate(groups):
-        rows = [i for i in range(len(chats)) if group_of[i] == g]
-        n = [counts[i] for i in rows]
-        out.append([(sum(kl[k][i] for i in rows) / max(sum(n), 1),
-                     list(metrics.ratio_interval([kl[k][i] for i in rows], n, seed))) for k in range(len(others))])
-    return out
+    def result(seed: int) -> list[list[tuple[float, list[float]]]]:
+        assert done[0] == len(group_of), f"{done[0]} of {len(group_of)} samples were scored"
+        out = []
+        for g, (_, others) in enumerate(groups):
+            rows = [i for i in range(len(group_of)) if group_of[i] == g]
+            n = [counts[i] for i in rows]
+            out.append([(sum(kl[k][i] for i in rows) / max(sum(n), 1),
+                         list(metrics.ratio_interval([kl[k][i] for i in rows], n, seed))) for k in range(len(others))])
+        return out
+
+    return score, result
+
+
+def kl_on_samples(policy, groups: list[tuple[list[list[dict]], list]], tok, max_new_tokens: int, seed: int,
+                  batch_size: int = 16, generate_batch_size: int = 32) -> list[list[tuple[float, list[float]]]]:
+    """kl_scorer's KLs on samples of every group's chats, drawn in one `generate`."""
+    score, result = kl_scorer(groups, tok, batch_size)
+    generate(policy, tok, [c for group, _ in groups for c in group], max_new_tokens, generate_batch_size,
+             temperature=1.0, seed=seed, on_batch=score)
+    return result(seed)
 
 
 def answers_key(run_fingerprint: str, prompt_ids: list[list[int]], max_new_tokens: int) -> str:
@@ -327,13 +342,21 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     general_prompts = [c[:1] for c in general]
     task_chats = [t["messages"] for t in task_rows]
     kl_chats = task_chats[:ev.n_kl_tasks] if ev.n_kl_tasks else task_chats
-    # one set of samples for both task KLs (when the parent is the base, one KL is both), drawn in the
-    # same generation as the general prompts' samples
-    task_kls, (kl_general,) = kl_on_samples(policy, [(kl_chats, [base] if parent is base else [parent, base]),
-                                                     (general_prompts, [base])], tok, max_new, seed,
-                                            generate_batch_size=bs)
+    # one generation: the samples of both task KLs (when the parent is the base, one KL is both) and of
+    # the general prompts' KL, and beside them the greedy answers to the general skills the base has
+    # (retention), short answers that take rows the samples leave free
+    pool, pool_sha, kept = skills_the_base_has(base, tok, recipe.model, parent_eval, bs)
+    skill_chats = [pool[i]["messages"] for i in kept]
+    score, kl_result = kl_scorer([(kl_chats, [base] if parent is base else [parent, base]),
+                                  (general_prompts, [base])], tok)
+    n_samples = len(kl_chats) + len(general_prompts)
+    both = generate(policy, tok, skill_chats + kl_chats + general_prompts,
+                    [skills.MAX_NEW_TOKENS] * len(skill_chats) + [max_new] * n_samples, bs,
+                    temperature=[0.0] * len(skill_chats) + [1.0] * n_samples, seed=seed, on_batch=score)
+    task_kls, (kl_general,) = kl_result(seed)
     kl_task, kl_task_base = task_kls if parent is not base else task_kls * 2
-    lap("kl")
+    kept = retention(pool, pool_sha, kept, both.texts[:len(skill_chats)])
+    lap("kl_and_retention")
     # the base's and the parent's NLL on the same chats come from the parent's eval.json when it holds them
     general_key = data.sha256_rows([{"revision": HARNESS_REVISION}, {"general": general}])
     known = parent_eval if (parent_eval or {}).get("general_key") == general_key else {}
@@ -345,9 +368,8 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     if nll_parent is None:
         nll_parent = sequence_nll(parent, tok, general)[0]
     lap("general_nll")
-    kept = retention(policy, base, tok, recipe.model, parent_eval, bs)
     probe = probe_accuracy(policy, tok) if recipe.model == "rlft-tiny" else None
-    lap("retention")
+    lap("probes")
     win_rate = metrics.mean(wins)
     result = {
         "harness_revision": HARNESS_REVISION,
