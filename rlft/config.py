@@ -352,7 +352,8 @@ class Recipe:
     """A stage's recipe: the top-level keys, then one section each (the stage's own last)."""
 
     model: str = "rlft-tiny"
-    """rlft-tiny, a hub id, or a folder saved with save_pretrained."""
+    """rlft-tiny, smollm2-135m-instruct (offline, from its wheel), a .gguf file (converted once), a hub
+    id, or a folder saved with save_pretrained."""
     task: str = tasks.DEFAULT
     """The task: harbor (Harbor Goods), or the dotted name of an importable module of your own that provides
     the task interface (rlft/tasks/__init__.py). The built-in data set names are its (`<NAME>_sft`, ...), its
