@@ -10,7 +10,9 @@ from safetensors.torch import load_file
 from transformers import TrainerState
 
 from rlft import cli, data
+from rlft.eval import budget as budget_module
 from rlft.eval.budget import drift_budget
+from rlft.eval.generate import generate
 from tests.conftest import cli_args
 
 SETS = ["lora.enabled=false", "data.n_train=64", "data.n_val=8", "train.max_steps=8", "train.batch_size=8", "train.eval_steps=0",
@@ -61,7 +63,7 @@ def _weights_held(obj) -> set[int]:
     return set().union(*[_storages(v) for v in vars(obj).values() if isinstance(v, torch.nn.Module)])
 
 
-def _lora_policy_and_measures(stage: str, model_dir, parent, work):
+def _lora_policy_and_measures(stage: str, model_dir, parent, work, monkeypatch):
     """A (Q)LoRA stage's trained model as the stage builds it, and the drift measures it builds beside it."""
     from peft import get_peft_model
 
@@ -82,20 +84,26 @@ def _lora_policy_and_measures(stage: str, model_dir, parent, work):
         return trainer.model, [budget]
     if stage == "grpo":
         rows, _ = rl_prompts(recipe, tok, recipe.grpo.max_completion_length, "grpo.max_completion_length")
+        generations = []
+        monkeypatch.setattr(grpo, "generate", lambda *a, **kw: generations.append(a) or generate(*a, **kw))
+        monkeypatch.setattr(budget_module, "generate", lambda *a, **kw: generations.append(a) or generate(*a, **kw))
         trainer, budget = grpo.build_trainer(recipe, tok, rows[:8], grpo.trl_reward("house_tone", recipe.task), work)
         ref_kl = next(c for c in trainer.callback_handler.callbacks if isinstance(c, grpo.ReferenceKL))
+        # kl_ref/task and the budget measure on one set of the reference's answers, generated once
+        assert len(generations) == 1 and budget.responses is ref_kl.responses
         return trainer.model, [budget, ref_kl]
     model, _ = actor_critic.build_policy(recipe)
     return model, [drift_budget(recipe, tok, model)]
 
 
 @pytest.mark.parametrize("stage", ["sft", "dpo", "grpo", "ppo"])
-def test_under_lora_the_drift_measures_hold_no_copy_of_the_backbone(stage, tiny_model_dir, sft_lora_run, tmp_path):
+def test_under_lora_the_drift_measures_hold_no_copy_of_the_backbone(stage, tiny_model_dir, sft_lora_run, tmp_path,
+                                                                    monkeypatch):
     """Under (Q)LoRA the reference every drift measure compares against (the budget's, GRPO's kl_ref/task)
     is the trained model with its adapters disabled: the measures keep no weights of their own, the
     reference they measure with is the policy's storages, and before the first step (every adapter's
     B = 0) the policy is its reference, KL exactly 0. The deep copy the budget once made fails here."""
-    policy, measures = _lora_policy_and_measures(stage, tiny_model_dir, sft_lora_run, tmp_path)
+    policy, measures = _lora_policy_and_measures(stage, tiny_model_dir, sft_lora_run, tmp_path, monkeypatch)
     budget = measures[0]
     assert budget.reference is None and all(_weights_held(m) == set() for m in measures)
     assert _storages(budget.reference_of(policy)) == _storages(policy)

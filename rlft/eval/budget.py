@@ -30,15 +30,20 @@ from rlft.eval.generate import generate, kl_on_answers, sequence_nll
 
 class DriftBudget(TrainerCallback):
     def __init__(self, tok, model, reference, general_chats: list, task_chats: list, every: int,
-                 max_ppl_drift: float | None, max_kl_task: float | None, action: str, max_new_tokens: int = 48):
+                 max_ppl_drift: float | None, max_kl_task: float | None, action: str, max_new_tokens: int = 48,
+                 answers: tuple[list[list[int]], list[list[int]]] | None = None):
         """model: the policy the stage trains, before its first step; reference: the frozen model it is
-        measured against, or None for `model` itself with its adapters disabled (see drift_budget)."""
+        measured against, or None for `model` itself with its adapters disabled (see drift_budget).
+        answers: (prompt ids, response ids) of the reference's greedy answers to task_chats, when the
+        caller has them already (GRPO's kl_ref/task measures on the same ones)."""
         self.tok, self.every, self.action = tok, every, action
         self.max_ppl_drift, self.max_kl_task = max_ppl_drift, max_kl_task
         self.general, self.reference = general_chats, reference
         start = self.reference_of(model)
         self.ref_nll = sequence_nll(start, tok, general_chats)[0] if max_ppl_drift is not None else None
-        if max_kl_task is not None:
+        if max_kl_task is not None and answers is not None:
+            self.prompts, self.responses = answers
+        elif max_kl_task is not None:
             gen = generate(start, tok, task_chats, max_new_tokens)
             self.prompts, self.responses = gen.prompt_ids, gen.response_ids
         self.history: list[dict] = []
@@ -134,13 +139,15 @@ def dev_task_chats(recipe) -> list[list[dict]]:
     return [t["messages"] for t in tasks]
 
 
-def drift_budget(recipe, tok, model, reference=None, task_chats: list[list[dict]] | None = None):
+def drift_budget(recipe, tok, model, reference=None, task_chats: list[list[dict]] | None = None,
+                 answers: tuple[list[list[int]], list[list[int]]] | None = None):
     """The drift-budget callback a recipe asks for, or None (DriftBudget above), for `model` before its
     first step. Under (Q)LoRA the reference is the trained model with its adapters disabled
     (models.Reference): the budget holds no copy of the backbone. A full fine-tune trains every weight,
     so only there does the reference need weights of its own: the stage's frozen reference model when
     it has one (`reference`, DPO's), else a frozen copy of `model`, the one copy a budget ever makes.
-    task_chats: dev_task_chats(recipe), when the caller has them already (GRPO's)."""
+    task_chats: dev_task_chats(recipe), and answers: the reference's greedy answers to them, when the
+    caller has them already (GRPO's)."""
     cfg = recipe.budget
     if cfg.max_general_ppl_drift is None and cfg.max_kl_task is None:
         return None
@@ -150,4 +157,4 @@ def drift_budget(recipe, tok, model, reference=None, task_chats: list[list[dict]
         reference = copy.deepcopy(model).eval().requires_grad_(False)
     return DriftBudget(tok, model, reference, chitchat.chats("held_out")[-cfg.samples:],
                        task_chats if task_chats is not None else dev_task_chats(recipe), cfg.every,
-                       cfg.max_general_ppl_drift, cfg.max_kl_task, cfg.action)
+                       cfg.max_general_ppl_drift, cfg.max_kl_task, cfg.action, answers=answers)

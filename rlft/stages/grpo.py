@@ -122,9 +122,10 @@ def build_trainer(recipe: GrpoRecipe, tok, rows: list[dict], reward, work: Path)
 
     cfg = recipe.grpo
     model = models.policy_for_training(recipe, recipe.parent)
-    task_chats = dev_task_chats(recipe)  # one set of fixed prompts for kl_ref/task and the budget
+    # one set of fixed prompts, and of the reference's greedy answers to them, for kl_ref/task and the budget
+    task_chats = dev_task_chats(recipe)
     ref_kl = ReferenceKL(tok, model, task_chats, recipe.train.logging_steps)
-    budget = drift_budget(recipe, tok, model, task_chats=task_chats)
+    budget = drift_budget(recipe, tok, model, task_chats=task_chats, answers=(ref_kl.prompts, ref_kl.responses))
     guard = faults.NonFiniteGuard()
     callbacks = [ref_kl] + [budget] * bool(budget) + [guard, checkpoint.TrainerHooks()]
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "logs")
