@@ -79,7 +79,7 @@ def _perturbed(model, scale: float = 0.05):
     return other
 
 
-def test_kl_on_samples_scores_the_sampling_logits_as_a_second_pass_would(tiny_model_dir):
+def test_kl_scorer_scores_the_sampling_logits_as_a_second_pass_would(tiny_model_dir):
     """The harness takes the policy's side of KL(policy || other) from the logits each token was
     sampled from; a second, teacher-forced pass of the policy over the same samples gives the same KL.
     Two groups sampled in one generation (sizes 4 and 5, batches of 5 that straddle them) each get the
@@ -89,8 +89,9 @@ def test_kl_on_samples_scores_the_sampling_logits_as_a_second_pass_would(tiny_mo
     other = _perturbed(model)
     chats = CHATS * 3
     first, second = chats[:4], chats[4:9]
-    [(kl_first, _)], [(self_kl, _), (kl, interval)] = harness.kl_on_samples(
-        model, [(first, [other]), (second, [model, other])], tok, 16, seed=5, batch_size=4, generate_batch_size=5)
+    score, result = harness.kl_scorer([(first, [other]), (second, [model, other])], tok, batch_size=4)
+    generate(model, tok, first + second, 16, 5, temperature=1.0, seed=5, on_batch=score)
+    [(kl_first, _)], [(self_kl, _), (kl, interval)] = result(5)
     gen = generate(model, tok, first + second, 16, 5, temperature=1.0, seed=5)  # the same samples
 
     def teacher_forced(rows: slice) -> float:  # nats per token, both sides from a forward pass

@@ -182,13 +182,18 @@ def prefill(model, ids: torch.Tensor, mask: torch.Tensor, position: torch.Tensor
     order = torch.argsort(lengths, stable=True)  # (B,)
     passes = [order[s:s + rows_per_pass] for s in range(0, B, rows_per_pass)]
     widths = [int(lengths[rows].max()) for rows in passes]
+    one_pass = dict(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1)
     if len(passes) == 1 or sum(w * len(rows) for w, rows in zip(widths, passes)) > 0.9 * B * P:
-        return model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1)
-    outs = [model(input_ids=ids[rows, P - w:], attention_mask=mask[rows, P - w:], position_ids=position[rows, P - w:],
-                  use_cache=True, logits_to_keep=1) for rows, w in zip(passes, widths)]
-    first = outs[0]
+        return model(**one_pass)
+
+    def run(rows: torch.Tensor, w: int):
+        return model(input_ids=ids[rows, P - w:], attention_mask=mask[rows, P - w:],
+                     position_ids=position[rows, P - w:], use_cache=True, logits_to_keep=1)
+
+    first = run(passes[0], widths[0])
     if any(type(layer) is not DynamicLayer for layer in first.cache.layers):
-        return model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1)
+        return model(**one_pass)
+    outs = [first] + [run(rows, w) for rows, w in zip(passes[1:], widths[1:])]
     back = torch.argsort(order)  # (B,) each row's place in the batch
     for i, layer in enumerate(first.cache.layers):
         parts = [o.cache.layers[i] for o in outs]

@@ -187,11 +187,12 @@ def kl_scorer(groups: list[tuple[list[list[dict]], list]], tok, batch_size: int 
     group_of = [g for g, (group, _) in enumerate(groups) for _ in group]
     kl = [[0.0] * len(group_of) for _ in range(max((len(others) for _, others in groups), default=0))]
     counts = [0] * len(group_of)
-    done = [0]  # samples scored so far: generate hands them over batch by batch, in order
+    done = 0  # samples scored so far: generate hands them over batch by batch, in order
 
     @torch.no_grad()
     def score(prompts: list[list[int]], responses: list[list[int]], logits: torch.Tensor) -> None:
-        first = done[0]
+        nonlocal done
+        first = done
         for g, (_, others) in enumerate(groups):
             mine = sorted((i for i in range(len(prompts)) if group_of[first + i] == g),
                           key=lambda i: len(prompts[i]) + len(responses[i]))
@@ -204,10 +205,10 @@ def kl_scorer(groups: list[tuple[list[list[dict]], list]], tok, batch_size: int 
                         kl[k][first + i] = v
                 for i, x in zip(rows, r):
                     counts[first + i] = len(x)
-        done[0] += len(prompts)
+        done += len(prompts)
 
     def result(seed: int) -> list[list[tuple[float, list[float]]]]:
-        assert done[0] == len(group_of), f"{done[0]} of {len(group_of)} samples were scored"
+        assert done == len(group_of), f"{done} of {len(group_of)} samples were scored"
         out = []
         for g, (_, others) in enumerate(groups):
             rows = [i for i in range(len(group_of)) if group_of[i] == g]
@@ -217,15 +218,6 @@ def kl_scorer(groups: list[tuple[list[list[dict]], list]], tok, batch_size: int 
         return out
 
     return score, result
-
-
-def kl_on_samples(policy, groups: list[tuple[list[list[dict]], list]], tok, max_new_tokens: int, seed: int,
-                  batch_size: int = 16, generate_batch_size: int = 32) -> list[list[tuple[float, list[float]]]]:
-    """kl_scorer's KLs on samples of every group's chats, drawn in one `generate`."""
-    score, result = kl_scorer(groups, tok, batch_size)
-    generate(policy, tok, [c for group, _ in groups for c in group], max_new_tokens, generate_batch_size,
-             temperature=1.0, seed=seed, on_batch=score)
-    return result(seed)
 
 
 def answers_key(run_fingerprint: str, prompt_ids: list[list[int]], max_new_tokens: int) -> str:
@@ -345,8 +337,8 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     # one generation: the samples of both task KLs (when the parent is the base, one KL is both) and of
     # the general prompts' KL, and beside them the greedy answers to the general skills the base has
     # (retention), short answers that take rows the samples leave free
-    pool, pool_sha, kept = skills_the_base_has(base, tok, recipe.model, parent_eval, bs)
-    skill_chats = [pool[i]["messages"] for i in kept]
+    pool, pool_sha, base_has = skills_the_base_has(base, tok, recipe.model, parent_eval, bs)
+    skill_chats = [pool[i]["messages"] for i in base_has]
     score, kl_result = kl_scorer([(kl_chats, [base] if parent is base else [parent, base]),
                                   (general_prompts, [base])], tok)
     n_samples = len(kl_chats) + len(general_prompts)
@@ -355,7 +347,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
                     temperature=[0.0] * len(skill_chats) + [1.0] * n_samples, seed=seed, on_batch=score)
     task_kls, (kl_general,) = kl_result(seed)
     kl_task, kl_task_base = task_kls if parent is not base else task_kls * 2
-    kept = retention(pool, pool_sha, kept, both.texts[:len(skill_chats)])
+    kept = retention(pool, pool_sha, base_has, both.texts[:len(skill_chats)])
     lap("kl_and_retention")
     # the base's and the parent's NLL on the same chats come from the parent's eval.json when it holds them
     general_key = data.sha256_rows([{"revision": HARNESS_REVISION}, {"general": general}])
@@ -410,7 +402,6 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "eval_seconds": round(time.time() - t0, 1),
     }
     if ev.judge:
-
         judge_model, judge_tok = model_judge.load_judge(ev.judge)
         result["model_judge"] = {"model": ev.judge,
                                  **model_judge.judge_pairs(judge_model, judge_tok, customer, gen.texts, parent_texts)}
