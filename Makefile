@@ -104,15 +104,8 @@ seeds: $(STAMP)  ## every method over SEEDS (default 0 1 2) on the test split, i
 report: $(STAMP)  ## keep the seed runs' figures in bench/measured/ and write them into README.md
 	$(PY) bench/readme_figures.py --collect $(RUNS)/$(NAME) --recipe $(NAME)
 
-bench: $(STAMP)  ## speed and memory beside TRL, TRL 1.12's PPO and separate copies; bench/results.md (~35 min)
-	$(PY) bench/overhead.py --out bench/overhead.md
-	PY=$(PY) bash bench/ppo_vs_trl112.sh
-	$(PY) bench/hardware.py --out bench/hardware.json
-	$(PY) bench/length_grouping.py --out bench/length_grouping.json
-	$(PY) bench/ppo_memory.py --out bench/ppo_memory.json
-	@if command -v nvidia-smi >/dev/null 2>&1; then PY=$(PY) bash bench/gpu_check.sh; \
-	else PY=$(PY) bash bench/gpu_check.sh --tiny --out bench/gpu_check_tiny_cpu.md; fi
-	$(PY) bench/results.py
+bench: $(STAMP)  ## speed and memory beside TRL, TRL 1.12's PPO and separate copies; bench/results.md, bench/timings.json
+	PY=$(PY) $(PY) bench/run.py
 
 bench-e2e: $(STAMP)  ## wall times of make sft dpo and make compare on a fresh clone; PPO memory sharded (~45 min)
 	bash bench/fresh_clone.sh

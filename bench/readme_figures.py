@@ -269,6 +269,20 @@ def length_grouping_line(measured: dict) -> str:
             f"[{measured['eval_loss_difference']['min']:+.3f}, {measured['eval_loss_difference']['max']:+.3f}].")
 
 
+def bench_time_line(timings: dict) -> str:
+    """bench/run.py's wall times: how long `make bench` takes, against the 30 minutes it may."""
+    total = sum(t["seconds"] for t in timings.values()) / 60
+    runs = sorted({f"{t['date']} at {t['commit']}" for t in timings.values()})
+    rates = sorted({t["matmul_gflops"] for t in timings.values() if "matmul_gflops" in t})  # kept since 2026-12-01
+    speed = f"; fp32 matmul {' to '.join(map(str, rates[::max(1, len(rates) - 1)]))} GFLOP/s" if rates else ""
+    cores = "/".join(str(c) for c in sorted({t["cores"] for t in timings.values()}))
+    parts = ", ".join(f"{name} {t['seconds'] / 60:.1f}" for name, t in timings.items())
+    verdict = "met" if total <= 30 else f"missed by {total - 30:.1f} minutes"
+    return (f"`make bench` took {total:.1f} minutes on {cores} cores ({', '.join(runs)}{speed}; in minutes: {parts}); the "
+            f"target is 30 minutes on 2 cores: **{verdict}**. Written from `bench/timings.json`, which "
+            f"`bench/run.py` keeps.")
+
+
 def sweep_table(summary: dict) -> str:
     keys = sorted({k for t in summary["trials"] for k in t["params"]})
     drift = summary["front_key"]
@@ -316,6 +330,9 @@ def kept_blocks() -> dict[str, str]:
     grouped = ROOT / "bench" / "length_grouping.json"
     if grouped.is_file():
         out["length_grouping"] = length_grouping_line(json.loads(grouped.read_text()))
+    timings = ROOT / "bench" / "timings.json"
+    if timings.is_file():
+        out["bench_time"] = bench_time_line(json.loads(timings.read_text()))
     for path in sorted(MEASURED.glob("sweep_*.json")):
         out[path.stem] = sweep_table(json.loads(path.read_text()))
     return out

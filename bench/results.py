@@ -128,6 +128,19 @@ def rows() -> list[dict]:
         if e2e.get("compare_after_sft_dpo_s") is not None:
             out.append(_row("6. end to end", "make compare after make sft dpo (ppo, grpo, sft_continued, report)",
                             e2e["command"], e2e["compare_after_sft_dpo_s"], unit="s"))
+    timings = _load("timings.json")
+    if timings:
+        total = sum(t["seconds"] for t in timings.values())
+        parts = ", ".join(f"{name} {t['seconds'] / 60:.1f}" for name, t in timings.items())
+        dates = ", ".join(sorted({f"{t['date']} at {t['commit']}" for t in timings.values()}))
+        rates = sorted({t["matmul_gflops"] for t in timings.values() if "matmul_gflops" in t})
+        if rates:
+            dates += f"; fp32 matmul {' to '.join(map(str, rates[::max(1, len(rates) - 1)]))} GFLOP/s"
+        cores = sorted({t["cores"] for t in timings.values()})
+        out.append(_row("8. make bench", f"wall time of every script, minutes: {parts} ({dates}; "
+                        f"{'/'.join(map(str, cores))} cores)", "python bench/run.py", total / 60,
+                        target="<= 30 minutes on 2 cores", met=total <= 30 * 60 if cores == [2] else None,
+                        unit="min"))
     return out
 
 
@@ -150,7 +163,7 @@ def _fmt(x) -> str:
 def main() -> None:
     table = rows()
     missing = [n for n in ("overhead.json", "ppo_vs_trl112.json", "hardware.json", "length_grouping.json",
-                           "ppo_memory.json", "gpu_check.json", "e2e.json")
+                           "ppo_memory.json", "gpu_check.json", "e2e.json", "timings.json")
                if not (BENCH / n).is_file()]
     lines = ["# rlft benchmarks", "",
              f"Machine: {platform.machine()}, {__import__('os').cpu_count()} CPU cores. Every figure is the median "

@@ -104,3 +104,14 @@ def test_sweep_and_augmentation_tables_come_from_their_result_files(tmp_path, mo
     kept = json.loads(readme_figures.collect_augment(tmp_path).read_text())
     table = readme_figures.augment_table(kept)
     assert "| sft | 2 | 0.400 [0.300, 0.500] | 0.250 [0.200, 0.300] | -0.150 [-0.200, -0.100] |" in table
+
+
+def test_the_bench_time_is_the_sum_of_every_script_and_missed_past_30_minutes():
+    """overhead 600 s + hardware 1260 s = 1860 s = 31.0 minutes: missed by 1.0; without hardware, 10.0: met."""
+    timings = {"overhead": {"seconds": 600.0, "cores": 2, "date": "2026-12-01", "commit": "abc1234"},
+               "hardware": {"seconds": 1260.0, "cores": 2, "date": "2026-12-02", "commit": "def5678"}}
+    line = readme_figures.bench_time_line(timings)
+    assert "took 31.0 minutes on 2 cores" in line and "**missed by 1.0 minutes**" in line
+    assert "2026-12-01 at abc1234, 2026-12-02 at def5678" in line and "overhead 10.0, hardware 21.0" in line
+    del timings["hardware"]
+    assert "**met**" in readme_figures.bench_time_line(timings)
