@@ -2,8 +2,9 @@
 
     python bench/overhead.py [--repeats 5] [--out bench/overhead.md]
 
-Same model (rlft-tiny), data (the built-in Harbor Goods rows), batch, LoRA, optimizer and
-schedule; the clock is TRL's own train_runtime on both sides (training loop only, no set-up).
+Same model (rlft-tiny), data (the built-in Harbor Goods rows, as many as the steps train: one
+epoch, so that neither side tokenizes rows it never sees), batch, LoRA, optimizer and schedule;
+the clock is TRL's own train_runtime on both sides (training loop only, no set-up).
 Rounds are interleaved (rlft, TRL, rlft, TRL ...); the ratio rlft / TRL is taken round by round
 and the verdict reads its whole range (bench/noise.py). Target: at most 1.03.
 """
@@ -30,7 +31,7 @@ def rlft_runtime(stage: str, steps: int, work: Path, parent: Path | None) -> flo
     from rlft import cli
 
     sets = [f"train.max_steps={steps}", f"train.batch_size={BATCH}", "train.eval_steps=0", "train.save_steps=100000",
-            "data.validation=null", "eval.enabled=false"]
+            f"data.n_train={steps * BATCH}", "data.validation=null", "eval.enabled=false"]
     if stage == "sft":  # the one stage that stops early
         sets.append("train.early_stopping_patience=0")
     if parent:
@@ -62,7 +63,7 @@ def trl_runtime(stage: str, steps: int, work: Path, parent: Path | None) -> floa
     if stage == "sft":
         from trl import SFTConfig, SFTTrainer
 
-        rows = data.load("harbor_sft", "conversational", 0, recipe.data.n_train)
+        rows = data.load("harbor_sft", "conversational", 0, steps * BATCH)
         model = models.load_causal_lm("rlft-tiny")
         trainer = SFTTrainer(model=model, args=SFTConfig(**common, assistant_only_loss=True), processing_class=tok,
                              train_dataset=Dataset.from_list(rows), peft_config=lora)
@@ -70,7 +71,7 @@ def trl_runtime(stage: str, steps: int, work: Path, parent: Path | None) -> floa
         from trl import DPOConfig, DPOTrainer
 
         rows = [{k: r[k] for k in ("prompt", "chosen", "rejected")}
-                for r in data.load("harbor_pairs", "preference", 0, recipe.data.n_train)]
+                for r in data.load("harbor_pairs", "preference", 0, steps * BATCH)]
         model = models.run_model(parent)
         trainer = DPOTrainer(model=model, args=DPOConfig(**common, beta=recipe.dpo.beta, loss_type=recipe.dpo.loss_type),
                              processing_class=tok, train_dataset=Dataset.from_list(rows), peft_config=lora)
