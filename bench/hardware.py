@@ -13,7 +13,8 @@ from what this machine's matrix multiply can do.
    For LoRA the weights' own gradients are skipped, so 6N overstates the work (about 4N is done):
    MFU is given with 6N, as is usual, and the table says so.
 4. PPO rollouts (`rlft ppo`): generated tokens per second during rollouts (response tokens
-   sampled / seconds spent in rollout, which also covers the log-prob and value forward passes).
+   sampled / seconds spent in rollout, which also covers the log-prob and value forward passes),
+   over the updates after the first, which carries the one-off warm-up.
 
 Medians over `repeats` interleaved rounds; every run's figure is kept in the JSON. Packing against
 padding is a ratio taken round by round, judged over its whole range (bench/noise.py).
@@ -102,9 +103,10 @@ def ppo_run(updates: int, work: Path) -> dict:
     assert cli.main(args + [w for s in sets for w in ("--set", s)]) == 0
     log = json.loads((out / "train_log.json").read_text())
     batch = json.loads((out / "manifest.json").read_text())["recipe"]["ppo"]["rollout_batch_size"]
-    tokens = sum(e["response/length_mean"] * batch for e in log)
-    seconds = sum(e["time/rollout_s"] for e in log)
-    return {"tokens_per_s": tokens / seconds, "seconds": seconds, "tokens": tokens, "updates": len(log),
+    timed = log[1:]  # the first update carries the one-off warm-up
+    tokens = sum(e["response/length_mean"] * batch for e in timed)
+    seconds = sum(e["time/rollout_s"] for e in timed)
+    return {"tokens_per_s": tokens / seconds, "seconds": seconds, "tokens": tokens, "updates": len(timed),
             "rollout_batch_size": batch}
 
 
@@ -117,7 +119,7 @@ def main() -> None:
     # a packed step holds about 3.5 times the real tokens of a padded one (31,191 in 8 steps against 8,930):
     # 3 packed steps train about as many tokens as the 8 padded ones
     parser.add_argument("--packing-steps", type=int, default=3)
-    parser.add_argument("--ppo-updates", type=int, default=2)
+    parser.add_argument("--ppo-updates", type=int, default=3)
     parser.add_argument("--out", default="bench/hardware.json")
     args = parser.parse_args()
 
