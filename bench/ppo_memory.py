@@ -23,8 +23,8 @@ whose peak resident memory (ru_maxrss from os.wait4) is the figure:
   bench/ppo_memory_sharding.json): they double the time of a round.
 
 Every layout uses the same prompts (16), response length (32), minibatches (2 x 8) and epochs (2).
-Medians of `--repeats` runs of each (5), interleaved; the ratios to rlft are taken round by round and
-judged over their whole range (bench/noise.py).
+Medians of `--repeats` runs of each layout (5; the load-only floor once), interleaved; the ratios to
+rlft are taken round by round and judged over their whole range (bench/noise.py).
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def main() -> None:
             "--config_file", "recipes/accelerate/fsdp.yaml"]} if args.sharding else {}
         every: dict[str, list[float]] = {"load-only": [], "rlft": [], "separate-lora": [], "separate-full": [],
                                          **{k: [] for k in two}}
-        # the floor is no layout's figure, only the context of one, and it does not move (733.2 MiB in each of
+        # the floor is no layout's figure, only the context of one, and it does not move (733.4 MiB in each of
         # five rounds on 2026-12-01): measured once
         every["load-only"].append(peak_mib(me + ["load-only"]))
         for _ in range(args.repeats):  # interleaved; peak RSS moves by a few hundred MiB from run to run
