@@ -23,6 +23,9 @@ from pathlib import Path
 from rlft.eval.compare import spread
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import run as bench_run  # noqa: E402  (bench/run.py: the total of bench/timings.json)
+
 MEASURED = ROOT / "bench" / "measured"
 METHODS = ("sft", "dpo", "sft_continued", "ppo", "grpo")
 RM_KINDS = ("tone", "facts", "both", "padding", "other_intent")
@@ -271,16 +274,11 @@ def length_grouping_line(measured: dict) -> str:
 
 def bench_time_line(timings: dict) -> str:
     """bench/run.py's wall times: how long `make bench` takes, against the 30 minutes it may."""
-    total = sum(t["seconds"] for t in timings.values()) / 60
-    runs = sorted({f"{t['date']} at {t['commit']}" for t in timings.values()})
-    rates = sorted({t["matmul_gflops"] for t in timings.values() if "matmul_gflops" in t})  # kept since 2026-12-01
-    speed = f"; fp32 matmul {' to '.join(map(str, rates[::max(1, len(rates) - 1)]))} GFLOP/s" if rates else ""
-    cores = "/".join(str(c) for c in sorted({t["cores"] for t in timings.values()}))
-    parts = ", ".join(f"{name} {t['seconds'] / 60:.1f}" for name, t in timings.items())
-    verdict = "met" if total <= 30 else f"missed by {total - 30:.1f} minutes"
-    return (f"`make bench` took {total:.1f} minutes on {cores} cores ({', '.join(runs)}{speed}; in minutes: {parts}); the "
-            f"target is 30 minutes on 2 cores: **{verdict}**. Written from `bench/timings.json`, which "
-            f"`bench/run.py` keeps.")
+    t = bench_run.summary(timings)
+    no_time = f" No time yet for {', '.join(t['missing'])}." if t["missing"] else ""
+    return (f"`make bench` took {t['minutes']:.1f} minutes on {t['cores']} cores ({t['occasions']}; in minutes: "
+            f"{t['parts']}).{no_time} The target is 30 minutes on 2 cores: **{t['verdict']}**. Written from "
+            f"`bench/timings.json`, which `bench/run.py` keeps.")
 
 
 def sweep_table(summary: dict) -> str:
