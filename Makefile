@@ -105,7 +105,7 @@ report: $(STAMP)  ## keep the seed runs' figures in bench/measured/ and write th
 	$(PY) bench/readme_figures.py --collect $(RUNS)/$(NAME) --recipe $(NAME)
 
 bench: $(STAMP)  ## speed and memory beside TRL, TRL 1.12's PPO and separate copies; bench/results.md, bench/timings.json
-	PY=$(PY) $(PY) bench/run.py
+	$(PY) bench/run.py
 
 bench-e2e: $(STAMP)  ## wall times of make sft dpo and make compare on a fresh clone; PPO memory sharded (~45 min)
 	bash bench/fresh_clone.sh
