@@ -6,6 +6,7 @@ NF4 with double quantization through bitsandbytes (it runs on CPU too), LoRA thr
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -222,11 +223,13 @@ def is_quantized_4bit(model: torch.nn.Module) -> bool:
     return any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
 
 
-def run_model(run_dir: str | Path, manifest: dict | None = None, dtype: str = "float32"):
+def run_model(run_dir: str | Path, manifest: dict | None = None, dtype: str = "float32", base=None):
     """The policy a finished run produced, in full precision, ready to generate or to train on.
 
     A run saves either full weights (`artifacts.model`) or a LoRA adapter (`artifacts.adapter`);
     an adapter is merged into the model its run started from (its parent's policy, or the base).
+    base: the base model in `dtype`, when the caller holds it already; a copy of it starts the chain
+    instead of a second load from disk (the caller's own is untouched).
     """
     from peft import PeftModel
 
@@ -237,14 +240,17 @@ def run_model(run_dir: str | Path, manifest: dict | None = None, dtype: str = "f
         return load_causal_lm(str(run_dir / art["model"]), dtype=dtype)
     if "adapter" not in art:
         raise InputError(f"run {run_dir} has neither a model nor an adapter among its artifacts")
-    start = starting_model(manifest["recipe"]["model"], manifest.get("parent"), dtype=dtype)
+    start = starting_model(manifest["recipe"]["model"], manifest.get("parent"), dtype=dtype, base=base)
     merged = PeftModel.from_pretrained(start, str(run_dir / art["adapter"])).merge_and_unload()
     return merged
 
 
-def starting_model(model_name: str, parent: str | None, dtype: str = "float32"):
-    """Full-precision weights a stage starts from: its parent run's policy, else the base model."""
-    return run_model(parent, dtype=dtype) if parent else load_causal_lm(model_name, dtype=dtype)
+def starting_model(model_name: str, parent: str | None, dtype: str = "float32", base=None):
+    """Full-precision weights a stage starts from: its parent run's policy, else the base model
+    (a copy of `base` where the caller holds it)."""
+    if parent:
+        return run_model(parent, dtype=dtype, base=base)
+    return copy.deepcopy(base) if base is not None else load_causal_lm(model_name, dtype=dtype)
 
 
 def policy_for_training(recipe, parent: str | None):

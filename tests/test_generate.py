@@ -19,6 +19,7 @@ from rlft.eval.generate import (
     prompt_ids,
     response_logits,
     sequence_nll,
+    similar_lengths,
 )
 from rlft.rl.core import exact_kl_per_row
 
@@ -119,6 +120,15 @@ def test_sequence_nll_in_length_sorted_batches_equals_one_chat_at_a_time(tiny_mo
     assert batched == pytest.approx(sum(v * n for v, n in sums) / n_batched, rel=1e-5)
 
 
+def test_nll_batches_hold_rows_of_similar_length_within_a_token_budget():
+    """Windows of 256 x 9, then 218, 148, 132, 110, 85, 70, 58; budget 2048 tokens, each row >= 3/4 of
+    its batch's first: 8 x 256 = 2048 fill the first batch; 218 >= 192 joins the ninth 256; 148 < 192
+    starts a batch that 132 joins (>= 111) and 110 does not; 85 >= 82.5 joins 110; 58 >= 52.5 joins 70."""
+    lengths = [256] * 9 + [218, 148, 132, 110, 85, 70, 58]
+    batches = list(similar_lengths([[0] * n for n in lengths], 2048))
+    assert [[len(r) for r in b] for b in batches] == [[256] * 8, [256, 218], [148, 132], [110, 85], [70, 58]]
+
+
 def test_a_result_of_the_base_is_computed_once_per_machine_for_known_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "cache_dir", lambda: tmp_path)
     calls = []
@@ -163,27 +173,32 @@ def test_greedy_decoding_that_drops_finished_rows_answers_as_transformers_genera
     assert len(lengths) > 1  # rows stopped at different steps, so some left the batch early
 
 
-def test_prefill_in_passes_of_similar_length_fills_the_cache_as_one_pass_does(tiny_model_dir):
-    """Prompts of 1 to ~45 words: passes of 2 rows sorted by length compute far fewer pad positions,
-    and give the same last logits and the same cached keys and values at every real position."""
+def test_prefill_in_passes_sharing_each_pass_prefix_fills_the_cache_as_one_pass_does(tiny_model_dir):
+    """Prompts of 1 to ~45 words behind one system prompt: passes of 2 rows sorted by length, each
+    computing its rows' shared opening once, compute far fewer positions, and give the same last
+    logits and the same cached keys and values at every real position, in order (the cache's own
+    mask says where they are)."""
     model = models.load_causal_lm(str(tiny_model_dir)).eval()
     tok = models.load_tokenizer(str(tiny_model_dir))
-    chats = CHATS + [[{"role": "user", "content": "a " * 45}], [{"role": "user", "content": "hi"}]]
+    system = [{"role": "system", "content": "You answer for the shop, politely and briefly, in English."}]
+    chats = [system + c for c in CHATS + [[{"role": "user", "content": "a " * 45}], [{"role": "user", "content": "hi"}],
+                                          [{"role": "user", "content": "a " * 30}]]]  # 6 rows: 3 passes of 2
     ids, mask = left_pad(prompt_ids(tok, chats), tok.pad_token_id)  # (B, P)
     position = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
         one = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1)
         shapes = []
         hook = model.register_forward_pre_hook(lambda m, a, kw: shapes.append(kw["input_ids"].shape), with_kwargs=True)
-        parts = prefill(model, ids, mask, position, rows_per_pass=2)
+        parts, parts_mask = prefill(model, ids, mask, position, rows_per_pass=2)
         hook.remove()
-    assert len(shapes) > 1 and sum(b * w for b, w in shapes) < 0.7 * ids.numel()  # fewer positions computed
+    assert sum(b == 1 for b, _ in shapes) == 3  # each pass computed its prefix for one row
+    assert len(shapes) > 1 and sum(b * w for b, w in shapes) < 0.6 * ids.numel()  # fewer positions computed
     assert torch.allclose(parts.logits, one.logits, atol=1e-4)
-    real = mask.bool()  # (B, P)
+    assert torch.equal(parts_mask.sum(-1), mask.sum(-1)) and not torch.equal(parts_mask, mask)  # pads inside rows
     for mine, theirs in zip(parts.cache.layers, one.cache.layers):
         assert mine.keys.shape == theirs.keys.shape
-        assert torch.allclose(mine.keys.transpose(1, 2)[real], theirs.keys.transpose(1, 2)[real], atol=1e-4)
-        assert torch.allclose(mine.values.transpose(1, 2)[real], theirs.values.transpose(1, 2)[real], atol=1e-4)
+        for m, t, own, their in ((mine.keys, theirs.keys, parts_mask, mask), (mine.values, theirs.values, parts_mask, mask)):
+            assert torch.allclose(m.transpose(1, 2)[own.bool()], t.transpose(1, 2)[their.bool()], atol=1e-4)
 
 
 def test_greedy_rows_short_rows_and_samples_share_a_batch_and_each_gets_what_it_asked(tiny_model_dir):

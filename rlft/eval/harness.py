@@ -291,10 +291,10 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         timings[name] = round(time.time() - t0 - sum(timings.values()), 1)
 
     tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
-    policy = models.run_model(run_dir, manifest)
     base = models.load_causal_lm(recipe.model, trust_remote_code=recipe.trust_remote_code)
+    policy = models.run_model(run_dir, manifest, base=base)  # the base is read from disk once
     parent_dir = manifest.get("parent")
-    parent = models.run_model(parent_dir) if parent_dir else base
+    parent = models.run_model(parent_dir, base=base) if parent_dir else base
     parent_eval = read_eval(parent_dir) if parent_dir else None
     max_new, bs = ev.max_new_tokens, ev.batch_size
     print(f"eval: {run_dir} on {len(task_rows)} tasks from {tasks_spec} (split: {split})")
