@@ -122,6 +122,8 @@ def main() -> None:
     parser.add_argument("--ppo-updates", type=int, default=3)
     parser.add_argument("--out", default="bench/hardware.json")
     args = parser.parse_args()
+    if args.ppo_updates < 2:  # the first update is warm-up and is not timed: one more is needed
+        parser.error("--ppo-updates must be at least 2: the first update's warm-up is left out of the rate")
 
     runs: dict[str, list[dict]] = {"matmul": [], "base": [], "sft_padding": [], "sft_packing": [], "ppo_rollout": []}
     with tempfile.TemporaryDirectory() as tmp:
