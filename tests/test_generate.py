@@ -201,6 +201,25 @@ def test_prefill_in_passes_sharing_each_pass_prefix_fills_the_cache_as_one_pass_
             assert torch.allclose(m.transpose(1, 2)[own.bool()], t.transpose(1, 2)[their.bool()], atol=1e-4)
 
 
+def test_response_logits_sharing_the_prompts_opening_equal_the_plain_pass(tiny_model_dir):
+    """Prompts behind one system turn, answers of different lengths: computing the shared opening once
+    gives the logits of the pass that computes every row whole, at every real answer token."""
+    model = models.load_causal_lm(str(tiny_model_dir)).eval()
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    system = [{"role": "system", "content": "You answer for the shop, politely and briefly, in English."}]
+    prompts = prompt_ids(tok, [system + c for c in CHATS])
+    responses = [tok.encode(t, add_special_tokens=False) for t in ("hello there", "sure, one moment please", "ok")]
+    shapes = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: shapes.append(kw["input_ids"].shape), with_kwargs=True)
+    with torch.no_grad():
+        shared, mask = response_logits(model, prompts, responses, tok.pad_token_id)
+        plain, plain_mask = response_logits(model, prompts, responses, tok.pad_token_id, least_shared=10**6)
+    hook.remove()
+    assert shapes[0][0] == 1 and len(shapes) == 3  # the opening for one row, the rest, then the plain pass
+    assert torch.equal(mask, plain_mask)
+    assert torch.allclose(shared[mask], plain[mask], atol=1e-4)
+
+
 def test_greedy_rows_short_rows_and_samples_share_a_batch_and_each_gets_what_it_asked(tiny_model_dir):
     """One batch of greedy rows of 20 tokens, greedy rows of 3 and sampled rows: each greedy row answers
     as it would alone, no row runs past its own limit, and on_batch sees the sampled rows only, with

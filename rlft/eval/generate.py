@@ -271,17 +271,35 @@ def _real(lengths: torch.Tensor, width: int) -> torch.Tensor:
     return (torch.arange(width, device=lengths.device)[None] >= width - lengths[:, None]).long()
 
 
-def response_logits(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int
+def response_logits(model, prompts: list[list[int]], responses: list[list[int]], pad_id: int, least_shared: int = 4
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits that predict each response token, laid out as generation lays them out: (B, R, V),
     and the mask of real response tokens (B, R). Prompts are left-padded (positions counted from
     each row's first real token, as `generate` counts them) and responses right-padded, so column t
-    is response token t in every row and lines up with the logits `generate` hands `on_batch`."""
+    is response token t in every row and lines up with the logits `generate` hands `on_batch`.
+    Where the prompts open alike (a system turn), the opening is computed once, for one row, and its
+    cache repeated for the others, as `prefill` does."""
     device = next(model.parameters()).device
-    queries, qmask = left_pad(prompts, pad_id)  # (B, P)
     resp, rmask = right_pad(responses, pad_id)  # (B, R)
-    ids, mask = torch.cat([queries, resp], 1).to(device), torch.cat([qmask, rmask], 1).to(device)  # (B, P + R)
-    return last_logits(model, ids, mask, resp.shape[1]), rmask.bool().to(device)  # (B, R, V), (B, R)
+    shared = min(len(os.path.commonprefix(prompts)), min(len(p) for p in prompts) - 1) if len(prompts) > 1 else 0
+    cache = None
+    if shared >= least_shared:
+        out = model(input_ids=torch.tensor([prompts[0][:shared]], device=device),
+                    position_ids=torch.arange(shared, device=device)[None], use_cache=True, logits_to_keep=1)
+        if all(type(layer) is DynamicLayer for layer in out.cache.layers):
+            cache = out.cache
+            for layer in cache.layers:  # (B, H, c, D)
+                layer.keys = layer.keys.expand(len(prompts), -1, -1, -1)
+                layer.values = layer.values.expand(len(prompts), -1, -1, -1)
+    shared = shared if cache is not None else 0
+    queries, qmask = left_pad([p[shared:] for p in prompts], pad_id)  # (B, P - c)
+    ids, mask = torch.cat([queries, resp], 1).to(device), torch.cat([qmask, rmask], 1).to(device)  # (B, P - c + R)
+    if cache is None:
+        return last_logits(model, ids, mask, resp.shape[1]), rmask.bool().to(device)  # (B, R, V), (B, R)
+    position_ids = (shared + mask.cumsum(-1) - 1).clamp(min=shared)  # (B, P - c + R)
+    out = model(input_ids=ids, attention_mask=torch.cat([mask.new_ones(len(prompts), shared), mask], 1),
+                position_ids=position_ids, cache=cache, use_cache=True, logits_to_keep=resp.shape[1] + 1)
+    return out.logits[:, :-1].float(), rmask.bool().to(device)  # (B, R, V), (B, R)
 
 
 @torch.no_grad()
