@@ -26,6 +26,7 @@ from rlft.rl.core import exact_kl_per_row
 CHATS = [[{"role": "user", "content": "Where is my order #12345?"}],
          [{"role": "user", "content": "I forgot my password."}],
          [{"role": "user", "content": "hi, how are you?"}]]
+SYSTEM = [{"role": "system", "content": "You answer for the shop, politely and briefly, in English."}]
 
 
 def _leaky(model) -> None:
@@ -150,10 +151,14 @@ def test_a_result_of_the_base_is_computed_once_per_machine_for_known_weights(tmp
     assert len(calls) == 5
 
 
-def test_greedy_decoding_that_drops_finished_rows_answers_as_transformers_generate(tiny_model_dir):
+@pytest.mark.parametrize("system", [[], SYSTEM], ids=["no-system-turn", "shared-system-turn"])
+def test_greedy_decoding_that_drops_finished_rows_answers_as_transformers_generate(tiny_model_dir, system):
+    """With a system turn every prompt opens alike: the prefill computes it once, and decoding goes on
+    from a cache laid out [pads][opening][pads][rest] under the mask the prefill returns."""
     model = _perturbed(models.load_causal_lm(str(tiny_model_dir)), 0.5)  # untrained, it repeats one token
     tok = models.load_tokenizer(str(tiny_model_dir))
-    chats = CHATS + [[{"role": "user", "content": "thanks, bye"}], [{"role": "user", "content": "a " * 20}]]
+    chats = [system + c for c in
+             CHATS + [[{"role": "user", "content": "thanks, bye"}], [{"role": "user", "content": "a " * 20}]]]
     ids, mask = left_pad(prompt_ids(tok, chats), tok.pad_token_id)
 
     def theirs(stop: int) -> torch.Tensor:
@@ -180,8 +185,7 @@ def test_prefill_in_passes_sharing_each_pass_prefix_fills_the_cache_as_one_pass_
     mask says where they are)."""
     model = models.load_causal_lm(str(tiny_model_dir)).eval()
     tok = models.load_tokenizer(str(tiny_model_dir))
-    system = [{"role": "system", "content": "You answer for the shop, politely and briefly, in English."}]
-    chats = [system + c for c in CHATS + [[{"role": "user", "content": "a " * 45}], [{"role": "user", "content": "hi"}],
+    chats = [SYSTEM + c for c in CHATS + [[{"role": "user", "content": "a " * 45}], [{"role": "user", "content": "hi"}],
                                           [{"role": "user", "content": "a " * 30}]]]  # 6 rows: 3 passes of 2
     ids, mask = left_pad(prompt_ids(tok, chats), tok.pad_token_id)  # (B, P)
     position = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -206,8 +210,7 @@ def test_response_logits_sharing_the_prompts_opening_equal_the_plain_pass(tiny_m
     gives the logits of the pass that computes every row whole, at every real answer token."""
     model = models.load_causal_lm(str(tiny_model_dir)).eval()
     tok = models.load_tokenizer(str(tiny_model_dir))
-    system = [{"role": "system", "content": "You answer for the shop, politely and briefly, in English."}]
-    prompts = prompt_ids(tok, [system + c for c in CHATS])
+    prompts = prompt_ids(tok, [SYSTEM + c for c in CHATS])
     responses = [tok.encode(t, add_special_tokens=False) for t in ("hello there", "sure, one moment please", "ok")]
     shapes = []
     hook = model.register_forward_pre_hook(lambda m, a, kw: shapes.append(kw["input_ids"].shape), with_kwargs=True)

@@ -139,7 +139,9 @@ def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new: torch.Tensor, 
     position = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P): left padding shifts positions
     out, mask = prefill(model, ids, mask, position)
     cache, position = out.cache, position[:, -1:]  # (b, 1)
-    cache.layers = [GrowingLayer(layer, N) if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    for i, layer in enumerate(cache.layers):  # one layer at a time: the prefill's copy goes as its buffer comes
+        if type(layer) is DynamicLayer:
+            cache.layers[i] = GrowingLayer(layer, N)
     tokens = torch.full((B, N), eos, dtype=torch.long, device=ids.device)  # (B, N)
     kept = None
     for t in range(N):
@@ -176,7 +178,8 @@ class GrowingLayer(DynamicLayer):
     DynamicLayer.update concatenates, so each decoding step copies every layer's whole cache to add
     one column (a tenth of the time of 110 SmolLM2 answers on 2 cores). Here the keys and values are
     views of buffers as long as the prompt plus the answer; a step writes its column, and a row
-    leaving the batch copies the buffers once."""
+    leaving the batch copies the buffers once. Only `decode` holds one, and it calls `update` and
+    `batch_select_indices` alone: DynamicLayer's crop, reorder and repeat would leave the buffers stale."""
 
     def __init__(self, layer: DynamicLayer, room: int):
         super().__init__()
@@ -251,18 +254,19 @@ def _prefill_pass(model, ids: torch.Tensor, lengths: torch.Tensor, position: tor
     if len(real) == 1 or shared < least_shared:
         pass_mask = _real(lengths, width)  # (b, width)
         return model(input_ids=ids[:, P - width:], attention_mask=pass_mask, position_ids=position[:, P - width:],
-                     use_cache=True, logits_to_keep=1), pass_mask
-    b, rest = len(real), width - shared  # each row's suffix, left-padded to the longest one
+                     use_cache=True, logits_to_keep=1), pass_mask  # logits (b, 1, V), cache (b, H, width, D)
+    rest = width - shared  # each row's suffix, left-padded to the longest one; below, c = shared
     start = P - int(lengths[0])
     out = model(input_ids=ids[:1, start:start + shared], position_ids=torch.arange(shared, device=ids.device)[None],
-                use_cache=True, logits_to_keep=1)  # the prefix, (1, c), for one row
+                use_cache=True, logits_to_keep=1)  # the prefix (1, c), for one row: cache (1, H, c, D)
     for layer in out.cache.layers:
-        layer.keys, layer.values = layer.keys.expand(b, -1, -1, -1), layer.values.expand(b, -1, -1, -1)  # (b, H, c, D)
+        layer.keys = layer.keys.expand(len(real), -1, -1, -1)  # (b, H, c, D)
+        layer.values = layer.values.expand(len(real), -1, -1, -1)  # (b, H, c, D)
     suffix_mask = _real(lengths - shared, rest)  # (b, rest)
-    pass_mask = torch.cat([suffix_mask.new_ones(b, shared), suffix_mask], 1)  # (b, c + rest)
+    pass_mask = torch.cat([suffix_mask.new_ones(len(real), shared), suffix_mask], 1)  # (b, c + rest)
     suffix_position = (shared + suffix_mask.cumsum(-1) - 1).clamp(min=shared)  # (b, rest)
     out = model(input_ids=ids[:, P - rest:], attention_mask=pass_mask, position_ids=suffix_position,
-                cache=out.cache, use_cache=True, logits_to_keep=1)
+                cache=out.cache, use_cache=True, logits_to_keep=1)  # logits (b, 1, V), cache (b, H, c + rest, D)
     return out, pass_mask
 
 
@@ -282,10 +286,11 @@ def response_logits(model, prompts: list[list[int]], responses: list[list[int]],
     device = next(model.parameters()).device
     resp, rmask = right_pad(responses, pad_id)  # (B, R)
     shared = min(len(os.path.commonprefix(prompts)), min(len(p) for p in prompts) - 1) if len(prompts) > 1 else 0
-    cache = None
+    cache = None  # below, c = shared
     if shared >= least_shared:
         out = model(input_ids=torch.tensor([prompts[0][:shared]], device=device),
-                    position_ids=torch.arange(shared, device=device)[None], use_cache=True, logits_to_keep=1)
+                    position_ids=torch.arange(shared, device=device)[None], use_cache=True,
+                    logits_to_keep=1)  # the opening (1, c), for one row: cache (1, H, c, D)
         if all(type(layer) is DynamicLayer for layer in out.cache.layers):
             cache = out.cache
             for layer in cache.layers:  # (B, H, c, D)
@@ -297,8 +302,9 @@ def response_logits(model, prompts: list[list[int]], responses: list[list[int]],
     if cache is None:
         return last_logits(model, ids, mask, resp.shape[1]), rmask.bool().to(device)  # (B, R, V), (B, R)
     position_ids = (shared + mask.cumsum(-1) - 1).clamp(min=shared)  # (B, P - c + R)
-    out = model(input_ids=ids, attention_mask=torch.cat([mask.new_ones(len(prompts), shared), mask], 1),
-                position_ids=position_ids, cache=cache, use_cache=True, logits_to_keep=resp.shape[1] + 1)
+    full_mask = torch.cat([mask.new_ones(len(prompts), shared), mask], 1)  # (B, P + R): the opening, then the rest
+    out = model(input_ids=ids, attention_mask=full_mask, position_ids=position_ids, cache=cache, use_cache=True,
+                logits_to_keep=resp.shape[1] + 1)  # logits (B, R + 1, V)
     return out.logits[:, :-1].float(), rmask.bool().to(device)  # (B, R, V), (B, R)
 
 
@@ -339,6 +345,8 @@ def sequence_nll(model, tok, chats: list[list[dict]], max_length: int = 256, bat
 
     Long conversations are cut into consecutive windows of at most `max_length` tokens,
     each scored on its own (the first token of a window has no context and is not scored).
+    A batch holds at most `batch_size * max_length` padded tokens (`similar_lengths`): 16 windows of
+    256 tokens, or more rows of short ones.
     """
     model.eval()
     windows = []
