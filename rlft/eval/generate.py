@@ -249,25 +249,38 @@ def _prefill_pass(model, ids: torch.Tensor, lengths: torch.Tensor, position: tor
     """One pass of `prefill`: rows (b, P) left-padded, of `lengths` real tokens. Returns the output, its
     cache as wide as the longest row, and the mask of that cache's layout (b, width)."""
     P, width = ids.shape[1], int(lengths.max())
-    real = [ids[i, P - int(n):].tolist() for i, n in enumerate(lengths)]
-    shared = min(len(os.path.commonprefix(real)), int(lengths.min()) - 1)  # every row keeps a token to predict from
-    if len(real) == 1 or shared < least_shared:
+    shared, cache = _shared_opening(model, [ids[i, P - int(n):].tolist() for i, n in enumerate(lengths)], least_shared)
+    if cache is None:
         pass_mask = _real(lengths, width)  # (b, width)
         return model(input_ids=ids[:, P - width:], attention_mask=pass_mask, position_ids=position[:, P - width:],
                      use_cache=True, logits_to_keep=1), pass_mask  # logits (b, 1, V), cache (b, H, width, D)
     rest = width - shared  # each row's suffix, left-padded to the longest one; below, c = shared
-    start = P - int(lengths[0])
-    out = model(input_ids=ids[:1, start:start + shared], position_ids=torch.arange(shared, device=ids.device)[None],
-                use_cache=True, logits_to_keep=1)  # the prefix (1, c), for one row: cache (1, H, c, D)
-    for layer in out.cache.layers:
-        layer.keys = layer.keys.expand(len(real), -1, -1, -1)  # (b, H, c, D)
-        layer.values = layer.values.expand(len(real), -1, -1, -1)  # (b, H, c, D)
     suffix_mask = _real(lengths - shared, rest)  # (b, rest)
-    pass_mask = torch.cat([suffix_mask.new_ones(len(real), shared), suffix_mask], 1)  # (b, c + rest)
+    pass_mask = torch.cat([suffix_mask.new_ones(len(lengths), shared), suffix_mask], 1)  # (b, c + rest)
     suffix_position = (shared + suffix_mask.cumsum(-1) - 1).clamp(min=shared)  # (b, rest)
     out = model(input_ids=ids[:, P - rest:], attention_mask=pass_mask, position_ids=suffix_position,
-                cache=out.cache, use_cache=True, logits_to_keep=1)  # logits (b, 1, V), cache (b, H, c + rest, D)
+                cache=cache, use_cache=True, logits_to_keep=1)  # logits (b, 1, V), cache (b, H, c + rest, D)
     return out, pass_mask
+
+
+def _shared_opening(model, rows: list[list[int]], least_shared: int):
+    """The tokens every row opens with, computed once for one row and its cache repeated for all rows:
+    (c, cache of (b, H, c, D) per layer), or (0, None) where fewer than `least_shared` are shared or a
+    layer is other than the plain growing one (a sliding window's). Every row keeps at least one token
+    of its own, whose logits the caller needs."""
+    shared = min(len(os.path.commonprefix(rows)), min(len(r) for r in rows) - 1) if len(rows) > 1 else 0
+    if shared < least_shared:
+        return 0, None
+    device = next(model.parameters()).device
+    out = model(input_ids=torch.tensor([rows[0][:shared]], device=device),
+                position_ids=torch.arange(shared, device=device)[None], use_cache=True,
+                logits_to_keep=1)  # the opening (1, c), for one row: cache (1, H, c, D)
+    if any(type(layer) is not DynamicLayer for layer in out.cache.layers):
+        return 0, None
+    for layer in out.cache.layers:
+        layer.keys = layer.keys.expand(len(rows), -1, -1, -1)  # (b, H, c, D)
+        layer.values = layer.values.expand(len(rows), -1, -1, -1)  # (b, H, c, D)
+    return shared, out.cache
 
 
 def _real(lengths: torch.Tensor, width: int) -> torch.Tensor:
@@ -285,18 +298,7 @@ def response_logits(model, prompts: list[list[int]], responses: list[list[int]],
     cache repeated for the others, as `prefill` does."""
     device = next(model.parameters()).device
     resp, rmask = right_pad(responses, pad_id)  # (B, R)
-    shared = min(len(os.path.commonprefix(prompts)), min(len(p) for p in prompts) - 1) if len(prompts) > 1 else 0
-    cache = None  # below, c = shared
-    if shared >= least_shared:
-        out = model(input_ids=torch.tensor([prompts[0][:shared]], device=device),
-                    position_ids=torch.arange(shared, device=device)[None], use_cache=True,
-                    logits_to_keep=1)  # the opening (1, c), for one row: cache (1, H, c, D)
-        if all(type(layer) is DynamicLayer for layer in out.cache.layers):
-            cache = out.cache
-            for layer in cache.layers:  # (B, H, c, D)
-                layer.keys = layer.keys.expand(len(prompts), -1, -1, -1)
-                layer.values = layer.values.expand(len(prompts), -1, -1, -1)
-    shared = shared if cache is not None else 0
+    shared, cache = _shared_opening(model, prompts, least_shared)  # below, c = shared
     queries, qmask = left_pad([p[shared:] for p in prompts], pad_id)  # (B, P - c)
     ids, mask = torch.cat([queries, resp], 1).to(device), torch.cat([qmask, rmask], 1).to(device)  # (B, P - c + R)
     if cache is None:
