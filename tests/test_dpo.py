@@ -135,3 +135,29 @@ def test_dpo_and_rm_train_with_length_grouped_pairs(tiny_model_dir, sft_runs, tm
     assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
     scorer, base = (load_file(str(d / "model.safetensors")) for d in (tmp_path / "rm" / "model", tiny_model_dir))
     assert any(not torch.equal(scorer[k], base[k]) for k in base if k in scorer)
+
+
+@pytest.mark.parametrize("steps,eval_steps,evaluations", [(2, 2, 2), (2, 0, 2), (3, 2, 3)])
+def test_validation_is_not_evaluated_twice_at_the_last_step(tiny_model_dir, sft_runs, tmp_path, monkeypatch,
+                                                            steps, eval_steps, evaluations):
+    """When training evaluated at its last step, the stage's validation metrics are that evaluation's
+    (same weights) and after training only the training pairs are scored; without evaluation in
+    training the validation pairs are evaluated after it. evaluations counts every evaluate() call,
+    in training and after it: with eval_steps 2 of 3 steps, transformers evaluates at steps 2 and 3."""
+    import trl
+
+    calls = []
+    evaluate = trl.DPOTrainer.evaluate
+
+    def counted(self, *args, **kwargs):
+        calls.append(self.state.global_step)
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(trl.DPOTrainer, "evaluate", counted)
+    assert _run("dpo", tiny_model_dir, tmp_path, "dpo", f"parent={sft_runs / 'sft_lora'}", "lora.enabled=true",
+                "lora.r=4", f"train.max_steps={steps}", f"train.eval_steps={eval_steps}") == 0
+    assert len(calls) == evaluations
+    log = json.loads((tmp_path / "dpo" / "train_log.json").read_text())
+    last = [e for e in log if "eval_loss" in e][-1]
+    metrics = json.loads((tmp_path / "dpo" / "manifest.json").read_text())["metrics"]
+    assert last["step"] == steps and metrics["val/loss"] == pytest.approx(last["eval_loss"], abs=1e-6)
