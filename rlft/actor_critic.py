@@ -21,7 +21,7 @@ from transformers import GenerationConfig
 
 from rlft import distributed, models, runs
 from rlft.config import PpoRecipe
-from rlft.eval.generate import last_logits, left_pad, only_the_recipes_sampling
+from rlft.eval.generate import decode, last_logits, left_pad, only_the_recipes_sampling
 from rlft.rl import core
 
 POLICY, VALUE = "default", "value"
@@ -144,20 +144,18 @@ def _sample_batch(model, value_head, queries: torch.Tensor, query_mask: torch.Te
     device = next(model.parameters()).device
     q, m = queries.to(device), query_mask.to(device)  # (b, P)
     use(model, POLICY)
-    with only_the_recipes_sampling(model):  # the checkpoint's generation_config stays out
-        out = model.generate(input_ids=q, attention_mask=m, generation_config=gen_config, output_logits=True,
-                             return_dict_in_generate=True)
-    r = out.sequences.shape[1] - P  # r <= R: generate stops early when every row has stopped
+    new, raw = _sampled(model, q, m, gen_config)  # (b, r), (b, r, V): r <= R, as the longest response needed
+    r = new.shape[1]
     resp = torch.full((len(q), R), pad, dtype=torch.long, device=device)  # (b, R)
-    resp[:, :r] = out.sequences[:, P:]
+    resp[:, :r] = new
     resp, last, has_stop = core.truncate_after_stop(resp.cpu(), eos, pad)
     rmask = core.response_mask(last, R)  # (b, R)
     full = torch.cat([q, resp.to(device)], 1)  # (b, P+R)
     fmask = torch.cat([m, rmask.to(device).long()], 1)  # (b, P+R)
     # the old log-probs from the logits the tokens were sampled from (raw, before any processor), as
     # TRL's PPOTrainer does: no second policy pass
-    logits = torch.zeros(len(q), R, out.logits[0].shape[-1], device=device)  # (b, R, V)
-    logits[:, :r] = torch.stack(out.logits, 1).float() / T
+    logits = torch.zeros(len(q), R, raw.shape[-1], device=device)  # (b, R, V)
+    logits[:, :r] = raw.float() / T
     logprobs, entropy = core.logprobs_of(logits, full[:, P:]).cpu(), core.entropy_of(logits).cpu()  # (b, R)
     with model.disable_adapter():  # the reference: the SFT policy itself
         ref_logits = policy_logits(model, full, fmask, R, T)  # (b, R, V)
@@ -166,6 +164,28 @@ def _sample_batch(model, value_head, queries: torch.Tensor, query_mask: torch.Te
     values = values_of(model, value_head, full, fmask, R).cpu()  # (b, R)
     # positions after the stop carry no log-prob or value: 0, so no statistic sees padding
     return resp, last, has_stop, rmask, logprobs * rmask, ref_logprobs * rmask, entropy, values * rmask
+
+
+def _sampled(model, q: torch.Tensor, m: torch.Tensor, gen_config: GenerationConfig
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sampled tokens after each left-padded query (b, P), (b, r), each row cut after its stop
+    token and the rest unspecified, and the raw logits each was drawn from, (b, r, V), from
+    softmax(logits / T). In one process, rlft's decoder: it computes the queries' shared opening once
+    and drops each row from the batch as it stops (rlft/eval/generate.py), and its generator is seeded
+    from torch's global one, so a run's rollouts follow from its seed. Under a launch of several
+    processes, transformers' generate: a model sharded with FSDP gathers its layers from every
+    process at each step, so all must step until all have stopped, as generate makes them do; data
+    parallel samples the same way, so that the two launches sample alike
+    (tests/test_distributed.py)."""
+    if distributed.world() > 1:
+        with only_the_recipes_sampling(model):  # the checkpoint's generation_config stays out
+            out = model.generate(input_ids=q, attention_mask=m, generation_config=gen_config, output_logits=True,
+                                 return_dict_in_generate=True)
+        return out.sequences[:, q.shape[1]:], torch.stack(out.logits, 1)
+    b, device = len(q), q.device
+    sampler = torch.Generator(device=device).manual_seed(int(torch.randint(0, 2**31 - 1, (1,))))
+    return decode(model, q, m, torch.full((b,), gen_config.max_new_tokens, device=device), gen_config.eos_token_id,
+                  torch.full((b,), gen_config.temperature, device=device), sampler, keep_logits=True)
 
 
 def save(model, value_head, tok, run_dir: Path) -> dict[str, str]:
