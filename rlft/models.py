@@ -297,6 +297,10 @@ class Reference(torch.nn.Module):
         else:
             self._adapters_off = nullcontext
 
+    @property
+    def config(self):
+        return self.model.config
+
     def forward(self, *args, **kwargs):
         with self._adapters_off():
             return self.model(*args, **kwargs)

@@ -13,6 +13,7 @@ from rlft.eval import harness
 from rlft.eval.generate import (
     decode,
     generate,
+    keeps_every_token,
     left_pad,
     only_the_recipes_sampling,
     prefill,
@@ -176,6 +177,39 @@ def test_greedy_decoding_that_drops_finished_rows_answers_as_transformers_genera
         assert mine[:n] == row[:n]
         lengths.add(n)
     assert len(lengths) > 1  # rows stopped at different steps, so some left the batch early
+
+
+def test_a_sliding_window_model_prefills_in_one_pass_and_decodes_as_transformers_generate(tiny_model_dir):
+    """A sliding window's cache keeps only the last tokens, so neither a shared opening nor passes of
+    rows can be laid into it: the config says so before any pass, the prefill is the one plain pass
+    (no pass spent finding out), and greedy answers to prompts longer than the window, behind a
+    shared system turn, are transformers' own."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    torch.manual_seed(0)
+    model = MistralForCausalLM(MistralConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, sliding_window=8, max_position_embeddings=512, pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)).eval()
+    assert keeps_every_token(models.load_causal_lm(str(tiny_model_dir))) and not keeps_every_token(model)
+    chats = [SYSTEM + c for c in CHATS + [[{"role": "user", "content": "a " * 20}]]]
+    ids, mask = left_pad(prompt_ids(tok, chats), tok.pad_token_id)  # (B, P), P well past the window
+    position = (mask.cumsum(-1) - 1).clamp(min=0)
+    calls = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape), with_kwargs=True)
+    with torch.no_grad():
+        _, cache_mask = prefill(model, ids, mask, position, rows_per_pass=2)
+    hook.remove()
+    assert calls == [ids.shape] and torch.equal(cache_mask, mask)
+    with torch.no_grad(), only_the_recipes_sampling(model):
+        theirs = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
+                                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)[:, ids.shape[1]:]
+        mine, _ = decode(model, ids, mask, torch.full((len(chats),), 12), tok.eos_token_id, torch.zeros(len(chats)),
+                         None)
+    for row, got in zip(theirs.tolist(), mine.tolist()):
+        n = row.index(tok.eos_token_id) + 1 if tok.eos_token_id in row else len(row)
+        assert got[:n] == row[:n]
 
 
 def test_prefill_in_passes_sharing_each_pass_prefix_fills_the_cache_as_one_pass_does(tiny_model_dir):

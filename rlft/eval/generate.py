@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from transformers import GenerationConfig
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from rlft.rl.core import exact_kl_per_row
 
@@ -223,6 +223,8 @@ def prefill(model, ids: torch.Tensor, mask: torch.Tensor, position: torch.Tensor
     sliding window's) take the single pass.
     ids, mask, position: (B, P). Returns the model output whose `cache` and last logits (B, 1, V)
     cover the batch, and the mask (B, P) of the cache's layout, which decoding extends."""
+    if not keeps_every_token(model):
+        return model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1), mask
     lengths = mask.sum(-1)  # (B,)
     B, P = ids.shape
     order = torch.argsort(lengths, stable=True)  # (B,)
@@ -230,9 +232,6 @@ def prefill(model, ids: torch.Tensor, mask: torch.Tensor, position: torch.Tensor
     outs, masks = [], []
     for rows in passes:
         out, pass_mask = _prefill_pass(model, ids[rows], lengths[rows], position[rows])
-        if any(type(layer) is not DynamicLayer for layer in out.cache.layers):
-            one = model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1)
-            return one, mask
         outs.append(out)
         masks.append(F.pad(pass_mask, (P - pass_mask.shape[1], 0)))  # (b, P)
     back = torch.argsort(order)  # (B,) each row's place in the batch
@@ -269,18 +268,24 @@ def _shared_opening(model, rows: list[list[int]], least_shared: int):
     layer is other than the plain growing one (a sliding window's). Every row keeps at least one token
     of its own, whose logits the caller needs."""
     shared = min(len(os.path.commonprefix(rows)), min(len(r) for r in rows) - 1) if len(rows) > 1 else 0
-    if shared < least_shared:
+    if shared < least_shared or not keeps_every_token(model):
         return 0, None
     device = next(model.parameters()).device
     out = model(input_ids=torch.tensor([rows[0][:shared]], device=device),
                 position_ids=torch.arange(shared, device=device)[None], use_cache=True,
                 logits_to_keep=1)  # the opening (1, c), for one row: cache (1, H, c, D)
-    if any(type(layer) is not DynamicLayer for layer in out.cache.layers):
-        return 0, None
     for layer in out.cache.layers:
         layer.keys = layer.keys.expand(len(rows), -1, -1, -1)  # (b, H, c, D)
         layer.values = layer.values.expand(len(rows), -1, -1, -1)  # (b, H, c, D)
     return shared, out.cache
+
+
+def keeps_every_token(model) -> bool:
+    """Whether every layer of the model's KV cache is the plain one that keeps every token
+    (DynamicLayer), as sharing an opening and growing the cache in place need; a sliding window's
+    layer keeps only the last tokens. Read from the config, as transformers builds the cache, so no
+    pass of the model is spent finding out."""
+    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
 
 
 def _real(lengths: torch.Tensor, width: int) -> torch.Tensor:
