@@ -161,3 +161,17 @@ def test_validation_is_not_evaluated_twice_at_the_last_step(tiny_model_dir, sft_
     last = [e for e in log if "eval_loss" in e][-1]
     metrics = json.loads((tmp_path / "dpo" / "manifest.json").read_text())["metrics"]
     assert last["step"] == steps and metrics["val/loss"] == pytest.approx(last["eval_loss"], abs=1e-6)
+
+
+def test_the_last_evaluation_is_reused_only_for_the_final_weights():
+    """A budget that stopped training put back earlier weights, so the last step's evaluation is not
+    theirs; one that only warned did not; an evaluation before the last step is never reused."""
+    from types import SimpleNamespace
+
+    from rlft.stages.dpo import _last_evaluation
+
+    logged = {"eval_loss": 0.5, "eval_rewards/chosen": 0.1, "step": 4}
+    trainer = SimpleNamespace(state=SimpleNamespace(log_history=[{"loss": 0.7, "step": 4}, logged]))
+    stopped, warned = (SimpleNamespace(tripped={"kl_task": 0.3}, action=a) for a in ("stop", "warn"))
+    assert _last_evaluation(trainer, 4, None) is logged and _last_evaluation(trainer, 4, warned) is logged
+    assert _last_evaluation(trainer, 4, stopped) is None and _last_evaluation(trainer, 5, None) is None

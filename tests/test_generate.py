@@ -181,9 +181,9 @@ def test_greedy_decoding_that_drops_finished_rows_answers_as_transformers_genera
 
 def test_a_sliding_window_model_prefills_in_one_pass_and_decodes_as_transformers_generate(tiny_model_dir):
     """A sliding window's cache keeps only the last tokens, so neither a shared opening nor passes of
-    rows can be laid into it: the config says so before any pass, the prefill is the one plain pass
-    (no pass spent finding out), and greedy answers to prompts longer than the window, behind a
-    shared system turn, are transformers' own."""
+    rows can be laid into it: the config says so before any pass, the prefill and the answers'
+    logits are each one plain pass (no pass spent finding out), and greedy answers to prompts
+    longer than the window, behind a shared system turn, are transformers' own."""
     from transformers import MistralConfig, MistralForCausalLM
 
     tok = models.load_tokenizer(str(tiny_model_dir))
@@ -200,8 +200,13 @@ def test_a_sliding_window_model_prefills_in_one_pass_and_decodes_as_transformers
     hook = model.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape), with_kwargs=True)
     with torch.no_grad():
         _, cache_mask = prefill(model, ids, mask, position, rows_per_pass=2)
+        assert calls == [ids.shape] and torch.equal(cache_mask, mask)
+        answers = [[5, 6, 7], [8, 9], [10], [11, 12, 13, 14]]
+        logits, _ = response_logits(model, prompt_ids(tok, chats), answers, tok.pad_token_id)
+        assert len(calls) == 2  # the prompts and answers in one pass: no opening computed apart
+        plain, _ = response_logits(model, prompt_ids(tok, chats), answers, tok.pad_token_id, least_shared=10**6)
     hook.remove()
-    assert calls == [ids.shape] and torch.equal(cache_mask, mask)
+    assert torch.equal(logits, plain)
     with torch.no_grad(), only_the_recipes_sampling(model):
         theirs = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
                                 eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)[:, ids.shape[1]:]

@@ -121,6 +121,7 @@ def generate(model, tok, chats: list[list[dict]], max_new_tokens: int | list[int
     return Generations(texts, n_tokens, truncated, all_prompts, responses)
 
 
+@torch.no_grad()
 def decode(model, ids: torch.Tensor, mask: torch.Tensor, max_new: torch.Tensor, eos: int, temperature: torch.Tensor,
            sampler: torch.Generator | None, keep_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Batched decoding with a KV cache in which a row leaves the batch as soon as it stops (its stop
@@ -282,10 +283,14 @@ def _shared_opening(model, rows: list[list[int]], least_shared: int):
 
 def keeps_every_token(model) -> bool:
     """Whether every layer of the model's KV cache is the plain one that keeps every token
-    (DynamicLayer), as sharing an opening and growing the cache in place need; a sliding window's
-    layer keeps only the last tokens. Read from the config, as transformers builds the cache, so no
-    pass of the model is spent finding out."""
-    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
+    (DynamicLayer), as laying a shared opening or passes of rows into one cache needs; a sliding
+    window's layer keeps only the last tokens. Read from the config, as transformers' models build
+    their cache, so no pass of the model is spent finding out; a config transformers cannot build a
+    cache from (remote code) counts as no."""
+    try:
+        return all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
+    except (AttributeError, KeyError, ValueError):
+        return False
 
 
 def _real(lengths: torch.Tensor, width: int) -> torch.Tensor:

@@ -148,7 +148,7 @@ def _last_evaluation(trainer, step: int, budget) -> dict | None:
     evaluated at its last step (transformers does whenever eval_steps is set) and no drift budget put
     back earlier weights (DPO keeps its last weights, no best checkpoint). None otherwise: the caller
     evaluates again."""
-    if budget is not None and budget.tripped:
+    if budget is not None and budget.tripped and budget.action == "stop":
         return None
     last = next((e for e in reversed(trainer.state.log_history) if "eval_loss" in e), None)
     return last if last is not None and last.get("step") == step else None

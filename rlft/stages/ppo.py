@@ -4,8 +4,8 @@
 
 PPO (Schulman et al. 2017, eq. 7 and 9) for language models as in Ziegler et al. 2019 and
 "The N+ Implementation Details of RLHF with PPO" (Huang et al. 2024). Each update:
-  1. rollout: sample a response to each of `rollout_batch_size` prompts (KV-cached `generate`,
-     temperature T, stop at EOS, `response_length` new tokens at most);
+  1. rollout: sample a response to each of `rollout_batch_size` prompts (KV-cached decoding,
+     temperature T, stop at EOS, `response_length` new tokens at most; rlft/actor_critic.py);
   2. score: the reward (reward_models/) reads the prompt and the response text; a response that
      never stopped loses `missing_eos_penalty`;
   3. log-probabilities of the sampled tokens under the policy (from the logits they were sampled
