@@ -12,9 +12,9 @@ from what this machine's matrix multiply can do.
    packing, padding-free): tokens per second, where a token is a real (non-padding) one, and MFU.
    For LoRA the weights' own gradients are skipped, so 6N overstates the work (about 4N is done):
    MFU is given with 6N, as is usual, and the table says so.
-4. PPO rollouts (`rlft ppo`): generated tokens per second during rollouts (response tokens
-   sampled / seconds spent in rollout, which also covers the log-prob and value forward passes),
-   over the updates after the first, which carries the one-off warm-up.
+4. PPO rollouts (`rlft ppo`, one PPO epoch per update): generated tokens per second during
+   rollouts (response tokens sampled / seconds spent in rollout, which also covers the log-prob and
+   value forward passes), over the updates after the first, which carries the one-off warm-up.
 
 Medians over `repeats` interleaved rounds; every run's figure is kept in the JSON. Packing against
 padding is a ratio taken round by round, judged over its whole range (bench/noise.py).
@@ -48,18 +48,33 @@ def matmul_rate(n: int = 2048, products: int = 10) -> float:
     return 2 * n ** 3 * products / (time.perf_counter() - t)
 
 
-def base_run(steps: int, work: Path) -> dict:
+def base_recipe(steps: int):
+    from rlft import config
+
+    return config.load_recipe("base", "recipes/customer_support/base.yaml",
+                              ["base.skill_chats=2000", "base.harbor_chats=500", f"train.max_steps={steps}",
+                               "train.logging_steps=1000", "train.save_steps=100000", "train.eval_steps=0"])
+
+
+def base_blocks(steps: int):
+    """`rlft base`'s packed blocks, made once: every round trains on the same ones (making them took as
+    long as the 8 timed steps)."""
+    from rlft import models
+    from rlft.stages import base
+
+    recipe = base_recipe(steps)
+    return base.pack(models.load_tokenizer("rlft-tiny"), base.mixture(recipe), recipe.base.context_length)
+
+
+def base_run(steps: int, work: Path, blocks) -> dict:
     """rlft-tiny's architecture from fresh weights, trained as `rlft base` trains it."""
     from transformers import Trainer, TrainingArguments
 
-    from rlft import config, models
+    from rlft import models
     from rlft.stages import base, trainer_kwargs
 
-    recipe = config.load_recipe("base", "recipes/customer_support/base.yaml",
-                                ["base.skill_chats=2000", "base.harbor_chats=500", f"train.max_steps={steps}",
-                                 "train.logging_steps=1000", "train.save_steps=100000", "train.eval_steps=0"])
+    recipe = base_recipe(steps)
     tok = models.load_tokenizer("rlft-tiny")
-    blocks = base.pack(tok, base.mixture(recipe), recipe.base.context_length)
     model = base.build_model(tok, recipe.base, recipe.seed)
     kwargs = {**trainer_kwargs(recipe, work, has_validation=False), "report_to": [], "disable_tqdm": True}
     args = TrainingArguments(**kwargs)
@@ -71,11 +86,13 @@ def base_run(steps: int, work: Path) -> dict:
 
 
 def sft_run(steps: int, work: Path, packing: bool) -> dict:
-    """`rlft sft` for `steps` steps; tokens are the real ones TRL counts (num_tokens)."""
+    """`rlft sft` for `steps` steps; tokens are the real ones TRL counts (num_tokens). 256 chats, more than
+    either side trains (8 padded steps of 16 take 128, 3 packed steps about 170), so that neither tokenizes
+    the recipe's 2,000 for a few steps."""
     from rlft import cli, models
 
     out = work / f"sft-packing-{packing}"
-    sets = [f"train.max_steps={steps}", "train.eval_steps=0", "train.save_steps=100000", "data.validation=null",
+    sets = [f"train.max_steps={steps}", "data.n_train=256", "train.eval_steps=0", "train.save_steps=100000", "data.validation=null",
             "eval.enabled=false", "train.early_stopping_patience=0", "train.logging_steps=1",
             f"sft.packing={str(packing).lower()}"]
     args = ["sft", "--recipe", "recipes/customer_support/sft.yaml", "--output-dir", str(out), "--force"]
@@ -97,8 +114,10 @@ def ppo_run(updates: int, work: Path) -> dict:
         args = ["sft", "--recipe", "recipes/customer_support/sft.yaml", "--output-dir", str(parent)]
         assert cli.main(args + [w for s in sets for w in ("--set", s)]) == 0
     out = work / "ppo"
-    sets = [f"parent={parent}", f"ppo.updates={updates}", "eval.enabled=false", "budget.max_kl_task=null",
-            "budget.max_general_ppl_drift=null"]
+    # one PPO epoch, not the recipe's two: the row times the rollouts, and the optimisation between them
+    # took longer than the rollouts themselves
+    sets = [f"parent={parent}", f"ppo.updates={updates}", "ppo.ppo_epochs=1", "eval.enabled=false",
+            "budget.max_kl_task=null", "budget.max_general_ppl_drift=null"]
     args = ["ppo", "--recipe", "recipes/customer_support/ppo.yaml", "--output-dir", str(out), "--force"]
     assert cli.main(args + [w for s in sets for w in ("--set", s)]) == 0
     log = json.loads((out / "train_log.json").read_text())
@@ -128,9 +147,10 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"matmul": [], "base": [], "sft_padding": [], "sft_packing": [], "ppo_rollout": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        blocks = base_blocks(args.steps)
         for r in range(args.repeats):
             runs["matmul"].append({"flops_per_s": matmul_rate()})
-            runs["base"].append(base_run(args.steps, work / f"base-{r}"))
+            runs["base"].append(base_run(args.steps, work / f"base-{r}", blocks))
             runs["sft_padding"].append(sft_run(args.steps, work, packing=False))
             runs["sft_packing"].append(sft_run(args.packing_steps, work, packing=True))
             runs["ppo_rollout"].append(ppo_run(args.ppo_updates, work))

@@ -5,24 +5,29 @@ reward copies.
 
 A randomly initialised Llama of about 90M parameters (rlft-tiny's tokenizer, hidden 768, 12
 layers; saved with save_pretrained, no hub) is the backbone. Each layout runs in its own process,
-whose peak resident memory (ru_maxrss from os.wait4) is the figure:
+whose peak resident memory (ru_maxrss from os.wait4) is the figure. The one-process layouts are
+children forked from one process that imported torch, transformers, peft and rlft once (bench/forkserver.py:
+they start with what a fresh process holds after those imports, shared-library pages included, without
+spending 10-16 s importing them each time):
 
 - `rlft`: `rlft ppo` itself (policy and value LoRA adapters + a scalar head on one frozen backbone;
   the reference is the backbone with adapters off; the rule reward needs no model), 1 update (the peak: the optimizer's state appears at its first step).
 - `separate-full`: what TRL 1.12's PPOTrainer holds without peft: a trainable policy, a frozen
   reference, a trainable value model and a frozen reward model, each a full copy, with AdamW on
-  policy and value; the same rollout and two PPO epochs of forward and backward passes.
+  policy and value; the same rollout and PPO epoch of forward and backward passes.
 - `separate-lora`: the same four copies, with LoRA on policy and value (TRL 1.12 with peft still
   loads a separate value and reward model).
-- `load-only`: the process that only imports torch and transformers and loads the backbone once,
-  the floor every layout pays (one run: it has no ratio, and it does not move from run to run).
+- `load-only`: the process that only imports torch, transformers, peft and rlft and loads the backbone
+  once, the floor every layout pays (one run: it has no ratio, and it does not move from run to run).
 - `rlft-2-ddp`, `rlft-2-fsdp`: `rlft ppo` under `accelerate launch --num_processes 2`, data parallel
   (recipes/accelerate/ddp.yaml) and sharded with FSDP 2 (recipes/accelerate/fsdp.yaml); the
   figure is the larger of the two processes' peaks (wait4 reports the largest descendant), each
   process rolling out its 16 prompts. Only with `--sharding` (`make bench-e2e` runs it, into
   bench/ppo_memory_sharding.json): they double the time of a round.
 
-Every layout uses the same prompts (16), response length (32), minibatches (2 x 8) and epochs (2).
+Every layout uses the same prompts (16), response length (32), minibatches (2 x 8) and one PPO epoch:
+the peak comes with the first optimizer step, when AdamW's state appears, and the second minibatch runs
+with it (two epochs reached the same peaks within their run-to-run spread, for a third more time).
 Medians of `--repeats` runs of each layout (5; the load-only floor once), interleaved; the ratios to
 rlft are taken round by round and judged over their whole range (bench/noise.py).
 """
@@ -42,12 +47,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 ROOT = Path(__file__).resolve().parents[1]
 
+import forkserver  # noqa: E402
 from noise import ROUNDS, ratios, verdict  # noqa: E402
 
-PROMPTS, RESPONSE, MINI, EPOCHS = 16, 32, 8, 2
+PROMPTS, RESPONSE, MINI, EPOCHS = 16, 32, 8, 1
 
 
 def build(folder: Path, hidden: int, layers: int) -> int:
+    """The backbone saved to `folder`; its parameter count."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from rlft import models
@@ -64,7 +71,7 @@ def build(folder: Path, hidden: int, layers: int) -> int:
 
 
 def separate(folder: str, lora: bool) -> None:
-    """Four copies, as TRL 1.12's PPOTrainer holds them; one rollout and two PPO epochs."""
+    """Four copies, as TRL 1.12's PPOTrainer holds them; one rollout and EPOCHS PPO epochs."""
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
@@ -108,6 +115,19 @@ def separate(folder: str, lora: bool) -> None:
             opt.zero_grad()
 
 
+def rlft_cli(args: list[str]) -> None:
+    from rlft import cli
+
+    if cli.main(args) != 0:
+        raise RuntimeError(f"rlft {' '.join(args)} failed")
+
+
+def load_only(folder: Path) -> None:
+    from rlft import models
+
+    models.load_causal_lm(str(folder))
+
+
 def peak_mib(cmd: list[str], env: dict | None = None) -> float:
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -125,52 +145,48 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=ROUNDS)
     parser.add_argument("--sharding", action="store_true",
                         help="also the two-process layouts (data parallel, FSDP 2); about 3 minutes a round more")
-    parser.add_argument("--layout", help=argparse.SUPPRESS)
-    parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.layout == "separate-full":
-        return separate(args.model, lora=False)
-    if args.layout == "separate-lora":
-        return separate(args.model, lora=True)
-    if args.layout == "load-only":
-        from rlft import models
-
-        models.load_causal_lm(args.model)
-        return None
 
     py = sys.executable
+    os.chdir(ROOT)  # the recipes' paths are the repository's
+    # the imports every layout makes, done once here; no torch computation in this process (see forkserver)
+    import peft  # noqa: F401
+    import transformers  # noqa: F401
+
+    import rlft.cli  # noqa: F401
+    import rlft.stages.ppo  # noqa: F401
+    from rlft.eval import generate  # noqa: F401
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "model"
-        n = build(folder, args.hidden, args.layers)
-        sft = [py, "-m", "rlft.cli", "sft", "--recipe", "recipes/customer_support/sft.yaml", "--output-dir",
-               f"{tmp}/sft"] + [w for s in (f"model={folder}", "train.max_steps=1", "data.validation=null",
-                                             "eval.enabled=false", "train.early_stopping_patience=0")
-                                for w in ("--set", s)]
-        subprocess.run(sft, cwd=ROOT, check=True, capture_output=True)
-        ppo = [py, "-m", "rlft.cli", "ppo", "--recipe", "recipes/customer_support/ppo.yaml", "--output-dir",
-               f"{tmp}/ppo"] + [w for s in (f"model={folder}", f"parent={tmp}/sft", "ppo.updates=1",
-                                             f"ppo.rollout_batch_size={PROMPTS}", f"ppo.forward_batch_size={PROMPTS}",
-                                             f"ppo.mini_batches={PROMPTS // MINI}", f"ppo.micro_batch_size={MINI}",
-                                             f"ppo.ppo_epochs={EPOCHS}", f"ppo.response_length={RESPONSE}",
-                                             "eval.enabled=false", "budget.max_kl_task=null",
-                                             "budget.max_general_ppl_drift=null")
-                                for w in ("--set", s)]
-        me = [py, str(Path(__file__).resolve()), "--model", str(folder), "--layout"]
+        n, _ = forkserver.run(build, folder, args.hidden, args.layers)
+        sft = ["sft", "--recipe", "recipes/customer_support/sft.yaml", "--output-dir", f"{tmp}/sft"] + [
+            w for s in (f"model={folder}", "train.max_steps=1", "data.validation=null", "eval.enabled=false",
+                        "train.early_stopping_patience=0") for w in ("--set", s)]
+        forkserver.run(rlft_cli, sft, quiet=True)
+        ppo = ["ppo", "--recipe", "recipes/customer_support/ppo.yaml", "--output-dir",
+               f"{tmp}/ppo", "--force"] + [w for s in (f"model={folder}", f"parent={tmp}/sft", "ppo.updates=1",
+                                                        f"ppo.rollout_batch_size={PROMPTS}",
+                                                        f"ppo.forward_batch_size={PROMPTS}",
+                                                        f"ppo.mini_batches={PROMPTS // MINI}",
+                                                        f"ppo.micro_batch_size={MINI}", f"ppo.ppo_epochs={EPOCHS}",
+                                                        f"ppo.response_length={RESPONSE}", "eval.enabled=false",
+                                                        "budget.max_kl_task=null", "budget.max_general_ppl_drift=null")
+                                        for w in ("--set", s)]
         accelerate = [str(Path(py).parent / "accelerate"), "launch", "--num_processes", "2", "--num_machines", "1",
                       "--mixed_precision", "no", "--dynamo_backend", "no"]
         two = {"rlft-2-ddp": accelerate + ["--multi_gpu"], "rlft-2-fsdp": accelerate + [
             "--config_file", "recipes/accelerate/fsdp.yaml"]} if args.sharding else {}
         every: dict[str, list[float]] = {"load-only": [], "rlft": [], "separate-lora": [], "separate-full": [],
                                          **{k: [] for k in two}}
-        # the floor is no layout's figure, only the context of one, and it does not move (733.4 MiB in each of
-        # five rounds on 2026-12-01): measured once
-        every["load-only"].append(peak_mib(me + ["load-only"]))
+        # the floor is no layout's figure, only the context of one, and it does not move (the same to 1 MiB in
+        # each of five rounds on 2026-12-01): measured once
+        every["load-only"].append(forkserver.run(load_only, folder)[1])
         for _ in range(args.repeats):  # interleaved; peak RSS moves by a few hundred MiB from run to run
-            every["rlft"].append(peak_mib(ppo + ["--force"]))
-            every["separate-lora"].append(peak_mib(me + ["separate-lora"]))
-            every["separate-full"].append(peak_mib(me + ["separate-full"]))
-            for name, launch in two.items():
-                every[name].append(peak_mib(launch + ppo[1:] + ["--force"], {"OMP_NUM_THREADS": "1"}))
+            every["rlft"].append(forkserver.run(rlft_cli, ppo, quiet=True)[1])
+            every["separate-lora"].append(forkserver.run(separate, str(folder), True)[1])
+            every["separate-full"].append(forkserver.run(separate, str(folder), False)[1])
+            for name, launch in two.items():  # two processes of their own: launched, not forked
+                every[name].append(peak_mib(launch + ["-m", "rlft.cli"] + ppo, {"OMP_NUM_THREADS": "1"}))
     peaks = {k: statistics.median(v) for k, v in every.items()}
     result = {"command": "python bench/ppo_memory.py", "machine": platform.machine(), "parameters": n,
               "backbone_mib_fp32": n * 4 / 2 ** 20, "peak_rss_mib": peaks, "runs": every,

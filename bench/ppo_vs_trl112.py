@@ -1,9 +1,13 @@
 """rlft's PPO against TRL 1.12's PPOTrainer (the last TRL with PPO): whole updates on the same clock.
 
     bash bench/ppo_vs_trl112.sh          # makes .venv-trl112 on first use, runs every round, writes the table
+    python bench/ppo_vs_trl112.py --impl rlft --size toy --seed 0     # one run, one JSON line
 
-One process is one run: `--impl rlft` (rlft's venv) or `--impl trl112` (the side venv), `--size toy`
-or `--size 88m`, `--seed N`; it prints one JSON line. Both sides time the same scope with the same
+`--drive` (what the .sh runs) starts one server per side, `--serve rlft` in rlft's venv and `--serve
+trl112` in the side venv, and asks them for runs in interleaved rounds. A server imports torch,
+transformers and its implementation once and makes each run in a child forked after the imports
+(bench/forkserver.py): the same run, floor and peak memory as a fresh process, without paying 10-16 s
+of imports for each run, which was most of a toy run's time. Both sides time the same scope with the same
 clock (`time.perf_counter()`) over whole updates of each side's own training call (rlft's `ppo.train`,
 TRL's `train()`): from the end of update 1 to the end of the last, divided by the updates in between,
 so rollout, scoring, optimisation, metrics, logging and housekeeping count on both sides and each
@@ -37,14 +41,18 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import forkserver
 import torch
-from noise import ratios, spread, verdict
+from noise import ROUNDS, ratios, spread, verdict
 
 OPTIMIZER = {"learning_rate": 5e-3, "lr_scheduler": "constant", "betas": (0.9, 0.999), "eps": 1e-5,
              "weight_decay": 0.0, "max_grad_norm": None}
@@ -326,22 +334,102 @@ def table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def one(impl: str, size: str, seed: int, collector: bool = True) -> dict:
+    """One run's JSON line: the figures of `impl` on `size` with every seed set to `seed`."""
+    global SEED
+    SEED = seed
+    out = run_rlft(SIZES[size]) if impl == "rlft" else run_trl112(SIZES[size], collector)
+    return {**out, "size": size, "seed": seed}
+
+
+def serve(impl: str) -> None:
+    """Answer one JSON request a line on stdin ({"size", "seed", "collector"}) with the JSON line of its run,
+    each run in a child forked after the imports its implementation makes."""
+    if impl == "rlft":
+        import peft  # noqa: F401
+
+        import rlft.actor_critic  # noqa: F401
+        import rlft.config  # noqa: F401
+        import rlft.stages.ppo  # noqa: F401
+    else:
+        import datasets  # noqa: F401
+        import numpy  # noqa: F401
+        import peft  # noqa: F401
+        import trl.experimental.ppo.ppo_trainer  # noqa: F401
+    import tokenizers  # noqa: F401
+    import transformers  # noqa: F401
+    from transformers import LlamaForCausalLM, LlamaForSequenceClassification  # noqa: F401
+
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever a run prints goes to stderr; stdout carries only the replies
+    for line in sys.stdin:
+        ask = json.loads(line)
+        out, _ = forkserver.run(one, impl, ask["size"], ask["seed"], ask.get("collector", True))
+        replies.write(json.dumps(out) + "\n")
+        replies.flush()
+
+
+def drive(side_python: str, rounds: int, rounds_88m: int, out: str) -> None:
+    """Interleaved rounds through one server per side (round r: seed r on every side, one after another,
+    so a slow minute of the machine falls on both); then OUT.json and OUT.md."""
+    me = str(Path(__file__).resolve())
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = {impl: Path(tmp) / f"{impl}.log" for impl in ("rlft", "trl112")}
+        # the side venv must not see rlft's packages (PYTHONPATH cleared)
+        servers = {impl: subprocess.Popen([py, me, "--serve", impl], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=logs[impl].open("w"), text=True,
+                                          env={**os.environ, **({"PYTHONPATH": ""} if impl == "trl112" else {})})
+                   for impl, py in (("rlft", sys.executable), ("trl112", side_python))}
+        lines = []
+
+        def ask(impl: str, size: str, seed: int, collector: bool = True) -> None:
+            server = servers[impl]
+            server.stdin.write(json.dumps({"size": size, "seed": seed, "collector": collector}) + "\n")
+            server.stdin.flush()
+            reply = server.stdout.readline()
+            if not reply:
+                raise SystemExit(f"the {impl} server stopped; the end of its log:\n{logs[impl].read_text()[-4000:]}")
+            lines.append(json.loads(reply))
+
+        for r in range(rounds):
+            print(f"toy round {r + 1}/{rounds}", file=sys.stderr, flush=True)
+            ask("rlft", "toy", r)
+            ask("trl112", "toy", r)
+            ask("trl112", "toy", r, collector=False)
+        for r in range(rounds_88m):
+            print(f"88m round {r + 1}/{rounds_88m}", file=sys.stderr, flush=True)
+            ask("rlft", "88m", r)
+            ask("trl112", "88m", r, collector=False)
+        for server in servers.values():
+            server.stdin.close()
+            server.wait()
+    result = collect(lines)
+    Path(out + ".json").write_text(json.dumps(result, indent=1) + "\n")
+    Path(out + ".md").write_text(table(result))
+    print(table(result))
+
+
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--impl", choices=["rlft", "trl112"])
     p.add_argument("--size", choices=sorted(SIZES), default="toy")
     p.add_argument("--seed", type=int, default=SEED, help="seeds the weights, the prompts and the sampling")
     p.add_argument("--no-collector", action="store_true", help="TRL: its per-update gc.collect() as a no-op")
+    p.add_argument("--serve", choices=["rlft", "trl112"], help="answer runs asked on stdin (what --drive starts)")
+    p.add_argument("--drive", metavar="SIDE_PYTHON", help="every round, TRL 1.12 run by this python")
+    p.add_argument("--rounds", type=int, default=ROUNDS, help="toy rounds")
+    p.add_argument("--rounds-88m", type=int, default=ROUNDS, help="88m rounds")
     p.add_argument("--collect", help="a file of the runs' JSON lines: write OUT.json and OUT.md from them")
     p.add_argument("--out", default="bench/ppo_vs_trl112")
     a = p.parse_args()
-    if a.collect:
+    if a.serve:
+        serve(a.serve)
+    elif a.drive:
+        drive(a.drive, a.rounds, a.rounds_88m, a.out)
+    elif a.collect:
         result = collect([json.loads(x) for x in Path(a.collect).read_text().splitlines() if x.strip()])
         Path(a.out + ".json").write_text(json.dumps(result, indent=1) + "\n")
         Path(a.out + ".md").write_text(table(result))
         print(table(result))
     else:
-        SEED = a.seed
-        size = SIZES[a.size]
-        out = run_rlft(size) if a.impl == "rlft" else run_trl112(size, not a.no_collector)
-        print(json.dumps({**out, "size": a.size, "seed": SEED}))
+        print(json.dumps(one(a.impl, a.size, a.seed, not a.no_collector)))

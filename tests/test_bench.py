@@ -57,3 +57,31 @@ def test_ppo_bench_runs_the_same_optimiser_on_both_sides(tmp_path):
     assert ppo_bench.OPTIMIZER["max_grad_norm"] is None and recipe.train.max_grad_norm == float("inf")
     assert recipe.ppo.temperature == ppo_bench.PPO["temperature"] and recipe.ppo.kl_coef == ppo_bench.PPO["kl_coef"]
     assert recipe.ppo.vf_coef == ppo_bench.PPO["vf_coef"] and recipe.ppo.missing_eos_penalty is None
+
+
+def _resident_mib() -> float:
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return int(status["VmRSS"].split()[0]) / 1024
+
+
+def _hold(mib: int) -> float:
+    """In the child: its resident memory at the start, then `mib` MiB written (so resident)."""
+    start = _resident_mib()
+    block = bytearray(b"\x01") * (mib * 2**20)
+    assert block[-1] == 1
+    return start
+
+
+def test_a_forked_run_is_measured_as_a_fresh_process():
+    """bench/forkserver.py: a child starts with the parent's resident pages (anonymous ones copied by fork,
+    shared-library ones mapped in before the run), so its floor is the parent's, and its peak is the floor
+    plus what the run holds. Without mapping the libraries' pages in, torch's alone (about 100 MiB here)
+    would be missing from the floor and counted as the run's when touched."""
+    import forkserver
+
+    parent = _resident_mib()
+    floor, peak = forkserver.run(_hold, 200)
+    assert abs(floor - parent) < 0.03 * parent, (floor, parent)
+    assert 195 < peak - floor < 260, (peak, floor)
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):  # the child's failure reaches the caller
+        forkserver.run(divmod, 1, 0)
