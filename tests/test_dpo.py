@@ -164,14 +164,22 @@ def test_validation_is_not_evaluated_twice_at_the_last_step(tiny_model_dir, sft_
 
 
 def test_the_last_evaluation_is_reused_only_for_the_final_weights():
-    """A budget that stopped training put back earlier weights, so the last step's evaluation is not
-    theirs; one that only warned did not; an evaluation before the last step is never reused."""
+    """rlft.stages.last_evaluation: a budget that stopped training put back earlier weights, so no logged
+    evaluation is theirs; one that only warned did not; an evaluation before the last step is reused
+    only when load_best_model_at_end put that step's checkpoint back."""
     from types import SimpleNamespace
 
-    from rlft.stages.dpo import _last_evaluation
+    from rlft.stages import last_evaluation
 
-    logged = {"eval_loss": 0.5, "eval_rewards/chosen": 0.1, "step": 4}
-    trainer = SimpleNamespace(state=SimpleNamespace(log_history=[{"loss": 0.7, "step": 4}, logged]))
+    early, last = {"eval_loss": 0.4, "step": 2}, {"eval_loss": 0.5, "eval_rewards/chosen": 0.1, "step": 4}
+
+    def trainer(step, best=None):
+        return SimpleNamespace(args=SimpleNamespace(load_best_model_at_end=best is not None), state=SimpleNamespace(
+            global_step=step, best_global_step=best, best_model_checkpoint=best and f"checkpoint-{best}",
+            log_history=[{"loss": 0.7, "step": 2}, early, {"loss": 0.6, "step": 4}, last]))
+
     stopped, warned = (SimpleNamespace(tripped={"kl_task": 0.3}, action=a) for a in ("stop", "warn"))
-    assert _last_evaluation(trainer, 4, None) is logged and _last_evaluation(trainer, 4, warned) is logged
-    assert _last_evaluation(trainer, 4, stopped) is None and _last_evaluation(trainer, 5, None) is None
+    assert last_evaluation(trainer(4)) is last and last_evaluation(trainer(4), warned) is last
+    assert last_evaluation(trainer(4), stopped) is None and last_evaluation(trainer(5)) is None
+    assert last_evaluation(trainer(4, best=2)) is early and last_evaluation(trainer(4, best=4)) is last
+    assert last_evaluation(trainer(4, best=2), stopped) is None

@@ -191,3 +191,36 @@ def test_sft_trains_with_length_grouped_batches(tiny_model_dir, runs_dir):
     assert _sft(tiny_model_dir, runs_dir, "train.group_by_length=true", "eval.enabled=false") == 0
     manifest = json.loads((runs_dir / "sft" / "manifest.json").read_text())
     assert manifest["metrics"]["steps"] == 4 and manifest["recipe"]["train"]["group_by_length"]
+
+
+@pytest.mark.parametrize("sets,evaluations", [
+    (["train.early_stopping_patience=0"], 3),
+    (["train.early_stopping_patience=0", "train.eval_steps=0"], 2),
+    ([], 3),
+])
+def test_validation_is_not_evaluated_again_for_weights_training_evaluated(tiny_model_dir, runs_dir, monkeypatch,
+                                                                          sets, evaluations):
+    """4 steps, evaluated at steps 2 and 4 (or never, eval_steps 0). The stage's eval_loss is the one
+    logged for the final weights (step 4's, or with early stopping the best checkpoint's, which
+    load_best_model_at_end put back); after training only the training rows are scored, unless training
+    never evaluated. evaluations counts every evaluate() call: it was one more before, in the first and
+    last cases."""
+    from rlft.stages import sft
+
+    calls = []
+    evaluate = sft.ReplyLossSFTTrainer.evaluate
+
+    def counted(self, *args, **kwargs):
+        calls.append(self.state.global_step)
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(sft.ReplyLossSFTTrainer, "evaluate", counted)
+    assert _sft(tiny_model_dir, runs_dir, "eval.enabled=false", *sets) == 0
+    assert len(calls) == evaluations
+    log = json.loads((runs_dir / "sft" / "train_log.json").read_text())
+    logged = [e for e in log if "eval_loss" in e]
+    metrics = json.loads((runs_dir / "sft" / "manifest.json").read_text())["metrics"]
+    assert "eval_loss" in metrics
+    if logged:
+        final = min(logged, key=lambda e: e["eval_loss"]) if not sets else logged[-1]
+        assert metrics["eval_loss"] == pytest.approx(final["eval_loss"], abs=1e-6)

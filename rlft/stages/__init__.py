@@ -89,3 +89,17 @@ def mean_train_loss(trainer) -> float | None:
             steps += entry["step"] - last
             last = entry["step"]
     return total / steps if steps else None
+
+
+def last_evaluation(trainer, budget=None) -> dict | None:
+    """The validation metrics transformers logged for the weights the trainer holds after training, or None
+    when it logged none for them (the caller evaluates): the last step's evaluation (transformers
+    evaluates at the last step whenever eval_steps is set), or the best checkpoint's when
+    load_best_model_at_end put that one back. None after a drift budget stopped training and restored
+    earlier weights."""
+    if budget is not None and budget.tripped and budget.action == "stop":
+        return None
+    state = trainer.state
+    best = trainer.args.load_best_model_at_end and state.best_model_checkpoint is not None
+    step = state.best_global_step if best else state.global_step
+    return next((e for e in reversed(state.log_history) if "eval_loss" in e and e.get("step") == step), None)

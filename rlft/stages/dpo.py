@@ -33,7 +33,7 @@ from rlft import checkpoint, data, faults, models, runs
 from rlft.config import DpoRecipe, fingerprint_dict, to_dict
 from rlft.errors import InputError
 from rlft.eval.budget import drift_budget
-from rlft.stages import group_by_length, mean_train_loss, tokenizer_and_parent, trainer_kwargs
+from rlft.stages import group_by_length, last_evaluation, mean_train_loss, tokenizer_and_parent, trainer_kwargs
 
 PAIRWISE_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "apo_zero", "apo_down", "sft", "sigmoid_norm",
                    "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "discopop")
@@ -102,7 +102,7 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
                "trainable_parameters": models.n_params(trainer.model, trainable_only=True)}
     warnings_ = []
     if val_rows:
-        ev = _renamed(_last_evaluation(trainer, result.global_step, budget) or trainer.evaluate(), "val")
+        ev = _renamed(last_evaluation(trainer, budget) or trainer.evaluate(), "val")
         metrics.update(ev)
         # the same number of training pairs, scored the same way: the train/validation gap (TRL
         # cannot score a new dataset after training when the reference was precomputed, nor
@@ -141,17 +141,6 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
                  "n_train": len(train_rows), "n_val": len(val_rows), "skipped_rows": skipped},
         "seed": recipe.seed, "metrics": metrics, "warnings": warnings_, "artifacts": artifacts,
         "budget": {"tripped": budget.tripped, "history": budget.history} if budget else None})
-
-
-def _last_evaluation(trainer, step: int, budget) -> dict | None:
-    """The validation metrics logged at the last step, when they are of the final weights: training
-    evaluated at its last step (transformers does whenever eval_steps is set) and no drift budget put
-    back earlier weights (DPO keeps its last weights, no best checkpoint). None otherwise: the caller
-    evaluates again."""
-    if budget is not None and budget.tripped and budget.action == "stop":
-        return None
-    last = next((e for e in reversed(trainer.state.log_history) if "eval_loss" in e), None)
-    return last if last is not None and last.get("step") == step else None
 
 
 def _renamed(metrics: dict, split: str) -> dict:

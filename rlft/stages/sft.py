@@ -35,7 +35,7 @@ from rlft import checkpoint, data, faults, models, runs
 from rlft.config import SftRecipe, fingerprint_dict, to_dict
 from rlft.errors import InputError
 from rlft.eval.budget import drift_budget
-from rlft.stages import group_by_length, mean_train_loss, trainer_kwargs
+from rlft.stages import group_by_length, last_evaluation, mean_train_loss, trainer_kwargs
 
 
 def reply_nll(model, input_ids, attention_mask, labels) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,7 +221,10 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
                                                              "completion": "assistant tokens (completion rows)",
                                                              "all": "every token"}[path]}
     if val_rows:
-        metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
+        # the final weights' validation loss, as logged in training when it evaluated them (the last step, or
+        # the best checkpoint that early stopping put back)
+        logged = last_evaluation(trainer, budget) if result else None
+        metrics["eval_loss"] = (logged or trainer.evaluate())["eval_loss"]
         train_eval = trainer.evaluate(Dataset.from_list(train_rows[:len(val_rows)]), metric_key_prefix="train")
         metrics["train_eval_loss"] = train_eval["train_loss"]
         metrics["train_val_gap"] = metrics["eval_loss"] - metrics["train_eval_loss"]
