@@ -14,15 +14,21 @@ importing. A child forked after the imports starts where a fresh process stands 
 The child's peak resident memory (`ru_maxrss`, from os.wait4) starts at its resident memory after
 the fork, as a fresh process's starts at zero and passes its imports on the way.
 Only fork before any torch computation: an OpenMP thread pool does not survive a fork.
+A child's writes to the parent's pages (reference counts, its first full garbage collection) cost
+copy-on-write faults that a fresh process does not pay, on both sides of a comparison alike;
+`gc.freeze()` in the parent would save them, but it would also hide the imported objects from
+`gc.collect()`, whose walk over them is what TRL 1.12's per-update collector costs.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import struct
 import sys
+import tempfile
 import traceback
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -54,37 +60,52 @@ def resident_file_pages() -> list[tuple[int, int]]:
 
 
 def populate(runs: list[tuple[int, int]]) -> None:
-    """Map the given pages into this process, as they were in the parent (errors left: a mapping the
-    child no longer has is not the run's)."""
+    """Map the given pages into this process, as they were in the parent. A range the child no longer
+    maps is skipped; a kernel without MADV_POPULATE_READ (before Linux 5.14) is an error, since the
+    floor and peak would then leave the libraries' pages out without a word."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     for address, length in runs:
-        libc.madvise(address, length, MADV_POPULATE_READ)
+        if libc.madvise(address, length, MADV_POPULATE_READ) != 0 and ctypes.get_errno() == errno.EINVAL:
+            raise OSError(errno.EINVAL, "madvise(MADV_POPULATE_READ) is not supported by this kernel (Linux >= 5.14 "
+                                        "has it): a forked run's memory would not be a fresh process's")
 
 
 def run(fn, *args, quiet: bool = False) -> tuple[object, float]:
     """fn(*args) in a child forked from this process: its JSON-able result and the child's peak resident
-    memory in MiB. The child's failure raises here with its traceback; `quiet`: the child's output is dropped."""
+    memory in MiB. The child's failure raises here with its traceback; `quiet`: the child's output goes
+    to a file, whose end is shown only with a failure."""
     pages = resident_file_pages()
+    sys.stdout.flush()  # what this process has buffered would otherwise be written twice
+    sys.stderr.flush()
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: never return into the caller's code
-        os.close(read)
-        code = 0
-        if quiet:
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, 1)
-            os.dup2(null, 2)
+    if pid == 0:  # the child: whatever happens, it ends here and never returns into the caller's code
+        code = 1
         try:
-            populate(pages)
-            out = json.dumps({"result": fn(*args)})
-        except BaseException:  # noqa: BLE001 -- everything goes back to the parent
-            out, code = json.dumps({"error": traceback.format_exc()}), 1
-        with os.fdopen(write, "w") as f:
-            f.write(out)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+            os.close(read)
+            log = tempfile.TemporaryFile("w+") if quiet else None
+            if log:  # the descriptors for what C code writes, the Python streams for what Python code does
+                os.dup2(log.fileno(), 1)
+                os.dup2(log.fileno(), 2)
+                sys.stdout = sys.stderr = log
+            try:
+                populate(pages)
+                out, code = json.dumps({"result": fn(*args)}), 0
+            except BaseException:  # noqa: BLE001 -- everything goes back to the parent
+                out = traceback.format_exc()
+                if log:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    log.seek(0)
+                    out = f"{log.read()[-3000:]}\n{out}"
+                out = json.dumps({"error": out})
+            with os.fdopen(write, "w") as f:
+                f.write(out)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
     os.close(write)
     with os.fdopen(read) as f:
         reply = f.read()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -85,14 +86,13 @@ def base_run(steps: int, work: Path, blocks) -> dict:
             "tokens": tokens}
 
 
-def sft_run(steps: int, work: Path, packing: bool) -> dict:
-    """`rlft sft` for `steps` steps; tokens are the real ones TRL counts (num_tokens). 256 chats, more than
-    either side trains (8 padded steps of 16 take 128, 3 packed steps about 170), so that neither tokenizes
-    the recipe's 2,000 for a few steps."""
+def sft_run(steps: int, work: Path, packing: bool, chats: int) -> dict:
+    """`rlft sft` for `steps` steps; tokens are the real ones TRL counts (num_tokens). On `chats` chats,
+    more than either side trains, so that neither tokenizes the recipe's 2,000 for a few steps."""
     from rlft import cli, models
 
     out = work / f"sft-packing-{packing}"
-    sets = [f"train.max_steps={steps}", "data.n_train=256", "train.eval_steps=0", "train.save_steps=100000", "data.validation=null",
+    sets = [f"train.max_steps={steps}", f"data.n_train={chats}", "train.eval_steps=0", "train.save_steps=100000", "data.validation=null",
             "eval.enabled=false", "train.early_stopping_patience=0", "train.logging_steps=1",
             f"sft.packing={str(packing).lower()}"]
     args = ["sft", "--recipe", "recipes/customer_support/sft.yaml", "--output-dir", str(out), "--force"]
@@ -143,16 +143,21 @@ def main() -> None:
     args = parser.parse_args()
     if args.ppo_updates < 2:  # the first update is warm-up and is not timed: one more is needed
         parser.error("--ppo-updates must be at least 2: the first update's warm-up is left out of the rate")
+    out = Path(args.out).resolve()
+    os.chdir(Path(__file__).resolve().parents[1])  # the recipes' paths are the repository's
 
     runs: dict[str, list[dict]] = {"matmul": [], "base": [], "sft_padding": [], "sft_packing": [], "ppo_rollout": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         blocks = base_blocks(args.steps)
+        # a padded step trains 16 chats and a packed one about 3.5 times as many (see --packing-steps); 256 at
+        # least, as on 2026-12-02
+        chats = 16 * max(16, args.steps, 4 * args.packing_steps)
         for r in range(args.repeats):
             runs["matmul"].append({"flops_per_s": matmul_rate()})
             runs["base"].append(base_run(args.steps, work / f"base-{r}", blocks))
-            runs["sft_padding"].append(sft_run(args.steps, work, packing=False))
-            runs["sft_packing"].append(sft_run(args.packing_steps, work, packing=True))
+            runs["sft_padding"].append(sft_run(args.steps, work, False, chats))
+            runs["sft_packing"].append(sft_run(args.packing_steps, work, True, chats))
             runs["ppo_rollout"].append(ppo_run(args.ppo_updates, work))
             print(json.dumps({k: v[-1] for k, v in runs.items()}), flush=True)
 
@@ -169,7 +174,7 @@ def main() -> None:
     result = {"command": "python bench/hardware.py", "machine": f"{platform.machine()}, {torch.get_num_threads()} "
               f"torch threads, torch {torch.__version__}", "repeats": args.repeats, "steps": args.steps,
               "packing_steps": args.packing_steps, "ppo_updates": args.ppo_updates, "summary": summary, "runs": runs}
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 
 

@@ -61,6 +61,7 @@ def main() -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "length_grouping.json"))
     p.add_argument("--repeats", type=int, default=noise.ROUNDS)
     args = p.parse_args()
+    out = Path(args.out).resolve()
     os.chdir(ROOT)  # the recipe's paths are the repository's
     n_tokens = tokens()
     runs: dict[str, list[dict]] = {"padding": [], "grouped": []}
@@ -78,7 +79,7 @@ def main() -> int:
                                               for p, g in zip(runs["padding"], runs["grouped"])]),
               "ratio": ratio, "target": f"grouped / padding tokens per second >= {TARGET}",
               "verdict": verdict, "runs": runs}
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    out.write_text(json.dumps(result, indent=1) + "\n")
     t = result["tokens_per_s"]
     print(f"tokens/s padding {t['padding']['median']:.0f} [{t['padding']['min']:.0f}, {t['padding']['max']:.0f}], "
           f"grouped {t['grouped']['median']:.0f} [{t['grouped']['min']:.0f}, {t['grouped']['max']:.0f}]; "

@@ -148,6 +148,7 @@ def main() -> None:
     args = parser.parse_args()
 
     py = sys.executable
+    args.out = str(Path(args.out).resolve())
     os.chdir(ROOT)  # the recipes' paths are the repository's
     # the imports every layout makes, done once here; no torch computation in this process (see forkserver)
     import peft  # noqa: F401

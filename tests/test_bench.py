@@ -59,12 +59,13 @@ def test_ppo_bench_runs_the_same_optimiser_on_both_sides(tmp_path):
     assert recipe.ppo.vf_coef == ppo_bench.PPO["vf_coef"] and recipe.ppo.missing_eos_penalty is None
 
 
-def _resident_mib() -> float:
+def _resident_mib() -> tuple[float, float]:
+    """This process's resident memory in MiB: all of it, and the part that maps files (shared libraries)."""
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
-    return int(status["VmRSS"].split()[0]) / 1024
+    return tuple(int(status[key].split()[0]) / 1024 for key in ("VmRSS", "RssFile"))
 
 
-def _hold(mib: int) -> float:
+def _hold(mib: int) -> tuple[float, float]:
     """In the child: its resident memory at the start, then `mib` MiB written (so resident)."""
     start = _resident_mib()
     block = bytearray(b"\x01") * (mib * 2**20)
@@ -72,16 +73,24 @@ def _hold(mib: int) -> float:
     return start
 
 
-def test_a_forked_run_is_measured_as_a_fresh_process():
-    """bench/forkserver.py: a child starts with the parent's resident pages (anonymous ones copied by fork,
-    shared-library ones mapped in before the run), so its floor is the parent's, and its peak is the floor
-    plus what the run holds. Without mapping the libraries' pages in, torch's alone (about 100 MiB here)
-    would be missing from the floor and counted as the run's when touched."""
+def test_a_forked_run_starts_where_its_parent_stands():
+    """bench/forkserver.py: a child starts with the parent's resident pages, the anonymous ones (copied
+    by fork) and the shared libraries' (mapped in before the run), so its floor is the parent's after the
+    same imports and its peak is the floor plus what the run holds. Without mapping the libraries'
+    pages in (fork does not copy those page tables), the file-backed part would start near zero and be
+    counted as the run's when touched."""
     import forkserver
 
-    parent = _resident_mib()
-    floor, peak = forkserver.run(_hold, 200)
-    assert abs(floor - parent) < 0.03 * parent, (floor, parent)
+    parent, parent_files = _resident_mib()
+    (floor, files), peak = forkserver.run(_hold, 200)
+    assert abs(floor - parent) < 0.03 * parent and files > 0.9 * parent_files, (floor, parent, files, parent_files)
     assert 195 < peak - floor < 260, (peak, floor)
     with pytest.raises(RuntimeError, match="ZeroDivisionError"):  # the child's failure reaches the caller
         forkserver.run(divmod, 1, 0)
+    with pytest.raises(RuntimeError, match="the run's own words"):  # a quiet child's output, with its failure
+        forkserver.run(_fail_with_words, quiet=True)
+
+
+def _fail_with_words() -> None:
+    print("the run's own words")
+    raise ValueError("failed")

@@ -166,16 +166,17 @@ def test_validation_is_not_evaluated_twice_at_the_last_step(tiny_model_dir, sft_
 def test_the_last_evaluation_is_reused_only_for_the_final_weights():
     """rlft.stages.last_evaluation: a budget that stopped training put back earlier weights, so no logged
     evaluation is theirs; one that only warned did not; an evaluation before the last step is reused
-    only when load_best_model_at_end put that step's checkpoint back."""
+    only when load_best_model_at_end put that step's checkpoint back, named by its folder."""
     from types import SimpleNamespace
 
     from rlft.stages import last_evaluation
 
     early, last = {"eval_loss": 0.4, "step": 2}, {"eval_loss": 0.5, "eval_rewards/chosen": 0.1, "step": 4}
 
-    def trainer(step, best=None):
+    def trainer(step, best=None, best_eval=None):
         return SimpleNamespace(args=SimpleNamespace(load_best_model_at_end=best is not None), state=SimpleNamespace(
-            global_step=step, best_global_step=best, best_model_checkpoint=best and f"checkpoint-{best}",
+            global_step=step, best_global_step=best_eval or best,
+            best_model_checkpoint=best and f"/runs/x/checkpoint-{best}",
             log_history=[{"loss": 0.7, "step": 2}, early, {"loss": 0.6, "step": 4}, last]))
 
     stopped, warned = (SimpleNamespace(tripped={"kl_task": 0.3}, action=a) for a in ("stop", "warn"))
@@ -183,3 +184,5 @@ def test_the_last_evaluation_is_reused_only_for_the_final_weights():
     assert last_evaluation(trainer(4), stopped) is None and last_evaluation(trainer(5)) is None
     assert last_evaluation(trainer(4, best=2)) is early and last_evaluation(trainer(4, best=4)) is last
     assert last_evaluation(trainer(4, best=2), stopped) is None
+    # step 4 evaluated best but was not saved (save_steps a multiple of eval_steps): checkpoint-2 came back
+    assert last_evaluation(trainer(6, best=2, best_eval=4)) is early

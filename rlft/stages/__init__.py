@@ -100,6 +100,8 @@ def last_evaluation(trainer, budget=None) -> dict | None:
     if budget is not None and budget.tripped and budget.action == "stop":
         return None
     state = trainer.state
+    # the checkpoint put back is named by its step; best_global_step may be a later, better evaluation
+    # that fell between saves and so was never a checkpoint (transformers' _save_checkpoint)
     best = trainer.args.load_best_model_at_end and state.best_model_checkpoint is not None
-    step = state.best_global_step if best else state.global_step
+    step = int(Path(state.best_model_checkpoint).name.rsplit("-", 1)[1]) if best else state.global_step
     return next((e for e in reversed(state.log_history) if "eval_loss" in e and e.get("step") == step), None)
