@@ -419,17 +419,11 @@ if __name__ == "__main__":
     p.add_argument("--drive", metavar="SIDE_PYTHON", help="every round, TRL 1.12 run by this python")
     p.add_argument("--rounds", type=int, default=ROUNDS, help="toy rounds")
     p.add_argument("--rounds-88m", type=int, default=ROUNDS, help="88m rounds")
-    p.add_argument("--collect", help="a file of the runs' JSON lines: write OUT.json and OUT.md from them")
     p.add_argument("--out", default="bench/ppo_vs_trl112")
     a = p.parse_args()
     if a.serve:
         serve(a.serve)
     elif a.drive:
         drive(a.drive, a.rounds, a.rounds_88m, a.out)
-    elif a.collect:
-        result = collect([json.loads(x) for x in Path(a.collect).read_text().splitlines() if x.strip()])
-        Path(a.out + ".json").write_text(json.dumps(result, indent=1) + "\n")
-        Path(a.out + ".md").write_text(table(result))
-        print(table(result))
     else:
         print(json.dumps(one(a.impl, a.size, a.seed, not a.no_collector)))

@@ -223,8 +223,7 @@ def run(recipe: SftRecipe, out: Path, recipe_path: str | None = None, force: boo
     if val_rows:
         # the final weights' validation loss, as logged in training when it evaluated them (the last step, or
         # the best checkpoint that early stopping put back)
-        logged = last_evaluation(trainer, budget) if result else None
-        metrics["eval_loss"] = (logged or trainer.evaluate())["eval_loss"]
+        metrics["eval_loss"] = (last_evaluation(trainer, budget) or trainer.evaluate())["eval_loss"]
         train_eval = trainer.evaluate(Dataset.from_list(train_rows[:len(val_rows)]), metric_key_prefix="train")
         metrics["train_eval_loss"] = train_eval["train_loss"]
         metrics["train_val_gap"] = metrics["eval_loss"] - metrics["train_eval_loss"]
