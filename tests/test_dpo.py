@@ -186,3 +186,50 @@ def test_the_last_evaluation_is_reused_only_for_the_final_weights():
     assert last_evaluation(trainer(4, best=2), stopped) is None
     # step 4 evaluated best but was not saved (save_steps a multiple of eval_steps): checkpoint-2 came back
     assert last_evaluation(trainer(6, best=2, best_eval=4)) is early
+
+
+def test_on_cpu_only_the_answers_positions_are_projected_with_the_same_loss_and_gradients(tiny_model_dir, sft_runs,
+                                                                                          tmp_path, monkeypatch):
+    """rlft.stages.scored_positions_only: TRL's fused LM head gets the hidden states of the scored positions
+    only (policy and reference: twice the answers' tokens), not every position of the padded batch, and
+    the loss, the metrics TRL logs and the gradients are those of TRL's own CPU path."""
+    import trl
+    import trl.trainer.utils as fused
+
+    from rlft import config
+    from rlft.stages import dpo
+
+    recipe = config.load_recipe("dpo", "recipes/customer_support/dpo.yaml",
+                                [f"model={tiny_model_dir}", f"parent={sft_runs / 'sft_lora'}", "lora.r=4",
+                                 "train.max_steps=1", "train.batch_size=4", "eval.enabled=false"])
+    tok = models.load_tokenizer(recipe.model)
+    trainer, _ = dpo.build_trainer(recipe, tok, data.load("harbor_pairs", "preference", 0, 4), [], tmp_path)
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.current_gradient_accumulation_steps = 1  # set by the training loop, read by training_step
+    scored = int(batch["completion_mask"][:, 1:].sum())
+    projected = []
+    head = fused._ChunkedLogProbFunction
+
+    class Counted(head):
+        @classmethod
+        def apply(cls, hidden, *args):
+            projected.append(hidden.shape[0])
+            return head.apply(hidden, *args)
+
+    monkeypatch.setattr(fused, "_ChunkedLogProbFunction", Counted)
+
+    def step(take_step):
+        projected.clear()
+        trainer.model.zero_grad()
+        loss = take_step(trainer.model, dict(batch), num_items_in_batch=None).item()
+        grads = [p.grad.clone() for p in trainer.model.parameters() if p.requires_grad]
+        metrics = {k: v[-1] for k, v in trainer._metrics["train"].items() if k != "num_tokens"}  # a running total
+        return loss, grads, metrics, list(projected)
+
+    rlft_loss, rlft_grads, rlft_metrics, rlft_rows = step(trainer.training_step)
+    trl_loss, trl_grads, trl_metrics, trl_rows = step(lambda *a, **k: trl.DPOTrainer.training_step(trainer, *a, **k))
+    assert rlft_rows == [scored, scored] and sum(trl_rows) > 2 * scored  # policy and reference passes
+    assert not fused._use_triton(torch.device("cpu"))  # TRL's rule is back after the step
+    assert rlft_loss == pytest.approx(trl_loss, abs=1e-6)
+    assert rlft_metrics == pytest.approx(trl_metrics, rel=1e-5, abs=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(rlft_grads, trl_grads))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 from pathlib import Path
 
@@ -75,6 +77,46 @@ def group_by_length(trainer, recipe) -> None:
                                     generator=torch.Generator().manual_seed(recipe.seed * 1_000 + epoch))
 
     trainer._get_train_sampler = sampler  # the one hook Trainer offers for the order of its training rows
+
+
+def scored_positions_only(trainer) -> None:
+    """On CPU, TRL's fused LM head projects only the positions whose next token is scored, as it does
+    where its Triton kernel runs.
+
+    TRL's DPO, KTO, GRPO and RLOO trainers compute log-probs with `add_fused_lm_head`
+    (trl/trainer/utils.py): where its Triton kernel runs it selects the scored (completion) positions
+    before the vocabulary projection; elsewhere it projects every position, prompt and padding included,
+    so that the tile shapes stay fixed for compilers such as Neuron's, and zeroes the extra rows. Eager
+    CPU gains nothing from fixed shapes, and in DPO's batches on the Harbor Goods pairs a third of the
+    positions are scored. The selection is the one TRL makes on GPUs, so the log-probs are the same
+    (tests/test_dpo.py). TRL reads the rule on every call (`_use_triton`); rlft widens it to the CPU
+    only while this trainer takes a step, so other trainers in the process are untouched.
+    """
+    if trainer.args.device.type != "cpu":
+        return
+    for name in ("training_step", "prediction_step", "compute_ref_log_probs"):
+        if hasattr(trainer, name):
+            setattr(trainer, name, _with_scored_positions_only(getattr(trainer, name)))
+
+
+def _with_scored_positions_only(step):
+    @functools.wraps(step)
+    def wrapped(*args, **kwargs):
+        with _compact_on_cpu():
+            return step(*args, **kwargs)
+    return wrapped
+
+
+@contextlib.contextmanager
+def _compact_on_cpu():
+    import trl.trainer.utils as fused
+
+    triton_rule = fused._use_triton
+    fused._use_triton = lambda device: device.type == "cpu" or triton_rule(device)
+    try:
+        yield
+    finally:
+        fused._use_triton = triton_rule
 
 
 def mean_train_loss(trainer) -> float | None:

@@ -33,7 +33,7 @@ from rlft.config import GrpoRecipe, fingerprint_dict, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.budget import dev_task_chats, drift_budget
 from rlft.eval.generate import generate, kl_on_answers
-from rlft.stages import mean_train_loss, rl_prompts, tokenizer_and_parent, trainer_kwargs
+from rlft.stages import mean_train_loss, rl_prompts, scored_positions_only, tokenizer_and_parent, trainer_kwargs
 
 
 def run(recipe: GrpoRecipe, out: Path, recipe_path: str | None = None, force: bool = False,
@@ -142,5 +142,6 @@ def build_trainer(recipe: GrpoRecipe, tok, rows: list[dict], reward, work: Path)
         from trl import RLOOConfig, RLOOTrainer
 
         trainer = RLOOTrainer(args=RLOOConfig(**common), **kw)
+    scored_positions_only(trainer)
     trainer.rlft_guard = guard
     return trainer, budget
