@@ -188,48 +188,87 @@ def test_the_last_evaluation_is_reused_only_for_the_final_weights():
     assert last_evaluation(trainer(6, best=2, best_eval=4)) is early
 
 
-def test_on_cpu_only_the_answers_positions_are_projected_with_the_same_loss_and_gradients(tiny_model_dir, sft_runs,
-                                                                                          tmp_path, monkeypatch):
-    """rlft.stages.scored_positions_only: TRL's fused LM head gets the hidden states of the scored positions
-    only (policy and reference: twice the answers' tokens), not every position of the padded batch, and
-    the loss, the metrics TRL logs and the gradients are those of TRL's own CPU path."""
-    import trl
+@pytest.fixture
+def projected_rows(monkeypatch):
+    """The number of positions each call of TRL's fused LM head projects onto the vocabulary."""
     import trl.trainer.utils as fused
 
+    rows, head = [], fused._ChunkedLogProbFunction
+
+    class Counted(head):
+        @classmethod
+        def apply(cls, hidden, *args):
+            rows.append(hidden.shape[0])
+            return head.apply(hidden, *args)
+
+    monkeypatch.setattr(fused, "_ChunkedLogProbFunction", Counted)
+    return rows
+
+
+def _dpo_trainer(tiny_model_dir, sft_runs, tmp_path, *extra):
     from rlft import config
     from rlft.stages import dpo
 
     recipe = config.load_recipe("dpo", "recipes/customer_support/dpo.yaml",
                                 [f"model={tiny_model_dir}", f"parent={sft_runs / 'sft_lora'}", "lora.r=4",
-                                 "train.max_steps=1", "train.batch_size=4", "eval.enabled=false"])
+                                 "train.max_steps=1", "train.batch_size=4", "eval.enabled=false", *extra])
     tok = models.load_tokenizer(recipe.model)
     trainer, _ = dpo.build_trainer(recipe, tok, data.load("harbor_pairs", "preference", 0, 4), [], tmp_path)
+    return trainer
+
+
+def test_on_cpu_only_the_answers_positions_are_projected_with_the_same_loss_and_gradients(tiny_model_dir, sft_runs,
+                                                                                          tmp_path, projected_rows):
+    """rlft.stages.scored_positions_on_cpu: in a training step and in an evaluation step TRL's fused LM head
+    gets the hidden states of the scored positions only (policy and reference: the answers' tokens each),
+    not every position of the padded batch, and the loss, the metrics TRL logs and the gradients are
+    those of TRL's own CPU path. The new adapter is moved off its zero start first, so that the policy
+    differs from the reference and the DPO term and every LoRA gradient are compared, not only the NLL."""
+    import trl
+    import trl.kernels.chunked_logprob as kernels
+    import trl.trainer.utils as fused
+
+    trainer = _dpo_trainer(tiny_model_dir, sft_runs, tmp_path)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in trainer.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.05)
     batch = next(iter(trainer.get_train_dataloader()))
     trainer.current_gradient_accumulation_steps = 1  # set by the training loop, read by training_step
     scored = int(batch["completion_mask"][:, 1:].sum())
-    projected = []
-    head = fused._ChunkedLogProbFunction
 
-    class Counted(head):
-        @classmethod
-        def apply(cls, hidden, *args):
-            projected.append(hidden.shape[0])
-            return head.apply(hidden, *args)
-
-    monkeypatch.setattr(fused, "_ChunkedLogProbFunction", Counted)
-
-    def step(take_step):
-        projected.clear()
+    def train(take_step):
+        projected_rows.clear()
         trainer.model.zero_grad()
         loss = take_step(trainer.model, dict(batch), num_items_in_batch=None).item()
         grads = [p.grad.clone() for p in trainer.model.parameters() if p.requires_grad]
         metrics = {k: v[-1] for k, v in trainer._metrics["train"].items() if k != "num_tokens"}  # a running total
-        return loss, grads, metrics, list(projected)
+        return loss, grads, metrics, list(projected_rows)
 
-    rlft_loss, rlft_grads, rlft_metrics, rlft_rows = step(trainer.training_step)
-    trl_loss, trl_grads, trl_metrics, trl_rows = step(lambda *a, **k: trl.DPOTrainer.training_step(trainer, *a, **k))
-    assert rlft_rows == [scored, scored] and sum(trl_rows) > 2 * scored  # policy and reference passes
-    assert not fused._use_triton(torch.device("cpu"))  # TRL's rule is back after the step
-    assert rlft_loss == pytest.approx(trl_loss, abs=1e-6)
-    assert rlft_metrics == pytest.approx(trl_metrics, rel=1e-5, abs=1e-6)
-    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(rlft_grads, trl_grads))
+    def evaluate(take_step):
+        projected_rows.clear()
+        return take_step(trainer.model, dict(batch), prediction_loss_only=True)[0].item(), list(projected_rows)
+
+    rlft_loss, rlft_grads, rlft_metrics, rlft_rows = train(trainer.training_step)
+    trl_loss, trl_grads, trl_metrics, trl_rows = train(lambda *a, **k: trl.DPOTrainer.training_step(trainer, *a, **k))
+    assert rlft_rows == [scored, scored] and trl_rows[0] > scored  # policy and reference passes
+    assert fused._use_triton is kernels._use_triton  # TRL's own rule is back after the step
+    assert rlft_metrics["rewards/margins"] != 0  # the policy is not the reference
+    assert rlft_loss == pytest.approx(trl_loss, rel=1e-5)
+    assert rlft_metrics == pytest.approx(trl_metrics, rel=1e-4, abs=1e-6)
+    for mine, theirs in zip(rlft_grads, trl_grads):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-6)
+    trainer.model.eval()
+    rlft_eval, rlft_rows = evaluate(trainer.prediction_step)
+    trl_eval, trl_rows = evaluate(lambda *a, **k: trl.DPOTrainer.prediction_step(trainer, *a, **k))
+    assert rlft_rows == [scored, scored] and trl_rows[0] > scored
+    assert rlft_eval == pytest.approx(trl_eval, rel=1e-5)
+
+
+def test_precomputed_reference_log_probs_project_only_the_answers(tiny_model_dir, sft_runs, tmp_path, projected_rows):
+    """With dpo.precompute_ref_log_probs TRL scores the reference while the trainer is built, before any
+    step; that pass too projects only the answers' tokens on CPU."""
+    trainer = _dpo_trainer(tiny_model_dir, sft_runs, tmp_path, "dpo.precompute_ref_log_probs=true")
+    answers = sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in trainer.train_dataset)
+    assert sum(projected_rows) == answers and "ref_chosen_logps" in trainer.train_dataset.column_names

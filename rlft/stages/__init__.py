@@ -80,35 +80,35 @@ def group_by_length(trainer, recipe) -> None:
 
 
 def scored_positions_only(trainer) -> None:
-    """On CPU, TRL's fused LM head projects only the positions whose next token is scored, as it does
-    where its Triton kernel runs.
-
-    TRL's DPO, KTO, GRPO and RLOO trainers compute log-probs with `add_fused_lm_head`
-    (trl/trainer/utils.py): where its Triton kernel runs it selects the scored (completion) positions
-    before the vocabulary projection; elsewhere it projects every position, prompt and padding included,
-    so that the tile shapes stay fixed for compilers such as Neuron's, and zeroes the extra rows. Eager
-    CPU gains nothing from fixed shapes, and in DPO's batches on the Harbor Goods pairs a third of the
-    positions are scored. The selection is the one TRL makes on GPUs, so the log-probs are the same
-    (tests/test_dpo.py). TRL reads the rule on every call (`_use_triton`); rlft widens it to the CPU
-    only while this trainer takes a step, so other trainers in the process are untouched.
-    """
+    """On CPU, `trainer`'s steps (training, evaluation, reference log-probs) run inside
+    `scored_positions_on_cpu`."""
     if trainer.args.device.type != "cpu":
         return
     for name in ("training_step", "prediction_step", "compute_ref_log_probs"):
         if hasattr(trainer, name):
-            setattr(trainer, name, _with_scored_positions_only(getattr(trainer, name)))
+            setattr(trainer, name, _inside_scored_positions_on_cpu(getattr(trainer, name)))
 
 
-def _with_scored_positions_only(step):
+def _inside_scored_positions_on_cpu(step):
     @functools.wraps(step)
     def wrapped(*args, **kwargs):
-        with _compact_on_cpu():
+        with scored_positions_on_cpu():
             return step(*args, **kwargs)
     return wrapped
 
 
 @contextlib.contextmanager
-def _compact_on_cpu():
+def scored_positions_on_cpu():
+    """While open, TRL's fused LM head (trl/trainer/utils.py, `add_fused_lm_head`: the log-probs of DPO,
+    KTO, GRPO and RLOO) projects onto the vocabulary only the positions whose next token it scores, on
+    CPU as it does where its Triton kernel runs. Elsewhere TRL projects every position, prompt and
+    padding included, and zeroes the extra rows, so that compilers such as Neuron's see fixed shapes;
+    eager CPU gains nothing from them. Each scored row's figures are the same either way, up to fp32
+    rounding (tests/test_dpo.py).
+
+    TRL reads that rule, `_use_triton`, from trl.trainer.utils on every call; the kernels keep their own
+    copy, which picks Triton or torch tiles and stays as it is. The switch is a module global, so it
+    holds for whatever runs while it is open: rlft opens it around one trainer's work at a time."""
     import trl.trainer.utils as fused
 
     triton_rule = fused._use_triton
