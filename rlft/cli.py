@@ -181,8 +181,11 @@ def stage_main(args) -> int:
                                        recipe.task)
     from transformers import set_seed
 
+    from rlft.stages import scored_positions_on_cpu
+
     set_seed(recipe.seed)  # everything random before the trainer seeds itself (a new head, LoRA's A) follows the seed
-    manifest = stage.run(recipe, out, recipe_path=args.recipe, force=args.force, resume=args.resume)
+    with scored_positions_on_cpu():  # TRL's log-prob head projects only scored positions on CPU too: same figures, faster
+        manifest = stage.run(recipe, out, recipe_path=args.recipe, force=args.force, resume=args.resume)
     if args.command == "base" and args.export and runs.is_main_process():
         stage.export(out, Path(args.export))
     # a finished run whose evaluation was killed is evaluated now: rerunning the command finishes the job

@@ -88,3 +88,28 @@ def assert_adapter_moved_only_its_weights(run, parent) -> None:
     adapted = {k.removeprefix("base_model.model.").split(".lora_")[0] + ".weight" for k in adapter}
     ours, theirs = policy.state_dict(), parent_policy.state_dict()
     assert all(torch.equal(ours[name], theirs[name]) for name in theirs if name not in adapted)
+
+
+@pytest.fixture
+def projected_rows(monkeypatch):
+    """The number of positions each call of TRL's fused LM head (the log-probs of DPO, KTO, GRPO, RLOO and
+    TRL's own SFT loss) projects onto the vocabulary, in call order; `projected_rows.every_position`
+    lists the calls made while TRL's rule had the head project every position (its CPU path)."""
+    import trl.trainer.utils as fused
+
+    class Rows(list):
+        every_position: list[int]
+
+    rows, head = Rows(), fused._ChunkedLogProbFunction
+    rows.every_position = []
+
+    class Counted(head):
+        @classmethod
+        def apply(cls, hidden, *args):
+            rows.append(hidden.shape[0])
+            if not fused._use_triton(hidden.device):
+                rows.every_position.append(len(rows) - 1)
+            return head.apply(hidden, *args)
+
+    monkeypatch.setattr(fused, "_ChunkedLogProbFunction", Counted)
+    return rows

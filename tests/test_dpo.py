@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from rlft import cli, data, models
 from rlft.eval.generate import response_logits, right_pad
 from rlft.rl.core import logprobs_of
+from rlft.stages import scored_positions_on_cpu
 from tests.conftest import cli_args
 
 FAST = ["data.n_train=32", "data.n_val=8", "train.batch_size=8", "train.logging_steps=1", "train.save_steps=50",
@@ -188,23 +189,6 @@ def test_the_last_evaluation_is_reused_only_for_the_final_weights():
     assert last_evaluation(trainer(6, best=2, best_eval=4)) is early
 
 
-@pytest.fixture
-def projected_rows(monkeypatch):
-    """The number of positions each call of TRL's fused LM head projects onto the vocabulary."""
-    import trl.trainer.utils as fused
-
-    rows, head = [], fused._ChunkedLogProbFunction
-
-    class Counted(head):
-        @classmethod
-        def apply(cls, hidden, *args):
-            rows.append(hidden.shape[0])
-            return head.apply(hidden, *args)
-
-    monkeypatch.setattr(fused, "_ChunkedLogProbFunction", Counted)
-    return rows
-
-
 def _dpo_trainer(tiny_model_dir, sft_runs, tmp_path, *extra):
     from rlft import config
     from rlft.stages import dpo
@@ -213,7 +197,8 @@ def _dpo_trainer(tiny_model_dir, sft_runs, tmp_path, *extra):
                                 [f"model={tiny_model_dir}", f"parent={sft_runs / 'sft_lora'}", "lora.r=4",
                                  "train.max_steps=1", "train.batch_size=4", "eval.enabled=false", *extra])
     tok = models.load_tokenizer(recipe.model)
-    trainer, _ = dpo.build_trainer(recipe, tok, data.load("harbor_pairs", "preference", 0, 4), [], tmp_path)
+    with scored_positions_on_cpu():  # as rlft.cli opens it around a stage
+        trainer, _ = dpo.build_trainer(recipe, tok, data.load("harbor_pairs", "preference", 0, 4), [], tmp_path)
     return trainer
 
 
@@ -224,7 +209,6 @@ def test_on_cpu_only_the_answers_positions_are_projected_with_the_same_loss_and_
     not every position of the padded batch, and the loss, the metrics TRL logs and the gradients are
     those of TRL's own CPU path. The new adapter is moved off its zero start first, so that the policy
     differs from the reference and the DPO term and every LoRA gradient are compared, not only the NLL."""
-    import trl
     import trl.kernels.chunked_logprob as kernels
     import trl.trainer.utils as fused
 
@@ -250,18 +234,20 @@ def test_on_cpu_only_the_answers_positions_are_projected_with_the_same_loss_and_
         projected_rows.clear()
         return take_step(trainer.model, dict(batch), prediction_loss_only=True)[0].item(), list(projected_rows)
 
-    rlft_loss, rlft_grads, rlft_metrics, rlft_rows = train(trainer.training_step)
-    trl_loss, trl_grads, trl_metrics, trl_rows = train(lambda *a, **k: trl.DPOTrainer.training_step(trainer, *a, **k))
+    with scored_positions_on_cpu():
+        rlft_loss, rlft_grads, rlft_metrics, rlft_rows = train(trainer.training_step)
+    trl_loss, trl_grads, trl_metrics, trl_rows = train(trainer.training_step)
     assert rlft_rows == [scored, scored] and trl_rows[0] > scored  # policy and reference passes
-    assert fused._use_triton is kernels._use_triton  # TRL's own rule is back after the step
+    assert fused._use_triton is kernels._use_triton  # TRL's own rule is back once the switch closes
     assert rlft_metrics["rewards/margins"] != 0  # the policy is not the reference
     assert rlft_loss == pytest.approx(trl_loss, rel=1e-5)
     assert rlft_metrics == pytest.approx(trl_metrics, rel=1e-4, abs=1e-6)
     for mine, theirs in zip(rlft_grads, trl_grads):
         torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-6)
     trainer.model.eval()
-    rlft_eval, rlft_rows = evaluate(trainer.prediction_step)
-    trl_eval, trl_rows = evaluate(lambda *a, **k: trl.DPOTrainer.prediction_step(trainer, *a, **k))
+    with scored_positions_on_cpu():
+        rlft_eval, rlft_rows = evaluate(trainer.prediction_step)
+    trl_eval, trl_rows = evaluate(trainer.prediction_step)
     assert rlft_rows == [scored, scored] and trl_rows[0] > scored
     assert rlft_eval == pytest.approx(trl_eval, rel=1e-5)
 
@@ -272,3 +258,13 @@ def test_precomputed_reference_log_probs_project_only_the_answers(tiny_model_dir
     trainer = _dpo_trainer(tiny_model_dir, sft_runs, tmp_path, "dpo.precompute_ref_log_probs=true")
     answers = sum(len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in trainer.train_dataset)
     assert sum(projected_rows) == answers and "ref_chosen_logps" in trainer.train_dataset.column_names
+
+
+def test_rlft_dpo_projects_only_scored_positions_from_building_to_evaluation(tiny_model_dir, sft_runs, tmp_path,
+                                                                             projected_rows):
+    """`rlft dpo` keeps TRL's head on the scored positions for the whole stage: the precomputed reference
+    pass while the trainer is built, the training step and the validation pass."""
+    assert _run("dpo", tiny_model_dir, tmp_path, "dpo", f"parent={sft_runs / 'sft_lora'}", "lora.enabled=true",
+                "lora.r=4", "train.max_steps=1", "train.eval_steps=1", "dpo.precompute_ref_log_probs=true") == 0
+    # reference passes over the 32 training pairs and the 8 validation pairs, then the step's and the evaluation's
+    assert len(projected_rows) >= 3 and projected_rows.every_position == []

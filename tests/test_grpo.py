@@ -37,7 +37,8 @@ def _letter_toy(prompts, completions):
     ["grpo.algorithm=grpo", "grpo.beta=0.0", "quant.load_in_4bit=true"],
     ["grpo.algorithm=rloo", "grpo.beta=0.05"],
 ], ids=["grpo", "grpo-qlora-beta0", "rloo"])
-def test_grpo_and_rloo_train_a_lora_and_log_the_kl(tiny_model_dir, sft_lora_run, tmp_path, monkeypatch, extra):
+def test_grpo_and_rloo_train_a_lora_and_log_the_kl(tiny_model_dir, sft_lora_run, tmp_path, monkeypatch, extra,
+                                                   projected_rows):
     monkeypatch.setitem(reward_models.RULES, "letter_toy", _letter_toy)
     out = tmp_path / "run"
     assert cli.main(_args(tiny_model_dir, sft_lora_run, out, *extra, "grpo.reward=letter_toy")) == 0
@@ -50,6 +51,7 @@ def test_grpo_and_rloo_train_a_lora_and_log_the_kl(tiny_model_dir, sft_lora_run,
     assert len(ref_kl) == 2 and all(0 < k < math.inf for k in ref_kl)
     assert any("reward" in e for e in log)
     assert_adapter_moved_only_its_weights(out, sft_lora_run)
+    assert projected_rows and projected_rows.every_position == []  # TRL's head saw the completions' positions only
 
 
 def _nan_reward(prompts, completions):

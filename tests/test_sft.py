@@ -101,9 +101,11 @@ def test_selective_freezing_leaves_frozen_weights_unchanged(tiny_model_dir, runs
         assert torch.equal(after[name], value) == frozen, name
 
 
-def test_packing_trains(tiny_model_dir, runs_dir):
-    """Packed rows train: the adapter left its init (B = 0) and the loss fell."""
+def test_packing_trains(tiny_model_dir, runs_dir, projected_rows):
+    """Packed rows train: the adapter left its init (B = 0) and the loss fell. Packed rows take TRL's own
+    loss, whose head projects the trained positions only, as on GPUs."""
     assert _sft(tiny_model_dir, runs_dir, "sft.packing=true", "eval.enabled=false") == 0
+    assert projected_rows and projected_rows.every_position == []
     adapter = load_file(str(runs_dir / "sft" / "adapter" / "adapter_model.safetensors"))
     assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
     losses = [e["loss"] for e in json.loads((runs_dir / "sft" / "train_log.json").read_text()) if "loss" in e]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from pathlib import Path
 
@@ -79,24 +78,6 @@ def group_by_length(trainer, recipe) -> None:
     trainer._get_train_sampler = sampler  # the one hook Trainer offers for the order of its training rows
 
 
-def scored_positions_only(trainer) -> None:
-    """On CPU, `trainer`'s steps (training, evaluation, reference log-probs) run inside
-    `scored_positions_on_cpu`."""
-    if trainer.args.device.type != "cpu":
-        return
-    for name in ("training_step", "prediction_step", "compute_ref_log_probs"):
-        if hasattr(trainer, name):
-            setattr(trainer, name, _inside_scored_positions_on_cpu(getattr(trainer, name)))
-
-
-def _inside_scored_positions_on_cpu(step):
-    @functools.wraps(step)
-    def wrapped(*args, **kwargs):
-        with scored_positions_on_cpu():
-            return step(*args, **kwargs)
-    return wrapped
-
-
 @contextlib.contextmanager
 def scored_positions_on_cpu():
     """While open, TRL's fused LM head (trl/trainer/utils.py, `add_fused_lm_head`: the log-probs of DPO,
@@ -108,7 +89,8 @@ def scored_positions_on_cpu():
 
     TRL reads that rule, `_use_triton`, from trl.trainer.utils on every call; the kernels keep their own
     copy, which picks Triton or torch tiles and stays as it is. The switch is a module global, so it
-    holds for whatever runs while it is open: rlft opens it around one trainer's work at a time."""
+    holds for whatever runs while it is open: `rlft.cli` opens it around one stage, from the building
+    of its trainer (DPO's precomputed reference pass runs there) to its last step."""
     import trl.trainer.utils as fused
 
     triton_rule = fused._use_triton

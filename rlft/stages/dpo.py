@@ -21,7 +21,7 @@ Deliberate choices:
 2. Likelihood displacement (Razin et al. 2025) is flagged when the validation chosen
    log-probability ends below the reference's, i.e. eval `rewards/chosen` < 0.
 3. On CPU the log-probs project only the answers' positions onto the vocabulary, as TRL does on GPUs
-   (rlft.stages.scored_positions_on_cpu): the same figures in less time.
+   (rlft.stages.scored_positions_on_cpu, open for the whole stage): the same figures in less time.
 """
 
 from __future__ import annotations
@@ -39,8 +39,6 @@ from rlft.stages import (
     group_by_length,
     last_evaluation,
     mean_train_loss,
-    scored_positions_on_cpu,
-    scored_positions_only,
     tokenizer_and_parent,
     trainer_kwargs,
 )
@@ -189,28 +187,26 @@ def build_trainer(recipe: DpoRecipe, tok, train_rows: list[dict], val_rows: list
     eval_ds = Dataset.from_list(unpaired(val_rows) if kto else val_rows) if val_rows else None
     data_kw = dict(processing_class=tok, train_dataset=train_ds, eval_dataset=eval_ds, peft_config=peft_config,
                    callbacks=callbacks)
-    with scored_positions_on_cpu():  # with dpo.precompute_ref_log_probs, the reference's pass runs while building
-        if kto:
-            from trl import KTOConfig, KTOTrainer
+    if kto:
+        from trl import KTOConfig, KTOTrainer
 
-            trainer = KTOTrainer(model=model, ref_model=ref_model, args=KTOConfig(**common), **data_kw)
-        elif cfg.loss_type == ["orpo"]:  # reference-free: odds ratio added to the NLL (Hong et al. 2024)
-            from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+        trainer = KTOTrainer(model=model, ref_model=ref_model, args=KTOConfig(**common), **data_kw)
+    elif cfg.loss_type == ["orpo"]:  # reference-free: odds ratio added to the NLL (Hong et al. 2024)
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-            trainer = ORPOTrainer(model=model, args=ORPOConfig(**common), **data_kw)
-        elif cfg.loss_type == ["simpo"]:  # reference-free: length-normalised margin (Meng et al. 2024)
-            from trl.experimental.cpo import CPOConfig, CPOTrainer
+        trainer = ORPOTrainer(model=model, args=ORPOConfig(**common), **data_kw)
+    elif cfg.loss_type == ["simpo"]:  # reference-free: length-normalised margin (Meng et al. 2024)
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
 
-            trainer = CPOTrainer(model=model, args=CPOConfig(**common, loss_type="simpo", cpo_alpha=0.0), **data_kw)
-        else:
-            from trl import DPOConfig, DPOTrainer
+        trainer = CPOTrainer(model=model, args=CPOConfig(**common, loss_type="simpo", cpo_alpha=0.0), **data_kw)
+    else:
+        from trl import DPOConfig, DPOTrainer
 
-            args = DPOConfig(**common, loss_type=cfg.loss_type, loss_weights=cfg.loss_weights,
-                             label_smoothing=cfg.label_smoothing,
-                             precompute_ref_log_probs=cfg.precompute_ref_log_probs)
-            trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, **data_kw)
+        args = DPOConfig(**common, loss_type=cfg.loss_type, loss_weights=cfg.loss_weights,
+                         label_smoothing=cfg.label_smoothing,
+                         precompute_ref_log_probs=cfg.precompute_ref_log_probs)
+        trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, **data_kw)
     if recipe.train.group_by_length:
         group_by_length(trainer, recipe)
-    scored_positions_only(trainer)
     trainer.rlft_guard = guard
     return trainer, budget

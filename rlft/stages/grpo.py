@@ -18,7 +18,7 @@ Deliberate choices:
    task prompts every `train.logging_steps` steps and logs it as `kl_ref/task` (TRL skips the
    reference entirely at beta 0, so a user would otherwise not see the drift).
 3. On CPU the log-probs project only the completions' positions onto the vocabulary, as TRL does on
-   GPUs (rlft.stages.scored_positions_on_cpu): the same figures in less time.
+   GPUs (rlft.stages.scored_positions_on_cpu, open for the whole stage): the same figures in less time.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from rlft.config import GrpoRecipe, fingerprint_dict, to_dict
 from rlft.errors import InputError, TrainingFault
 from rlft.eval.budget import dev_task_chats, drift_budget
 from rlft.eval.generate import generate, kl_on_answers
-from rlft.stages import mean_train_loss, rl_prompts, scored_positions_only, tokenizer_and_parent, trainer_kwargs
+from rlft.stages import mean_train_loss, rl_prompts, tokenizer_and_parent, trainer_kwargs
 
 
 def run(recipe: GrpoRecipe, out: Path, recipe_path: str | None = None, force: bool = False,
@@ -144,6 +144,5 @@ def build_trainer(recipe: GrpoRecipe, tok, rows: list[dict], reward, work: Path)
         from trl import RLOOConfig, RLOOTrainer
 
         trainer = RLOOTrainer(args=RLOOConfig(**common), **kw)
-    scored_positions_only(trainer)
     trainer.rlft_guard = guard
     return trainer, budget

@@ -18,7 +18,9 @@ Deliberate choices:
 4. On CPU the loss projects only the hidden states of trained tokens onto the vocabulary
    (`ReplyLossSFTTrainer`): TRL's fused head (trl/trainer/utils.py, `add_fused_lm_head`) selects the
    trained positions only where its Triton kernel runs, so on CPU it projects prompt and padding too,
-   in tiles, and recomputes them in the backward. GPUs keep TRL's loss.
+   in tiles, and recomputes them in the backward. GPUs and packed rows keep TRL's loss, whose head
+   projects only the trained positions on CPU too (rlft.stages.scored_positions_on_cpu, open for the
+   whole stage).
 """
 
 from __future__ import annotations
