@@ -31,18 +31,29 @@ def imported_names(root: Path) -> set[tuple[str, str | None]]:
     return found
 
 
+def compile_imports(names: set[tuple[str, str | None]]) -> list[str]:
+    """Import each (module, name), writing the bytecode of every module that loads; returns the imports
+    that failed (an optional package not installed here: wandb, ...)."""
+    before, sys.dont_write_bytecode = sys.dont_write_bytecode, False  # as pip would have written it
+    failed = []
+    try:
+        for module, name in sorted(names, key=str):
+            try:
+                loaded = importlib.import_module(module)
+                if name is not None and not hasattr(loaded, name):  # a submodule, or a lazy attribute hasattr loads
+                    importlib.import_module(f"{module}.{name}")
+            except (Exception, SystemExit):  # noqa: BLE001 - whatever stops an import, the rest still compile
+                failed.append(module if name is None else f"{module}.{name}")
+    finally:
+        sys.dont_write_bytecode = before
+    return failed
+
+
 def main() -> int:
-    sys.dont_write_bytecode = False  # rlft's own environment: write what pip would have written
-    compiled = failed = 0
-    for module, name in sorted(imported_names(Path(__file__).resolve().parent.parent), key=str):
-        try:
-            loaded = importlib.import_module(module)
-            if name is not None and not hasattr(loaded, name):  # a submodule, or a lazy attribute hasattr loads
-                importlib.import_module(f"{module}.{name}")
-            compiled += 1
-        except Exception:  # noqa: BLE001 - an optional package not installed (wandb, ...) is simply not compiled
-            failed += 1
-    print(f"rlft.bytecode: {compiled} imports compiled, {failed} not importable here (optional packages)")
+    names = imported_names(Path(__file__).resolve().parent.parent)
+    failed = compile_imports(names)
+    print(f"rlft.bytecode: compiled what {len(names) - len(failed)} imports load"
+          + (f"; not importable here: {', '.join(failed)}" if failed else ""))
     return 0
 
 

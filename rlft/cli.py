@@ -9,6 +9,7 @@ Bad input of any kind ends with one paragraph on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ from rlft.errors import InputError, TrainingFault
 
 TRAINING_STAGES = ("base", "sft", "dpo", "rm", "ppo", "grpo")
 POLICY_STAGES = ("sft", "dpo", "ppo", "grpo")  # stages whose result is a policy the harness evaluates
+TRL_HEAD_STAGES = ("sft", "dpo", "grpo")  # stages whose TRL trainers may score tokens with TRL's fused LM head
 PREVIOUS = {"sft": None, "dpo": "sft", "rm": None, "ppo": "sft", "grpo": "sft", "base": None}
 
 
@@ -184,7 +186,10 @@ def stage_main(args) -> int:
     from rlft.stages import scored_positions_on_cpu
 
     set_seed(recipe.seed)  # everything random before the trainer seeds itself (a new head, LoRA's A) follows the seed
-    with scored_positions_on_cpu():  # TRL's log-prob head projects only scored positions on CPU too: same figures, faster
+    # TRL's log-prob head projects only the scored positions on CPU too: the same figures, faster. The
+    # stages that do not train through TRL (rlft's own PPO, base) do not import it for this.
+    switch = scored_positions_on_cpu() if args.command in TRL_HEAD_STAGES else contextlib.nullcontext()
+    with switch:
         manifest = stage.run(recipe, out, recipe_path=args.recipe, force=args.force, resume=args.resume)
     if args.command == "base" and args.export and runs.is_main_process():
         stage.export(out, Path(args.export))

@@ -94,14 +94,18 @@ def assert_adapter_moved_only_its_weights(run, parent) -> None:
 def projected_rows(monkeypatch):
     """The number of positions each call of TRL's fused LM head (the log-probs of DPO, KTO, GRPO, RLOO and
     TRL's own SFT loss) projects onto the vocabulary, in call order; `projected_rows.every_position`
-    lists the calls made while TRL's rule had the head project every position (its CPU path)."""
+    lists the calls made while TRL's rule had the head project every position (its CPU path), and
+    `projected_rows.training` those made with gradients on (a training step's, not a reference's or an
+    evaluation's)."""
+    import torch
     import trl.trainer.utils as fused
 
     class Rows(list):
         every_position: list[int]
+        training: list[int]
 
     rows, head = Rows(), fused._ChunkedLogProbFunction
-    rows.every_position = []
+    rows.every_position, rows.training = [], []
 
     class Counted(head):
         @classmethod
@@ -109,6 +113,8 @@ def projected_rows(monkeypatch):
             rows.append(hidden.shape[0])
             if not fused._use_triton(hidden.device):
                 rows.every_position.append(len(rows) - 1)
+            if torch.is_grad_enabled():
+                rows.training.append(len(rows) - 1)
             return head.apply(hidden, *args)
 
     monkeypatch.setattr(fused, "_ChunkedLogProbFunction", Counted)

@@ -81,7 +81,7 @@ def group_by_length(trainer, recipe) -> None:
 @contextlib.contextmanager
 def scored_positions_on_cpu():
     """While open, TRL's fused LM head (trl/trainer/utils.py, `add_fused_lm_head`: the log-probs of DPO,
-    KTO, GRPO and RLOO) projects onto the vocabulary only the positions whose next token it scores, on
+    KTO, GRPO and RLOO, and TRL's SFT loss on packed rows) projects onto the vocabulary only the positions whose next token it scores, on
     CPU as it does where its Triton kernel runs. Elsewhere TRL projects every position, prompt and
     padding included, and zeroes the extra rows, so that compilers such as Neuron's see fixed shapes;
     eager CPU gains nothing from them. Each scored row's figures are the same either way, up to fp32
@@ -89,8 +89,8 @@ def scored_positions_on_cpu():
 
     TRL reads that rule, `_use_triton`, from trl.trainer.utils on every call; the kernels keep their own
     copy, which picks Triton or torch tiles and stays as it is. The switch is a module global, so it
-    holds for whatever runs while it is open: `rlft.cli` opens it around one stage, from the building
-    of its trainer (DPO's precomputed reference pass runs there) to its last step."""
+    holds for whatever runs while it is open: `rlft.cli` opens it around one stage (sft, dpo or grpo),
+    from the building of its trainer (DPO's precomputed reference pass runs there) to its last step."""
     import trl.trainer.utils as fused
 
     triton_rule = fused._use_triton

@@ -15,12 +15,12 @@ Deliberate choices:
    `{% generation %}` markers, which TRL adds to the templates it knows; any other template (ChatML,
    as SmolLM2's) trains each assistant turn as a prompt/completion row with completion-only loss,
    the same tokens (tests/test_templates.py).
-4. On CPU the loss projects only the hidden states of trained tokens onto the vocabulary
-   (`ReplyLossSFTTrainer`): TRL's fused head (trl/trainer/utils.py, `add_fused_lm_head`) selects the
-   trained positions only where its Triton kernel runs, so on CPU it projects prompt and padding too,
-   in tiles, and recomputes them in the backward. GPUs and packed rows keep TRL's loss, whose head
-   projects only the trained positions on CPU too (rlft.stages.scored_positions_on_cpu, open for the
-   whole stage).
+4. On CPU the loss is one cross-entropy over the hidden states of the trained tokens only
+   (`ReplyLossSFTTrainer`). TRL's fused head (trl/trainer/utils.py, `add_fused_lm_head`) projects
+   only those positions as well while rlft.stages.scored_positions_on_cpu is open (rlft opens it for
+   the whole stage; TRL alone projects prompt and padding too on CPU), but it works in tiles and
+   recomputes them in the backward, and timed on SmolLM2 SFT steps it was the slower of the two.
+   GPUs and packed rows keep TRL's loss.
 """
 
 from __future__ import annotations
