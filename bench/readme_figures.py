@@ -215,11 +215,20 @@ def targets(runs: dict) -> list[str]:
         minutes = sum(r["wall_seconds"] + r["eval_seconds"] for r in (sft, dpo)) / 60
         lines.append(f"| sft then dpo, training and evaluation, at most 25 minutes | {minutes:.1f} minutes "
                      f"| {verdict(minutes <= 25, minutes - 25, ' minutes')} |")
+    for stage in ("ppo", "grpo"):  # RL's targets: a win over SFT, and no more forgetting than SFT's
+        r = runs.get(stage)
+        if not r:
+            continue
+        win = r["win_rate_vs_parent"]
+        lines.append(f"| {stage.upper()} win rate over SFT above 0.6 | {win:.3f} | {verdict(win > 0.6, win - 0.6)} |")
+        if sft and r["retention"] is not None and sft["retention"] is not None:
+            gap, acc = r["retention"] - sft["retention"], r["judge_task_accuracy"] - sft["judge_task_accuracy"]
+            lines.append(f"| {stage.upper()} retention at least SFT's (judged accuracy {acc:+.3f} against SFT's) "
+                         f"| {gap:+.3f} | {verdict(gap >= 0, gap)} |")
     for stage, r in sorted(runs.items(), key=lambda kv: STAGES.index(kv[0])):
-        if stage in ("sft", "dpo"):
-            secs = r["eval_seconds"]
-            lines.append(f"| `rlft eval` of the {stage} run at most 2 minutes | {secs:.0f} s "
-                         f"| {verdict(secs <= 120, secs - 120, ' s')} |")
+        secs = r["eval_seconds"]
+        lines.append(f"| `rlft eval` of the {stage} run at most 2 minutes | {secs:.0f} s "
+                     f"| {verdict(secs <= 120, secs - 120, ' s')} |")
     return lines
 
 
