@@ -9,7 +9,7 @@ and a low-level module never drags in the code above it:
   4 recipes and rewards: config, reward_models
   5 what runs on models: eval, the actor-critic, checkpoints, numeric faults, mixing
   6 the stages: each may use the shared helpers of `rlft.stages`, never a sibling stage
-  7 what drives the stages: sweep, cli
+  7 what drives the stages: sweep, cli; and set-up's bytecode, which imports every module rlft names
 A project import inside a function is allowed only where LOCAL says why. Generic code reaches the
 built-in task through `rlft.tasks` (the task interface), never by importing `rlft.tasks.harbor`.
 """
@@ -38,7 +38,7 @@ LAYERS = [
     ["rlft.eval", "rlft.eval.budget", "rlft.eval.harness", "rlft.eval.compare", "rlft.eval.verdict",
      "rlft.eval.model_judge", "rlft.actor_critic", "rlft.checkpoint", "rlft.faults", "rlft.mix"],
     ["rlft.stages", "rlft.stages.*"],
-    ["rlft.sweep", "rlft.cli"],
+    ["rlft.sweep", "rlft.cli", "rlft.bytecode"],
 ]
 
 LOCAL = {
