@@ -82,9 +82,9 @@ def group_by_length(trainer, recipe) -> None:
 def scored_positions_on_cpu():
     """While open, TRL's fused LM head (trl/trainer/utils.py, `add_fused_lm_head`: the log-probs of DPO,
     KTO, GRPO and RLOO, and TRL's SFT loss on packed rows) projects onto the vocabulary only the
-    positions whose next token it scores, on CPU as it does where its Triton kernel runs. Elsewhere TRL projects every position, prompt and
-    padding included, and zeroes the extra rows, so that compilers such as Neuron's see fixed shapes;
-    eager CPU gains nothing from them. Each scored row's figures are the same either way, up to fp32
+    positions whose next token it scores, on CPU as it does where its Triton kernel runs. Elsewhere TRL
+    projects every position, prompt and padding included, and zeroes the extra rows, so that compilers
+    such as Neuron's see fixed shapes; eager CPU gains nothing from them. Each scored row's figures are the same either way, up to fp32
     rounding (tests/test_dpo.py).
 
     TRL reads that rule, `_use_triton`, from trl.trainer.utils on every call; the kernels keep their own
