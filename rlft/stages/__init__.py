@@ -84,8 +84,8 @@ def scored_positions_on_cpu():
     KTO, GRPO and RLOO, and TRL's SFT loss on packed rows) projects onto the vocabulary only the
     positions whose next token it scores, on CPU as it does where its Triton kernel runs. Elsewhere TRL
     projects every position, prompt and padding included, and zeroes the extra rows, so that compilers
-    such as Neuron's see fixed shapes; eager CPU gains nothing from them. Each scored row's figures are the same either way, up to fp32
-    rounding (tests/test_dpo.py).
+    such as Neuron's see fixed shapes; eager CPU gains nothing from them. Each scored row's figures
+    are the same either way, up to fp32 rounding (tests/test_dpo.py).
 
     TRL reads that rule, `_use_triton`, from trl.trainer.utils on every call; the kernels keep their own
     copy, which picks Triton or torch tiles and stays as it is. The switch is a module global, so it
