@@ -245,6 +245,13 @@ def run_model(run_dir: str | Path, manifest: dict | None = None, dtype: str = "f
     return merged
 
 
+def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two models hold exactly the same weights: the same names, shapes and values, compared
+    tensor by tensor (stopping at the first that differs)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def starting_model(model_name: str, parent: str | None, dtype: str = "float32", base=None):
     """Full-precision weights a stage starts from: its parent run's policy, else the base model
     (a copy of `base` where the caller holds it)."""

@@ -43,7 +43,7 @@ def test_sft_full_writes_a_complete_evaluated_run(tiny_model_dir, runs_dir):
     ev = json.loads((run / "eval.json").read_text())
     for key in ("task_accuracy", "tone_score", "kl_task", "general_ppl_drift", "win_rate_vs_parent"):
         assert key in ev
-    assert ev["kl_task_base"] > 0  # trained weights differ from the base
+    assert ev["kl_task_base"] > 0 and not ev["policy_is_base"]  # trained weights differ from the base
     # the win rate and its counts, recomputed from the answers eval.json keeps: the held-out judge on
     # each task's pair (ours, the parent's), matched to its task by the customer's message. (On this
     # tiny model every pair ties; the check is that the harness pairs, judges and counts them right.)
@@ -155,6 +155,33 @@ def test_max_steps_zero_is_the_starting_model_as_a_run(tiny_model_dir, runs_dir)
         ours = models.run_model(run)(input_ids=ids).logits
         base = models.load_causal_lm(str(tiny_model_dir))(input_ids=ids).logits
     assert torch.equal(ours, base)
+
+
+def test_an_untrained_run_is_evaluated_as_the_base_it_is_without_the_base_s_side(tiny_model_dir, runs_dir, tmp_path,
+                                                                                  monkeypatch):
+    """The baseline holds the base's weights, so the harness takes its greedy answers as the base's and each KL
+    and drift of it as 0 rather than computing them: the same figures as the whole computation (whose KLs
+    and drift are 0 up to rounding), with the base's answers and the KL samples not generated."""
+    from rlft.eval import harness
+
+    assert _sft(tiny_model_dir, runs_dir, "train.max_steps=0", "lora.enabled=true", "eval.enabled=false") == 0
+    generated = []
+    real = harness.generate
+    monkeypatch.setattr(harness, "generate", lambda model, tok, chats, *a, **k: generated.append(len(chats))
+                        or real(model, tok, chats, *a, **k))
+    short = harness.evaluate_run(runs_dir / "sft", out=str(tmp_path / "short.json"))
+    n_short, generated[:] = sum(generated), []
+    monkeypatch.setattr(models, "same_weights", lambda a, b: False)
+    full = harness.evaluate_run(runs_dir / "sft", out=str(tmp_path / "full.json"))
+    assert short["policy_is_base"] and not full["policy_is_base"]
+    assert short["answers"] == full["answers"] and short["samples"] == full["samples"]
+    assert short["win_tie_loss_vs_parent"] == full["win_tie_loss_vs_parent"]
+    assert short["win_tie_loss_vs_parent"]["tie_share"] == 1.0
+    assert short["retention"] == full["retention"] and short["task_accuracy"] == full["task_accuracy"]
+    for key in ("kl_task", "kl_task_base", "kl_general", "general_ppl_drift"):
+        assert short[key] == 0.0 and abs(full[key]) < 1e-4, key
+    sampled = full["decoding"]["kl_and_diversity"]
+    assert sum(generated) - n_short == full["n_tasks"] + sampled["task_prompts"] + sampled["general_prompts"] > 0
 
 
 @pytest.mark.unit

@@ -29,6 +29,8 @@ class Generations:
 
 
 def prompt_ids(tok, chats: list[list[dict]]) -> list[list[int]]:
+    if not chats:  # transformers refuses an empty list as an empty conversation
+        return []
     out = tok.apply_chat_template(chats, add_generation_prompt=True, tokenize=True, return_dict=False)
     return [list(ids) for ids in out]
 

@@ -296,6 +296,9 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     parent_dir = manifest.get("parent")
     parent = models.run_model(parent_dir, base=base) if parent_dir else base
     parent_eval = read_eval(parent_dir) if parent_dir else None
+    # a run that trained no step (the prompted baseline: train.max_steps 0) holds the base's weights: its greedy
+    # answers are the base's and each of its KLs and drifts is the base's to itself, 0, so none is computed twice
+    is_base = parent is base and models.same_weights(policy, base)
     max_new, bs = ev.max_new_tokens, ev.batch_size
     print(f"eval: {run_dir} on {len(task_rows)} tasks from {tasks_spec} (split: {split})")
     lap("load")
@@ -308,7 +311,9 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     parent_fingerprint = runs.read_manifest(parent_dir)["fingerprint"] if parent_dir else None
     parent_texts = parent_answers(parent_eval, answers_key(parent_fingerprint, gen.prompt_ids, max_new)) \
         if parent_dir else None
-    if parent_texts is None and parent is base:
+    if parent_texts is None and is_base:
+        parent_texts = gen.texts
+    elif parent_texts is None and parent is base:
         parent_texts = of_the_base(recipe.model, "answers", {"prompts": gen.prompt_ids, "max_new_tokens": max_new},
                                    lambda: generate(base, tok, [t["messages"] for t in task_rows], max_new, bs).texts)
     elif parent_texts is None:
@@ -339,21 +344,26 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     # (retention), short answers that take rows the samples leave free
     pool, pool_sha, base_has = skills_the_base_has(base, tok, recipe.model, parent_eval, bs)
     skill_chats = [pool[i]["messages"] for i in base_has]
-    score, kl_result = kl_scorer([(kl_chats, [base] if parent is base else [parent, base]),
-                                  (general_prompts, [base])], tok)
-    n_samples = len(kl_chats) + len(general_prompts)
-    both = generate(policy, tok, skill_chats + kl_chats + general_prompts,
-                    [skills.MAX_NEW_TOKENS] * len(skill_chats) + [max_new] * n_samples, bs,
-                    temperature=[0.0] * len(skill_chats) + [1.0] * n_samples, seed=seed, on_batch=score)
-    task_kls, (kl_general,) = kl_result(seed)
-    kl_task, kl_task_base = task_kls if parent is not base else task_kls * 2
-    kept = retention(pool, pool_sha, base_has, both.texts[:len(skill_chats)])
+    if is_base:  # no samples: the skills' answers alone, each KL being the base's to itself
+        skill_texts = generate(policy, tok, skill_chats, skills.MAX_NEW_TOKENS, bs).texts
+        kl_task = kl_task_base = kl_general = (0.0, [0.0, 0.0])
+    else:
+        score, kl_result = kl_scorer([(kl_chats, [base] if parent is base else [parent, base]),
+                                      (general_prompts, [base])], tok)
+        n_samples = len(kl_chats) + len(general_prompts)
+        both = generate(policy, tok, skill_chats + kl_chats + general_prompts,
+                        [skills.MAX_NEW_TOKENS] * len(skill_chats) + [max_new] * n_samples, bs,
+                        temperature=[0.0] * len(skill_chats) + [1.0] * n_samples, seed=seed, on_batch=score)
+        task_kls, (kl_general,) = kl_result(seed)
+        kl_task, kl_task_base = task_kls if parent is not base else task_kls * 2
+        skill_texts = both.texts[:len(skill_chats)]
+    kept = retention(pool, pool_sha, base_has, skill_texts)
     lap("kl_and_retention")
     # the base's and the parent's NLL on the same chats come from the parent's eval.json when it holds them
     general_key = data.sha256_rows([{"revision": HARNESS_REVISION}, {"general": general}])
     known = parent_eval if (parent_eval or {}).get("general_key") == general_key else {}
     nll, _ = sequence_nll(policy, tok, general)
-    nll_base = known.get("general_nll_base")
+    nll_base = nll if is_base else known.get("general_nll_base")
     if nll_base is None:
         nll_base = of_the_base(recipe.model, "general_nll", general_key, lambda: sequence_nll(base, tok, general)[0])
     nll_parent = nll_base if parent is base else known.get("general_nll")
@@ -366,7 +376,7 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     result = {
         "harness_revision": HARNESS_REVISION,
         "run": str(run_dir), "stage": manifest["stage"], "tasks_file": tasks_spec, "split": split,
-        "n_tasks": len(task_rows),
+        "n_tasks": len(task_rows), "policy_is_base": is_base,
         "task_accuracy": mine["task_accuracy"],
         "task_accuracy_ci": list(metrics.cluster_bootstrap_interval(mine.pop("correct"), clusters, seed)),
         "fact_recall": mine["fact_recall"], "tone_score": metrics.mean(tones),
@@ -393,7 +403,8 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
                     for i in range(min(ev.n_samples, len(task_rows)))],
         "decoding": {"accuracy": "greedy", "max_new_tokens": max_new,
                      "kl_and_diversity": {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": seed,
-                                             "task_prompts": len(kl_chats), "general_prompts": len(general_prompts)}},
+                                             "task_prompts": 0 if is_base else len(kl_chats),
+                                             "general_prompts": 0 if is_base else len(general_prompts)}},
         "parent": {"run": manifest.get("parent") or recipe.model, "task_accuracy": theirs["task_accuracy"],
                    "fact_recall": theirs["fact_recall"],
                    "tone_score": metrics.mean([task_module.tone_score(c, r) for c, r in zip(customer, parent_texts)]),
