@@ -14,6 +14,7 @@ pytestmark = pytest.mark.unit  # pure functions, configs: no model is trained
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import noise  # noqa: E402
+import padding  # noqa: E402
 import ppo_vs_trl112 as ppo_bench  # noqa: E402
 
 
@@ -94,3 +95,20 @@ def test_a_forked_run_starts_where_its_parent_stands():
 def _fail_with_words() -> None:
     print("the run's own words")
     raise ValueError("failed")
+
+
+def test_the_padding_count_sees_every_token_once_and_less_padding_when_grouped():
+    """bench/padding.py on the default DPO and SFT recipes: the same real tokens both ways, each sequence
+    counted once (a pair's two chats), never more real than padded tokens, and the grouped batches of the
+    sampler rlft installs padded less than a plain shuffle."""
+    from rlft import config, models
+
+    for stage, per_row in (("dpo", 2), ("sft", 1)):
+        path = f"recipes/customer_support/{stage}.yaml"
+        recipe = config.load_recipe(stage, path, [])
+        sequences, _ = padding.rows_and_lengths(recipe, models.load_tokenizer(recipe.model), pairs=stage == "dpo")
+        assert {len(s) for s in sequences} == {per_row} and len(sequences) == recipe.data.n_train
+        counted = padding.count(path, stage)
+        plain, grouped = counted["plain"], counted["grouped"]
+        assert plain["real_tokens"] == grouped["real_tokens"] == sum(map(sum, sequences))
+        assert plain["real_share"] < grouped["real_share"] <= 1.0
