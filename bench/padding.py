@@ -4,11 +4,12 @@ length-grouped ones (`train.group_by_length`): counted from its rows and tokeniz
     python bench/padding.py recipes/smollm2/dpo.yaml [--stage dpo] [--json]
 
 The rows are those the stage trains on (the recipe's data.train, n_train, system_prompt and seed), each
-chat tokenized whole by the model's chat template. An SFT batch is padded to its longest chat; a DPO or
-reward-model batch holds each pair's chosen and rejected chat, every one padded to the longest of the
-batch (TRL's DataCollatorForPreference). Plain batches follow a shuffle seeded by the recipe's seed (the
-trainer's own shuffle differs; the share varies little from one to another); grouped batches are the
-first epoch of the sampler rlft installs (rlft.stages.group_by_length), with its lengths and its seed.
+chat tokenized whole by the model's chat template. An SFT batch (train.batch_size rows: what one forward
+pads) is padded to its longest chat; a DPO or reward-model batch holds each pair's chosen and rejected
+chat, every one padded to the longest of the batch (TRL's DataCollatorForPreference, DPO's and the
+reward trainer's). Plain batches follow a shuffle seeded by the recipe's seed (the trainer's own shuffle
+differs; the share varies little from one to another); grouped batches are the first epoch of the
+sampler rlft installs (rlft.stages.length_grouped_sampler), with the lengths rlft gives it.
 Training time on CPU follows the padded tokens, attention aside: the share says what grouping can save.
 """
 
@@ -22,11 +23,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def rows_and_lengths(recipe, tok, pairs: bool) -> tuple[list[list[int]], list[int]]:
-    """Each training row's sequences (one chat for SFT, chosen and rejected for a pair) as token counts, and
-    the length rlft groups it by (the sum of the row's token columns, as TRL tokenizes them)."""
+def rows_and_lengths(recipe, tok, stage: str) -> tuple[list[list[int]], list[int]]:
+    """Each training row's sequences as token counts (one chat for SFT; chosen and rejected for a pair), cut
+    at data.max_length as TRL cuts them (an RM pair longer than that is dropped, as TRL drops it), and the
+    length rlft groups the row by: the sum of the row's token columns as TRL tokenizes them (SFT input_ids;
+    DPO prompt_ids, chosen_ids, rejected_ids; RM chosen_ids, rejected_ids, each a whole chat)."""
     from rlft import data
 
+    pairs, limit = stage != "sft", recipe.data.max_length
     rows = data.load(recipe.data.train, "preference" if pairs else "conversational", recipe.seed,
                      recipe.data.n_train, recipe.data.system_prompt, recipe.data.augment, first_n=True,
                      task=recipe.task)
@@ -36,19 +40,21 @@ def rows_and_lengths(recipe, tok, pairs: bool) -> tuple[list[list[int]], list[in
 
     sequences, keys = [], []
     for r in rows:
-        if pairs:
-            p = n(r["prompt"], prompt=True)
-            c, j = n(r["prompt"] + r["chosen"]), n(r["prompt"] + r["rejected"])
-            sequences.append([c, j])
-            keys.append(p + (c - p) + (j - p))  # prompt_ids, chosen_ids, rejected_ids
-        else:
-            sequences.append([n(r["messages"])])
-            keys.append(sequences[-1][0])
+        if not pairs:
+            chat = n(r["messages"])
+            sequences.append([min(chat, limit)])
+            keys.append(chat)
+            continue
+        p, c, j = n(r["prompt"], prompt=True), n(r["prompt"] + r["chosen"]), n(r["prompt"] + r["rejected"])
+        if stage == "rm" and max(c, j) > limit:
+            continue
+        sequences.append([min(c, limit), min(j, limit)])
+        keys.append(c + j if stage == "rm" else p + (c - p) + (j - p))
     return sequences, keys
 
 
 def share(sequences: list[list[int]], order: list[int], batch: int) -> dict:
-    """Real and padded tokens over one epoch of batches taken in `order`."""
+    """Real and padded tokens over one epoch of batches of `batch` rows taken in `order`."""
     real = padded = 0
     for start in range(0, len(order), batch):
         rows = [sequences[i] for i in order[start:start + batch]]
@@ -60,17 +66,19 @@ def share(sequences: list[list[int]], order: list[int], batch: int) -> dict:
 
 def count(recipe_path: str, stage: str) -> dict:
     import torch
-    from transformers.trainer_pt_utils import LengthGroupedSampler
 
     from rlft import config, models
+    from rlft.stages import length_grouped_sampler
 
     recipe = config.load_recipe(stage, recipe_path, [])
+    if stage == "rm" and recipe.rm.backbone != "policy":
+        raise SystemExit(f"{recipe_path}: rm.backbone {recipe.rm.backbone} trains on plain text with its own "
+                         f"tokenizer; this count knows the policy backbone's chats only")
     tok = models.load_tokenizer(recipe.model, recipe.trust_remote_code)
-    sequences, keys = rows_and_lengths(recipe, tok, pairs=stage != "sft")
-    batch = recipe.train.batch_size * recipe.train.grad_accum
+    sequences, keys = rows_and_lengths(recipe, tok, stage)
+    batch = recipe.train.batch_size  # what one forward pads (a process's batch, each of grad_accum of them)
     plain = torch.randperm(len(keys), generator=torch.Generator().manual_seed(recipe.seed)).tolist()
-    seeded = torch.Generator().manual_seed(recipe.seed * 1_000)  # as rlft.stages.group_by_length seeds epoch 0
-    grouped = list(LengthGroupedSampler(batch, lengths=keys, generator=seeded))
+    grouped = list(length_grouped_sampler(recipe, keys, epoch=0))
     return {"recipe": recipe_path, "model": recipe.model, "rows": len(keys), "batch": batch,
             "plain": share(sequences, plain, batch), "grouped": share(sequences, grouped, batch)}
 

@@ -97,18 +97,30 @@ def _fail_with_words() -> None:
     raise ValueError("failed")
 
 
-def test_the_padding_count_sees_every_token_once_and_less_padding_when_grouped():
-    """bench/padding.py on the default DPO and SFT recipes: the same real tokens both ways, each sequence
-    counted once (a pair's two chats), never more real than padded tokens, and the grouped batches of the
-    sampler rlft installs padded less than a plain shuffle."""
-    from rlft import config, models
+def test_the_padding_count_is_what_trl_s_collator_pads_and_grouping_pads_less():
+    """bench/padding.py on the default DPO and SFT recipes: a batch of pairs counts the tokens TRL's own
+    DPO collator lays out (real ones and padded ones), both orders see the same real tokens, and the
+    grouped batches of the sampler rlft installs pad less than a shuffle."""
+    from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-    for stage, per_row in (("dpo", 2), ("sft", 1)):
-        path = f"recipes/customer_support/{stage}.yaml"
-        recipe = config.load_recipe(stage, path, [])
-        sequences, _ = padding.rows_and_lengths(recipe, models.load_tokenizer(recipe.model), pairs=stage == "dpo")
-        assert {len(s) for s in sequences} == {per_row} and len(sequences) == recipe.data.n_train
-        counted = padding.count(path, stage)
+    from rlft import config, data, models
+
+    recipe = config.load_recipe("dpo", "recipes/customer_support/dpo.yaml", [])
+    tok = models.load_tokenizer(recipe.model)
+    sequences, _ = padding.rows_and_lengths(recipe, tok, "dpo")
+    rows = data.load(recipe.data.train, "preference", recipe.seed, 4, recipe.data.system_prompt, task=recipe.task)
+    examples = []
+    for r in rows:
+        prompt = tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
+        chosen, rejected = (tok.apply_chat_template(r["prompt"] + r[k], tokenize=True, return_dict=False)
+                            for k in ("chosen", "rejected"))
+        examples.append({"prompt_ids": prompt, "chosen_ids": chosen[len(prompt):], "rejected_ids": rejected[len(prompt):]})
+    batch = DataCollatorForPreference(pad_token_id=tok.pad_token_id, max_length=recipe.data.max_length)(examples)
+    counted = padding.share(sequences[:4], [0, 1, 2, 3], 4)
+    assert (counted["padded_tokens"], counted["real_tokens"]) == (batch["input_ids"].numel(),
+                                                                   int(batch["attention_mask"].sum()))
+    for stage in ("dpo", "sft"):
+        counted = padding.count(f"recipes/customer_support/{stage}.yaml", stage)
         plain, grouped = counted["plain"], counted["grouped"]
-        assert plain["real_tokens"] == grouped["real_tokens"] == sum(map(sum, sequences))
+        assert plain["real_tokens"] == grouped["real_tokens"]
         assert plain["real_share"] < grouped["real_share"] <= 1.0

@@ -178,6 +178,8 @@ def test_an_untrained_run_is_evaluated_as_the_base_it_is_without_the_base_s_side
     assert short["win_tie_loss_vs_parent"] == full["win_tie_loss_vs_parent"]
     assert short["win_tie_loss_vs_parent"]["tie_share"] == 1.0
     assert short["retention"] == full["retention"] and short["task_accuracy"] == full["task_accuracy"]
+    assert short["parent"] == full["parent"] and short["judge"] == full["judge"]
+    assert short["general_nll_base"] == pytest.approx(full["general_nll_base"], rel=1e-5)
     for key in ("kl_task", "kl_task_base", "kl_general", "general_ppl_drift"):
         assert short[key] == 0.0 and abs(full[key]) < 1e-4, key
     sampled = full["decoding"]["kl_and_diversity"]

@@ -296,8 +296,9 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     parent_dir = manifest.get("parent")
     parent = models.run_model(parent_dir, base=base) if parent_dir else base
     parent_eval = read_eval(parent_dir) if parent_dir else None
-    # a run that trained no step (the prompted baseline: train.max_steps 0) holds the base's weights: its greedy
-    # answers are the base's and each of its KLs and drifts is the base's to itself, 0, so none is computed twice
+    # a run of no parent that trained no step (the prompted baseline: train.max_steps 0) holds the base's weights:
+    # its greedy answers serve as the base's, and each of its KLs and its drift is the base's to itself, 0,
+    # so the base's answers and the KL samples are not computed (the skills' answers are, for retention)
     is_base = parent is base and models.same_weights(policy, base)
     max_new, bs = ev.max_new_tokens, ev.batch_size
     print(f"eval: {run_dir} on {len(task_rows)} tasks from {tasks_spec} (split: {split})")
@@ -363,9 +364,10 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
     general_key = data.sha256_rows([{"revision": HARNESS_REVISION}, {"general": general}])
     known = parent_eval if (parent_eval or {}).get("general_key") == general_key else {}
     nll, _ = sequence_nll(policy, tok, general)
-    nll_base = nll if is_base else known.get("general_nll_base")
-    if nll_base is None:
-        nll_base = of_the_base(recipe.model, "general_nll", general_key, lambda: sequence_nll(base, tok, general)[0])
+    nll_base = known.get("general_nll_base")
+    if nll_base is None:  # kept per machine for the runs to come: the policy's own NLL when it is the base
+        nll_base = of_the_base(recipe.model, "general_nll", general_key,
+                               (lambda: nll) if is_base else (lambda: sequence_nll(base, tok, general)[0]))
     nll_parent = nll_base if parent is base else known.get("general_nll")
     if nll_parent is None:
         nll_parent = sequence_nll(parent, tok, general)[0]
@@ -402,9 +404,9 @@ def evaluate_run(run_dir: Path | str, tasks_file: str | None = None, out: str | 
         "samples": [{"prompt": customer[i], "response": gen.texts[i], "parent_response": parent_texts[i]}
                     for i in range(min(ev.n_samples, len(task_rows)))],
         "decoding": {"accuracy": "greedy", "max_new_tokens": max_new,
-                     "kl_and_diversity": {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": seed,
-                                             "task_prompts": 0 if is_base else len(kl_chats),
-                                             "general_prompts": 0 if is_base else len(general_prompts)}},
+                     "kl_and_diversity": None if is_base else {  # the base has no KL to itself to sample
+                         "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": seed,
+                         "task_prompts": len(kl_chats), "general_prompts": len(general_prompts)}},
         "parent": {"run": manifest.get("parent") or recipe.model, "task_accuracy": theirs["task_accuracy"],
                    "fact_recall": theirs["fact_recall"],
                    "tone_score": metrics.mean([task_module.tone_score(c, r) for c, r in zip(customer, parent_texts)]),

@@ -64,18 +64,20 @@ def group_by_length(trainer, recipe) -> None:
     lengths only from an `input_ids` column, which TRL's preference rows do not have). Its shuffle
     follows the recipe's seed and the epoch, so a resumed run sees the same batches.
     """
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-
-    batch = recipe.train.batch_size * recipe.train.grad_accum
-
     def sampler(dataset):
         columns = [c for c in dataset.column_names if c.endswith("ids")]  # input_ids, prompt_ids, chosen_ids, ...
         lengths = [sum(len(row[c]) for c in columns) for row in dataset.select_columns(columns)]
-        epoch = int(trainer.state.epoch or 0)
-        return LengthGroupedSampler(batch, lengths=lengths,
-                                    generator=torch.Generator().manual_seed(recipe.seed * 1_000 + epoch))
+        return length_grouped_sampler(recipe, lengths, int(trainer.state.epoch or 0))
 
     trainer._get_train_sampler = sampler  # the one hook Trainer offers for the order of its training rows
+
+
+def length_grouped_sampler(recipe, lengths: list[int], epoch: int):
+    """The order of one epoch's training rows under train.group_by_length (bench/padding.py counts it too)."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    return LengthGroupedSampler(recipe.train.batch_size * recipe.train.grad_accum, lengths=lengths,
+                                generator=torch.Generator().manual_seed(recipe.seed * 1_000 + epoch))
 
 
 @contextlib.contextmanager
