@@ -49,7 +49,7 @@ def rows_and_lengths(recipe, tok, stage: str) -> tuple[list[list[int]], list[int
         if stage == "rm" and max(c, j) > limit:
             continue
         sequences.append([min(c, limit), min(j, limit)])
-        keys.append(c + j if stage == "rm" else p + (c - p) + (j - p))
+        keys.append(c + j if stage == "rm" else c + j - p)  # DPO: the prompt once, then both answers
     return sequences, keys
 
 
