@@ -167,6 +167,7 @@ def collect_runs(recipe_runs: Path) -> Path:
             "judge_task_accuracy": ev["judge"]["task_accuracy"], "judge_task_accuracy_ci": ev["judge"]["task_accuracy_ci"],
             "task_accuracy": ev["task_accuracy"], "win_rate_vs_parent": ev["win_rate_vs_parent"],
             "tie_share": ev["win_tie_loss_vs_parent"]["tie_share"], "tone_score": ev["tone_score"],
+            "win_rate_ceiling": (ev.get("judge") or {}).get("win_rate_ceiling"),
             "hacking_gap": (ev.get("proxy") or {}).get("hacking_gap"), "kl_task_base": ev["kl_task_base"],
             "general_ppl_drift": ev["general_ppl_drift"], "retention": (ev.get("retention") or {}).get("retention"),
             "retention_items": len((ev.get("retention") or {}).get("kept", [])),
@@ -203,14 +204,22 @@ def targets(runs: dict) -> list[str]:
     def verdict(ok: bool, by: float, unit: str = "") -> str:
         return "met" if ok else f"missed by {abs(by):.3f}{unit}"
 
+    def win_row(stage: str, r: dict) -> str:
+        # the judge's ceiling: a tie is the best answer to a parent's answer it already ranks highest
+        win, ceiling = r["win_rate_vs_parent"], r.get("win_rate_ceiling")
+        reach = "" if ceiling is None else f" of at most {ceiling:.3f}"
+        out = ("; out of reach: no answers could score above the ceiling against this SFT run"
+               if ceiling is not None and ceiling <= 0.6 else "")
+        return f"| {stage} win rate over SFT above 0.6 | {win:.3f}{reach} | {verdict(win > 0.6, win - 0.6)}{out} |"
+
     lines = ["| target | measured | verdict |", "| --- | --- | --- |"]
     sft, dpo = runs.get("sft"), runs.get("dpo")
     if sft:
         acc = sft["judge_task_accuracy"]
         lines.append(f"| SFT judged accuracy at least 0.8 | {acc:.3f} | {verdict(acc >= 0.8, acc - 0.8)} |")
     if sft and dpo:
-        win, drop = dpo["win_rate_vs_parent"], dpo["judge_task_accuracy"] - sft["judge_task_accuracy"]
-        lines.append(f"| DPO win rate over SFT above 0.6 | {win:.3f} | {verdict(win > 0.6, win - 0.6)} |")
+        drop = dpo["judge_task_accuracy"] - sft["judge_task_accuracy"]
+        lines.append(win_row("DPO", dpo))
         lines.append(f"| DPO judged accuracy at least SFT's - 0.02 | {drop:+.3f} | {verdict(drop >= -0.02, drop + 0.02)} |")
         minutes = sum(r["wall_seconds"] + r["eval_seconds"] for r in (sft, dpo)) / 60
         lines.append(f"| sft then dpo, training and evaluation, at most 25 minutes | {minutes:.1f} minutes "
@@ -219,8 +228,7 @@ def targets(runs: dict) -> list[str]:
         r = runs.get(stage)
         if not r:
             continue
-        win = r["win_rate_vs_parent"]
-        lines.append(f"| {stage.upper()} win rate over SFT above 0.6 | {win:.3f} | {verdict(win > 0.6, win - 0.6)} |")
+        lines.append(win_row(stage.upper(), r))
         if sft and r["retention"] is not None and sft["retention"] is not None:
             gap, acc = r["retention"] - sft["retention"], r["judge_task_accuracy"] - sft["judge_task_accuracy"]
             lines.append(f"| {stage.upper()} retention at least SFT's (judged accuracy {acc:+.3f} against SFT's) "

@@ -105,6 +105,24 @@ def test_win_tie_loss_counts_and_same_answers():
     assert lo < 0.5 < hi
 
 
+def test_the_win_rate_ceiling_is_reached_by_answers_the_judge_ranks_highest_everywhere():
+    """Against a parent right (and ranked highest) on half the tasks, answers ranked highest on every task
+    win the other half and tie this half: 0.75, the ceiling; no answers score above it, worse ones below."""
+    from rlft.eval.harness import judge_section, load_tasks
+    from rlft.tasks import harbor
+    from rlft.tasks.judgement import Judgement
+
+    tasks = load_tasks("harbor_dev", 0, 8)
+    best = [t["reference"] for t in tasks]
+    assert all(harbor.judge_task(t, a).rank() == Judgement.BEST for t, a in zip(tasks, best))
+    parent = best[:4] + ["Hello."] * 4
+    section, _ = judge_section(harbor, tasks, best, parent, seed=0)
+    assert section["win_rate_ceiling"] == section["win_rate_vs_parent"] == 0.75
+    worse, _ = judge_section(harbor, tasks, ["Hello."] * 8, parent, seed=0)
+    assert worse["win_rate_ceiling"] == 0.75 and worse["win_rate_vs_parent"] == 0.25
+    assert judge_section(harbor, tasks, best, best, seed=0)[0]["win_rate_ceiling"] == 0.5
+
+
 def test_cluster_bootstrap_resamples_templates_not_tasks():
     """Two clusters: A holds ten 1s, B ten 0s. Resampling the two clusters gives means 1 (AA, p 1/4),
     0.5 (AB or BA, p 1/2) or 0 (BB, p 1/4): the 95% interval is [0, 1]. Resampling the twenty tasks

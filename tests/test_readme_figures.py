@@ -70,17 +70,20 @@ def test_a_single_seed_recipe_table_says_which_targets_were_missed_and_by_how_mu
            "mean_response_tokens": 60.0, "train_minutes": 13.0, "eval_seconds": 120.0, "wall_seconds": 780.0,
            "parent": None}
     single = {"recipe": "smollm2", "runs": {"sft": run, "dpo": {**run, "judge_task_accuracy": 0.80,
-                                                               "win_rate_vs_parent": 0.55, "parent": "sft"},
+                                                               "win_rate_vs_parent": 0.55, "parent": "sft",
+                                                               "win_rate_ceiling": 0.575},
                                             "grpo": {**run, "win_rate_vs_parent": 0.625, "retention": 0.6,
+                                                     "win_rate_ceiling": 0.75,
                                                      "judge_task_accuracy": 0.875, "eval_seconds": 130.0}}}
     table = readme_figures.runs_table(single)
     assert "| sft | base | 0.850 [0.70, 0.95] |" in table and "| dpo | sft | 0.800 [0.70, 0.95] |" in table
     assert "| SFT judged accuracy at least 0.8 | 0.850 | met |" in table
-    assert "| DPO win rate over SFT above 0.6 | 0.550 | missed by 0.050 |" in table
+    assert ("| DPO win rate over SFT above 0.6 | 0.550 of at most 0.575 | missed by 0.050; out of reach: "
+            "no answers could score above the ceiling against this SFT run |") in table
     assert "| DPO judged accuracy at least SFT's - 0.02 | -0.050 | missed by 0.030 |" in table
     assert "| 30.0 minutes | missed by 5.000 minutes |" in table  # (780 + 120) * 2 / 60
     assert "| `rlft eval` of the sft run at most 2 minutes | 120 s | met |" in table
-    assert "| GRPO win rate over SFT above 0.6 | 0.625 | met |" in table
+    assert "| GRPO win rate over SFT above 0.6 | 0.625 of at most 0.750 | met |" in table
     assert "| GRPO retention at least SFT's (judged accuracy +0.025 against SFT's) | -0.050 | missed by 0.050 |" in table
     assert "| `rlft eval` of the grpo run at most 2 minutes | 130 s | missed by 10.000 s |" in table
 

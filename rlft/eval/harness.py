@@ -23,6 +23,7 @@ from rlft.config import GrpoRecipe, PpoRecipe, Recipe, from_manifest
 from rlft.data import chitchat, probes, skills
 from rlft.eval import metrics, model_judge
 from rlft.eval.generate import generate, kl_on_answers, sequence_nll
+from rlft.tasks.judgement import Judgement
 
 HARNESS_REVISION = 2
 """Bumped whenever a scorer, a judge or a split changes: figures of different revisions are not comparable.
@@ -130,6 +131,9 @@ def judge_section(task_module: ModuleType, tasks: list[dict], ours: list[str], t
     clusters = [t["cluster"] for t in tasks]
     correct = [float(j.correct) for j in mine]
     wins = [1.0 if a.rank() > b.rank() else 0.5 if a.rank() == b.rank() else 0.0 for a, b in zip(mine, parents)]
+    # Where the parent's answer already ranks highest, the best any answer can do is a tie: the win rate
+    # of answers ranked highest on every task is the most any run can reach against this parent.
+    ceiling = [0.5 if b.rank() == Judgement.BEST else 1.0 for b in parents]
     refusals = [j.deflects for j in mine]
     parent_refusals = [j.deflects for j in parents]
     reasons: dict[str, int] = defaultdict(int)
@@ -141,6 +145,7 @@ def judge_section(task_module: ModuleType, tasks: list[dict], ours: list[str], t
             "coverage": metrics.mean([j.coverage for j in mine]), "courtesy": metrics.mean([j.courtesy for j in mine]),
             "win_rate_vs_parent": metrics.mean(wins),
             "win_tie_loss_vs_parent": win_tie_loss(wins, ours, theirs, clusters, seed),
+            "win_rate_ceiling": metrics.mean(ceiling),
             "refusal_rate": sum(refusals) / len(refusals),
             "failures": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
             "parent": {"task_accuracy": metrics.mean([float(j.correct) for j in parents]),

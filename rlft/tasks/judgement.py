@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,9 @@ class Judgement:
     deflects: bool = False
     """A refusal or deflection instead of an answer: `rlft verdict` refuses a run that deflects more than its
     parent (a tone gain bought by refusing is no gain)."""
+
+    BEST: ClassVar[tuple[bool, float, float]] = (True, 1.0, 1.0)
+    """The highest rank: correct, everything said, every courtesy habit kept. No answer beats one ranked so."""
 
     def rank(self) -> tuple[bool, float, float]:
         """Pairwise order of two answers to the same task: correct first, then coverage, then courtesy."""
