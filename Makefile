@@ -89,10 +89,12 @@ eval: $(STAMP)  ## evaluate the latest runs of RECIPE again (writes eval.json)
 table: $(STAMP)  ## print the results table of the finished runs of RECIPE
 	@$(PY) -m rlft.cli table $(STAGE_DIRS)
 
-# SFT continued from the SFT run for as many steps as DPO takes (1000 pairs / 16 = 63):
+# SFT continued from the SFT run for as many steps as the DPO run took (its manifest's metrics.steps):
 # the control arm that says whether DPO's change is more than extra training.
 compare: sft dpo ppo grpo  ## SFT, DPO, PPO, GRPO and SFT continued for DPO's budget; report.md, report.json, plots
-	$(RLFT) sft --recipe $(RECIPE)/sft.yaml --set parent=$(RUNS)/$(NAME)/sft --set train.max_steps=63 \
+	$(RLFT) sft --recipe $(RECIPE)/sft.yaml --set parent=$(RUNS)/$(NAME)/sft \
+	  --set train.max_steps=$$($(PY) -c "import json, sys; print(json.load(open(sys.argv[1]))['metrics']['steps'])" \
+	    $(RUNS)/$(NAME)/dpo/manifest.json) \
 	  --output-dir $(RUNS)/$(NAME)/sft_continued $(SETS)
 	$(PY) -m rlft.cli compare $(RUNS)/$(NAME)/sft $(RUNS)/$(NAME)/dpo $(RUNS)/$(NAME)/ppo $(RUNS)/$(NAME)/grpo \
 	  $(RUNS)/$(NAME)/sft_continued --out $(RUNS)/$(NAME)/compare
