@@ -148,7 +148,10 @@ def judge_table(measured: dict) -> str:
     return "\n".join(lines)
 
 
-STAGES = ("prompted", "sft", "dpo", "ppo", "grpo")  # a single-seed recipe's runs, in the README's order
+# a single-seed recipe's runs, in the README's order (sft_continued: make compare's control arm)
+STAGES = ("prompted", "sft", "dpo", "sft_continued", "ppo", "grpo")
+RM_FIGURES = ("pair_accuracy", "pair_accuracy_by_kind", "length_bias_unpadded_wins", "length_bias_pass",
+              "intent_probe_right_above_other", "train_val_gap")
 
 
 def collect_runs(recipe_runs: Path) -> Path:
@@ -156,7 +159,13 @@ def collect_runs(recipe_runs: Path) -> Path:
     their eval.json (the test split) and manifests, in bench/measured/<recipe>.json. A run missing
     from the folder keeps the row kept before, with the date it was measured on."""
     path = MEASURED / f"{recipe_runs.name}.json"
-    kept = json.loads(path.read_text())["runs"] if path.is_file() else {}
+    before = json.loads(path.read_text()) if path.is_file() else {}
+    kept, rm = before.get("runs", {}), before.get("rm")
+    if (recipe_runs / "rm" / "eval.json").is_file():  # the reward model measures itself (no harness)
+        ev, manifest = (json.loads((recipe_runs / "rm" / f).read_text()) for f in ("eval.json", "manifest.json"))
+        rm = {**{k: ev[k] for k in RM_FIGURES}, "train_minutes": manifest["metrics"]["train_minutes"],
+              "n_train": manifest["data"]["n_train"], "n_val": manifest["data"]["n_val"],
+              "measured_on": manifest["finished_at"][:10]}
     for stage in STAGES:
         run = recipe_runs / stage
         if not (run / "eval.json").is_file():
@@ -176,7 +185,8 @@ def collect_runs(recipe_runs: Path) -> Path:
             "n_train": manifest["data"]["n_train"], "parent": Path(manifest["parent"]).name if manifest.get("parent") else None,
             "measured_on": manifest["finished_at"][:10]}
     MEASURED.mkdir(exist_ok=True)
-    path.write_text(json.dumps({"recipe": recipe_runs.name, "runs": kept}, indent=1, sort_keys=True) + "\n")
+    path.write_text(json.dumps({"recipe": recipe_runs.name, "runs": kept, **({"rm": rm} if rm else {})},
+                               indent=1, sort_keys=True) + "\n")
     return path
 
 
@@ -196,6 +206,15 @@ def runs_table(kept: dict) -> str:
         cells += [("–" if r[k] is None else f"{r[k]:.3f}") for k, _ in cols[1:]]
         lines.append(f"| {stage} | {r['parent'] or 'base'} | " + " | ".join(cells)
                      + f" | {r['train_minutes'] or 0:.1f} | {r['eval_seconds']:.0f} | {r.get('measured_on', '–')} |")
+    rm = kept.get("rm")
+    if rm:
+        kinds = ", ".join(f"{k} {v:.3f}" for k, v in rm["pair_accuracy_by_kind"].items())
+        lines += ["", f"The reward model (`rm`, {rm['n_train']} pairs, {rm['train_minutes']:.1f} train minutes, "
+                      f"{rm['measured_on']}): pair accuracy {rm['pair_accuracy']:.3f} on {rm['n_val']} held-out pairs "
+                      f"({kinds}); the right answer above a polite answer to another intent on "
+                      f"{rm['intent_probe_right_above_other']:.3f} of dev tasks; length probe "
+                      f"{'passed' if rm['length_bias_pass'] else 'failed'} (an answer scores at least itself padded with "
+                      f"filler on {rm['length_bias_unpadded_wins']:.3f} of pairs)."]
     return "\n".join(lines + ["", *targets(kept["runs"])])
 
 

@@ -75,7 +75,16 @@ def test_a_single_seed_recipe_table_says_which_targets_were_missed_and_by_how_mu
                                             "grpo": {**run, "win_rate_vs_parent": 0.625, "retention": 0.6,
                                                      "win_rate_ceiling": 0.75,
                                                      "judge_task_accuracy": 0.875, "eval_seconds": 130.0}}}
+    single["runs"]["sft_continued"] = {**run, "parent": "sft"}
+    single["rm"] = {"pair_accuracy": 0.9, "pair_accuracy_by_kind": {"tone": 1.0, "facts": 0.8}, "train_minutes": 7.0,
+                    "length_bias_unpadded_wins": 0.95, "length_bias_pass": True, "intent_probe_right_above_other": 0.7,
+                    "train_val_gap": 0.0, "n_train": 400, "n_val": 100, "measured_on": "2026-12-02"}
     table = readme_figures.runs_table(single)
+    rows = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| ") and " | base |" in line
+            or " | sft | " in line]
+    assert rows == ["| sft", "| dpo", "| sft_continued", "| grpo"]  # the README's order, the control arm after DPO
+    assert "pair accuracy 0.900 on 100 held-out pairs (tone 1.000, facts 0.800)" in table
+    assert "another intent on 0.700 of dev tasks; length probe passed" in table
     assert "| sft | base | 0.850 [0.70, 0.95] |" in table and "| dpo | sft | 0.800 [0.70, 0.95] |" in table
     assert "| SFT judged accuracy at least 0.8 | 0.850 | met |" in table
     assert ("| DPO win rate over SFT above 0.6 | 0.550 of at most 0.575 | missed by 0.050; out of reach: "
