@@ -92,9 +92,10 @@ table: $(STAMP)  ## print the results table of the finished runs of RECIPE
 # SFT continued from the SFT run for as many steps as the DPO run took (its manifest's metrics.steps):
 # the control arm that says whether DPO's change is more than extra training.
 compare: sft dpo ppo grpo  ## SFT, DPO, PPO, GRPO and SFT continued for DPO's budget; report.md, report.json, plots
-	$(RLFT) sft --recipe $(RECIPE)/sft.yaml --set parent=$(RUNS)/$(NAME)/sft \
-	  --set train.max_steps=$$($(PY) -c "import json, sys; print(json.load(open(sys.argv[1]))['metrics']['steps'])" \
-	    $(RUNS)/$(NAME)/dpo/manifest.json) \
+	steps=$$($(PY) -c "import json, sys; print(json.load(open(sys.argv[1]))['metrics']['steps'])" \
+	  $(RUNS)/$(NAME)/dpo/manifest.json) \
+	  || { echo "make compare: no finished dpo run in $(RUNS)/$(NAME)/dpo" >&2; exit 2; }; \
+	$(RLFT) sft --recipe $(RECIPE)/sft.yaml --set parent=$(RUNS)/$(NAME)/sft --set train.max_steps=$$steps \
 	  --output-dir $(RUNS)/$(NAME)/sft_continued $(SETS)
 	$(PY) -m rlft.cli compare $(RUNS)/$(NAME)/sft $(RUNS)/$(NAME)/dpo $(RUNS)/$(NAME)/ppo $(RUNS)/$(NAME)/grpo \
 	  $(RUNS)/$(NAME)/sft_continued --out $(RUNS)/$(NAME)/compare

@@ -9,7 +9,8 @@ pads) is padded to its longest chat; a DPO or reward-model batch holds each pair
 chat, every one padded to the longest of the batch (TRL's DataCollatorForPreference, DPO's and the
 reward trainer's). Plain batches follow a shuffle seeded by the recipe's seed (the trainer's own shuffle
 differs; the share varies little from one to another); grouped batches are the first epoch of the
-sampler rlft installs (rlft.stages.length_grouped_sampler), with the lengths rlft gives it.
+sampler rlft installs (rlft.stages.length_grouped_sampler), with the lengths rlft gives it. Validation rows
+(data.validation, n_val) are counted in file order and longest first, as rlft evaluates them under grouping.
 Training time on CPU follows the padded tokens, attention aside: the share says what grouping can save.
 """
 
@@ -23,17 +24,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def rows_and_lengths(recipe, tok, stage: str) -> tuple[list[list[int]], list[int]]:
+def rows_and_lengths(recipe, tok, stage: str, split: str = "train") -> tuple[list[list[int]], list[int]]:
     """Each training row's sequences as token counts (one chat for SFT; chosen and rejected for a pair), cut
     at data.max_length as TRL cuts them (an RM pair longer than that is dropped, as TRL drops it), and the
     length rlft groups the row by: the sum of the row's token columns as TRL tokenizes them (SFT input_ids;
     DPO prompt_ids, chosen_ids, rejected_ids; RM chosen_ids, rejected_ids, each a whole chat)."""
     from rlft import data
 
-    pairs, limit = stage != "sft", recipe.data.max_length
-    rows = data.load(recipe.data.train, "preference" if pairs else "conversational", recipe.seed,
-                     recipe.data.n_train, recipe.data.system_prompt, recipe.data.augment, first_n=True,
-                     task=recipe.task)
+    pairs, limit, kind = stage != "sft", recipe.data.max_length, "preference" if stage != "sft" else "conversational"
+    rows = (data.load(recipe.data.train, kind, recipe.seed, recipe.data.n_train, recipe.data.system_prompt,
+                      recipe.data.augment, first_n=True, task=recipe.task) if split == "train" else
+            data.load(recipe.data.validation, kind, recipe.seed, recipe.data.n_val, recipe.data.system_prompt,
+                      task=recipe.task))  # as the stages load them
 
     def n(messages: list[dict], prompt: bool = False) -> int:
         return len(tok.apply_chat_template(messages, add_generation_prompt=prompt, tokenize=True, return_dict=False))
@@ -79,8 +81,14 @@ def count(recipe_path: str, stage: str) -> dict:
     batch = recipe.train.batch_size  # what one forward pads (a process's batch, each of grad_accum of them)
     plain = torch.randperm(len(keys), generator=torch.Generator().manual_seed(recipe.seed)).tolist()
     grouped = list(length_grouped_sampler(recipe, keys, epoch=0))
-    return {"recipe": recipe_path, "model": recipe.model, "rows": len(keys), "batch": batch,
-            "plain": share(sequences, plain, batch), "grouped": share(sequences, grouped, batch)}
+    out = {"recipe": recipe_path, "model": recipe.model, "rows": len(keys), "batch": batch,
+           "plain": share(sequences, plain, batch), "grouped": share(sequences, grouped, batch)}
+    if recipe.data.validation:  # evaluated in file order, or longest first under group_by_length
+        sequences, keys = rows_and_lengths(recipe, tok, stage, "validation")
+        longest_first = sorted(range(len(keys)), key=lambda i: -keys[i])
+        out["validation"] = {"rows": len(keys), "file_order": share(sequences, list(range(len(keys))), batch),
+                             "longest_first": share(sequences, longest_first, batch)}
+    return out
 
 
 def main() -> int:
@@ -100,6 +108,12 @@ def main() -> int:
     for side in ("plain", "grouped"):
         r = result[side]
         print(f"  {side:8s} {r['real_tokens']:,} real of {r['padded_tokens']:,} tokens: {r['real_share']:.0%}")
+    val = result.get("validation")
+    if val:
+        print(f"validation: {val['rows']} rows")
+        for side in ("file_order", "longest_first"):
+            r = val[side]
+            print(f"  {side:13s} {r['real_tokens']:,} real of {r['padded_tokens']:,} tokens: {r['real_share']:.0%}")
     return 0
 
 

@@ -209,12 +209,13 @@ def runs_table(kept: dict) -> str:
     rm = kept.get("rm")
     if rm:
         kinds = ", ".join(f"{k} {v:.3f}" for k, v in rm["pair_accuracy_by_kind"].items())
+        held = f"{rm['n_val']} held-out pairs" if rm["n_val"] else "training pairs (it had no validation pairs)"
         lines += ["", f"The reward model (`rm`, {rm['n_train']} pairs, {rm['train_minutes']:.1f} train minutes, "
-                      f"{rm['measured_on']}): pair accuracy {rm['pair_accuracy']:.3f} on {rm['n_val']} held-out pairs "
-                      f"({kinds}); the right answer above a polite answer to another intent on "
+                      f"{rm['measured_on']}): pair accuracy {rm['pair_accuracy']:.3f} on {held} ({kinds}); the "
+                      f"right answer above a polite answer to another intent on "
                       f"{rm['intent_probe_right_above_other']:.3f} of dev tasks; length probe "
-                      f"{'passed' if rm['length_bias_pass'] else 'failed'} (an answer scores at least itself padded with "
-                      f"filler on {rm['length_bias_unpadded_wins']:.3f} of pairs)."]
+                      f"{'passed' if rm['length_bias_pass'] else 'failed'} (an answer scores at least itself padded "
+                      f"with filler on {rm['length_bias_unpadded_wins']:.3f} of pairs)."]
     return "\n".join(lines + ["", *targets(kept["runs"])])
 
 
@@ -227,8 +228,7 @@ def targets(runs: dict) -> list[str]:
         # the judge's ceiling: a tie is the best answer to a parent's answer it already ranks highest
         win, ceiling = r["win_rate_vs_parent"], r.get("win_rate_ceiling")
         reach = "" if ceiling is None else f" of at most {ceiling:.3f}"
-        out = ("; out of reach: no answers could score above the ceiling against this SFT run"
-               if ceiling is not None and ceiling <= 0.6 else "")
+        out = "; out of reach: the ceiling is not above 0.6" if ceiling is not None and ceiling <= 0.6 else ""
         return f"| {stage} win rate over SFT above 0.6 | {win:.3f}{reach} | {verdict(win > 0.6, win - 0.6)}{out} |"
 
     lines = ["| target | measured | verdict |", "| --- | --- | --- |"]

@@ -208,6 +208,8 @@ CLI_CASES = [
     ("unknown scheduler", "sft", ["train.lr_scheduler=bogus"], None, {}, "train.lr_scheduler 'bogus'"),
     ("unknown optimizer", "sft", ["train.optim=bogus"], None, {}, "train.optim 'bogus'"),
     ("zero dpo beta", "dpo", ["dpo.beta=0"], None, {}, "dpo.beta must be positive"),
+    ("kto in length-grouped batches", "dpo", ["dpo.loss_type=[kto]"], None, {},
+     "train.group_by_length would reorder them"),  # the shipped recipe groups pairs by length
     ("save not a multiple of eval", "sft", ["train.save_steps=7"], None, {}, "must be a multiple of train.eval_steps"),
     ("unknown eval reward", "sft", ["eval.reward=politeness"], None, {}, "unknown reward 'politeness'"),
     ("unknown ppo reward", "ppo", ["ppo.reward=politeness"], None, {}, "ppo.reward: unknown reward 'politeness'"),

@@ -76,7 +76,7 @@ def test_each_loss_trains(tiny_model_dir, sft_runs, loss):
     """Two steps of each loss (the first at warmup's lr 0) move the new adapter the way every one of
     them asks: on the training pairs, chosen answers gain log-probability over rejected ones."""
     out = f"dpo_loss_{loss.replace(',', '_')}"
-    extra = ["dpo.label_smoothing=0.1"] if loss == "robust" else []
+    extra = {"robust": ["dpo.label_smoothing=0.1"], "kto": ["train.group_by_length=false"]}.get(loss, [])
     assert _run("dpo", tiny_model_dir, sft_runs, out, f"parent={sft_runs / 'sft_full'}", "train.max_steps=2",
                 f"dpo.loss_type=[{loss}]", *extra) == 0
     manifest = json.loads((sft_runs / out / "manifest.json").read_text())
@@ -136,6 +136,33 @@ def test_dpo_and_rm_train_with_length_grouped_pairs(tiny_model_dir, sft_runs, tm
     assert any(v.abs().sum() > 0 for k, v in adapter.items() if "lora_B" in k)
     scorer, base = (load_file(str(d / "model.safetensors")) for d in (tmp_path / "rm" / "model", tiny_model_dir))
     assert any(not torch.equal(scorer[k], base[k]) for k in base if k in scorer)
+
+
+def test_length_grouped_validation_batches_pad_less_and_keep_every_per_pair_figure(tiny_model_dir, sft_runs, tmp_path):
+    """Under train.group_by_length the validation pairs are evaluated longest first: fewer padded tokens than
+    in file order, and with full batches the same figures that are means over pairs."""
+    from rlft import config
+    from rlft.stages import dpo, group_by_length
+
+    recipe = config.load_recipe("dpo", "recipes/customer_support/dpo.yaml",
+                                [f"model={tiny_model_dir}", f"parent={sft_runs / 'sft_lora'}", "lora.r=4",
+                                 "train.batch_size=4", "dpo.loss_type=[sigmoid]", "train.group_by_length=false",
+                                 "eval.enabled=false"])
+    tok = models.load_tokenizer(recipe.model)
+    rows = data.load("harbor_pairs_val", "preference", 0, 16)
+    trainer, _ = dpo.build_trainer(recipe, tok, rows[:4], rows, tmp_path)
+
+    def padded_and_figures():
+        padded = sum(b["input_ids"].numel() for b in trainer.get_eval_dataloader())  # chosen and rejected rows
+        return padded, trainer.evaluate()
+
+    padded, in_file_order = padded_and_figures()
+    group_by_length(trainer, recipe)
+    padded_sorted, longest_first = padded_and_figures()
+    assert padded_sorted < padded
+    for key in ("eval_loss", "eval_rewards/chosen", "eval_rewards/rejected", "eval_rewards/accuracies",
+                "eval_rewards/margins", "eval_logps/chosen", "eval_logps/rejected"):
+        assert longest_first[key] == pytest.approx(in_file_order[key], rel=1e-4, abs=1e-5), key
 
 
 @pytest.mark.parametrize("steps,eval_steps,evaluations", [(2, 2, 2), (2, 0, 2), (3, 2, 3)])

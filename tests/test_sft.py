@@ -205,6 +205,12 @@ def test_length_grouping_pads_less_than_random_order_and_keeps_every_row():
         class state:
             epoch = 0
 
+        class args:
+            world_size = 1
+
+        def _get_eval_sampler(self, dataset):
+            return "file order"
+
     trainer = FakeTrainer()
     group_by_length(trainer, recipe)
     order = list(trainer._get_train_sampler(dataset))
@@ -216,6 +222,11 @@ def test_length_grouping_pads_less_than_random_order_and_keeps_every_row():
 
     shuffled = torch.randperm(len(ids), generator=torch.Generator().manual_seed(0)).tolist()
     assert padding(order) < 0.5 * padding(shuffled)
+    evaluated = list(trainer._get_eval_sampler(dataset))  # longest first: every row, less padding still
+    assert sorted(evaluated) == list(range(len(ids))) and padding(evaluated) <= padding(order)
+    assert [len(ids[i]) for i in evaluated] == sorted(map(len, ids), reverse=True)
+    trainer.args.world_size = 2  # several processes: each takes its share in file order, as transformers does
+    assert trainer._get_eval_sampler(dataset) == "file order"
 
 
 def test_sft_trains_with_length_grouped_batches(tiny_model_dir, runs_dir):

@@ -63,13 +63,32 @@ def group_by_length(trainer, recipe) -> None:
     together, so that DPO's and the reward model's pairs group as SFT's chats do (transformers infers
     lengths only from an `input_ids` column, which TRL's preference rows do not have). Its shuffle
     follows the recipe's seed and the epoch, so a resumed run sees the same batches.
+
+    The trainer's evaluations in one process (validation, and DPO's and SFT's scoring of training rows for
+    the train/validation gap; `predict` too) take their rows longest first, so that each batch holds rows of
+    similar length too. A figure that is a mean over rows (DPO's rewards and accuracies, the reward trainer's
+    accuracy) is the same in any order when every batch is full; one averaged over a batch's tokens (SFT's
+    loss, DPO's NLL term in [sigmoid, sft]) weighs rows a little differently than in file order.
     """
     def sampler(dataset):
-        columns = [c for c in dataset.column_names if c.endswith("ids")]  # input_ids, prompt_ids, chosen_ids, ...
-        lengths = [sum(len(row[c]) for c in columns) for row in dataset.select_columns(columns)]
-        return length_grouped_sampler(recipe, lengths, int(trainer.state.epoch or 0))
+        return length_grouped_sampler(recipe, _lengths(dataset), int(trainer.state.epoch or 0))
 
-    trainer._get_train_sampler = sampler  # the one hook Trainer offers for the order of its training rows
+    in_file_order = trainer._get_eval_sampler
+
+    def longest_first(dataset):
+        if dataset is None or trainer.args.world_size > 1:  # several processes: each takes its share in order
+            return in_file_order(dataset)
+        lengths = _lengths(dataset)
+        return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+    trainer._get_train_sampler = sampler  # the hooks Trainer offers for the order of its rows
+    trainer._get_eval_sampler = longest_first
+
+
+def _lengths(dataset) -> list[int]:
+    """Each tokenized row's length: the sum of its token columns (input_ids, prompt_ids, chosen_ids, ...)."""
+    columns = [c for c in dataset.column_names if c.endswith("ids")]
+    return [sum(len(row[c]) for c in columns) for row in dataset.select_columns(columns)]
 
 
 def length_grouped_sampler(recipe, lengths: list[int], epoch: int):

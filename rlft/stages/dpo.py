@@ -76,6 +76,10 @@ def run(recipe: DpoRecipe, out: Path, recipe_path: str | None = None, force: boo
         if loss not in PAIRWISE_LOSSES and not alone:
             raise InputError(f"dpo.loss_type: unknown loss {loss!r}; known: {', '.join(PAIRWISE_LOSSES)}, "
                              f"or one of [kto], [orpo], [simpo] alone")
+    if kto and recipe.train.group_by_length:  # TRL's KTOConfig trains in file order (train_sampling_strategy)
+        raise InputError("dpo.loss_type [kto] estimates its KL term from each row's neighbours in a batch taken in "
+                         "file order (TRL's KTOTrainer); train.group_by_length would reorder them: set "
+                         "train.group_by_length: false (--set train.group_by_length=false)")
     # --- inputs: tokenizer, parent, data (all checked before anything is written) ---
     tok, tok_sha, parent_manifest = tokenizer_and_parent(recipe, "dpo")
     train_rows = data.load(recipe.data.train, "preference", recipe.seed, recipe.data.n_train,
