@@ -70,7 +70,7 @@ def count(recipe_path: str, stage: str) -> dict:
     import torch
 
     from rlft import config, models
-    from rlft.stages import length_grouped_sampler
+    from rlft.stages import length_grouped_sampler, longest_first
 
     recipe = config.load_recipe(stage, recipe_path, [])
     if stage == "rm" and recipe.rm.backbone != "policy":
@@ -85,9 +85,8 @@ def count(recipe_path: str, stage: str) -> dict:
            "plain": share(sequences, plain, batch), "grouped": share(sequences, grouped, batch)}
     if recipe.data.validation:  # evaluated in file order, or longest first under group_by_length
         sequences, keys = rows_and_lengths(recipe, tok, stage, "validation")
-        longest_first = sorted(range(len(keys)), key=lambda i: -keys[i])
         out["validation"] = {"rows": len(keys), "file_order": share(sequences, list(range(len(keys))), batch),
-                             "longest_first": share(sequences, longest_first, batch)}
+                             "longest_first": share(sequences, longest_first(keys), batch)}
     return out
 
 

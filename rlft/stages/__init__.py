@@ -75,20 +75,24 @@ def group_by_length(trainer, recipe) -> None:
 
     in_file_order = trainer._get_eval_sampler
 
-    def longest_first(dataset):
+    def eval_sampler(dataset):
         if dataset is None or trainer.args.world_size > 1:  # several processes: each takes its share in order
             return in_file_order(dataset)
-        lengths = _lengths(dataset)
-        return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        return longest_first(_lengths(dataset))
 
     trainer._get_train_sampler = sampler  # the hooks Trainer offers for the order of its rows
-    trainer._get_eval_sampler = longest_first
+    trainer._get_eval_sampler = eval_sampler
 
 
 def _lengths(dataset) -> list[int]:
     """Each tokenized row's length: the sum of its token columns (input_ids, prompt_ids, chosen_ids, ...)."""
     columns = [c for c in dataset.column_names if c.endswith("ids")]
     return [sum(len(row[c]) for c in columns) for row in dataset.select_columns(columns)]
+
+
+def longest_first(lengths: list[int]) -> list[int]:
+    """The order of an evaluation's rows under train.group_by_length (bench/padding.py counts it too)."""
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
 def length_grouped_sampler(recipe, lengths: list[int], epoch: int):
