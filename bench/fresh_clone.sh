@@ -5,22 +5,31 @@
 # Writes bench/fresh_clone.md and bench/e2e.json in this repository and prints the table.
 # About 30 minutes on 2 CPU cores; COMPARE=0 stops after dpo (8 minutes).
 #   bash bench/fresh_clone.sh [TARGET_DIR]        (make bench-e2e)
+# RECIPE=recipes/smollm2 COMPARE=0 bash bench/fresh_clone.sh: that recipe's pipeline instead, written to
+# bench/fresh_clone_smollm2.md and bench/e2e_smollm2.json (about 25 minutes).
+# Like a new user's machine, the clone starts with an empty RLFT_CACHE (rlft-tiny, SmolLM2's conversion
+# and the base's evaluation figures are all made again) unless RLFT_CACHE is set.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 dest=${1:-$(mktemp -d)/rlft}
+recipe=${RECIPE:-}
+suffix=${recipe:+_$(basename "$recipe")}
 git clone -q "$src" "$dest"
 cd "$dest"
-t() { local s=$(date +%s); "$@" > "log-$1-$2.txt" 2>&1; echo $(( $(date +%s) - s )); }
-setup=$(t make setup)
-sft=$(t make sft)
-dpo=$(t make dpo)
+export RLFT_CACHE=${RLFT_CACHE:-$(dirname "$dest")/rlft-cache}
+mk=(make ${recipe:+RECIPE=$recipe})
+t() { local s=$(date +%s); "${mk[@]}" "$1" > "log-make-$1.txt" 2>&1; echo $(( $(date +%s) - s )); }
+setup=$(t setup)
+sft=$(t sft)
+dpo=$(t dpo)
 compare=null
-if [ "${COMPARE:-1}" = 1 ]; then compare=$(t make compare); fi
+if [ "${COMPARE:-1}" = 1 ]; then compare=$(t compare); fi
 commit=$(git rev-parse --short HEAD)
+command="${recipe:+RECIPE=$recipe COMPARE=${COMPARE:-1} }bash bench/fresh_clone.sh"
 {
-  echo "# Fresh clone on $(nproc) CPU cores, $(date -u +%F), commit $commit"
+  echo "# Fresh clone on $(nproc) CPU cores, $(date -u +%F), commit $commit${recipe:+, $recipe}"
   echo
-  echo "Command: \`bash bench/fresh_clone.sh\` (\`make bench-e2e\`)."
+  echo "Command: \`$command\`$([ -n "$recipe" ] || echo " (\`make bench-e2e\`)")."
   echo
   echo "| step | seconds |"
   echo "|---|---|"
@@ -30,10 +39,11 @@ commit=$(git rev-parse --short HEAD)
   echo "| make sft dpo, set-up included | $(( setup + sft + dpo )) |"
   if [ "$compare" != null ]; then echo "| make compare (after sft dpo: ppo, grpo, sft_continued, report) | $compare |"; fi
   echo
-  make -s table
-} | tee "$src/bench/fresh_clone.md"
-cat > "$src/bench/e2e.json" <<EOF
-{"command": "bash bench/fresh_clone.sh", "date": "$(date -u +%F)", "commit": "$commit", "cores": $(nproc),
+  "${mk[@]}" -s table
+} | tee "$src/bench/fresh_clone$suffix.md"
+cat > "$src/bench/e2e$suffix.json" <<EOF
+{"command": "$command", "recipe": "${recipe:-recipes/customer_support}", "date": "$(date -u +%F)",
+ "commit": "$commit", "cores": $(nproc),
  "setup_s": $setup, "sft_s": $sft, "dpo_s": $dpo, "sft_dpo_with_setup_s": $(( setup + sft + dpo )),
  "compare_after_sft_dpo_s": $compare}
 EOF

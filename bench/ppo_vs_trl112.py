@@ -22,12 +22,13 @@ vocabulary 256, a word-level tokenizer); the reward is 0.25 for every target tok
 in an 8-token response; 16 prompts per update, 4 PPO epochs x 2 minibatches, 20 updates. `88m` is the
 backbone of bench/ppo_memory.py (hidden 768, 12 layers, rlft-tiny's vocabulary of 4096, tied
 embeddings, random weights): the same reward, 16 prompts of 16 tokens, 32-token responses, 2 epochs x
-2 minibatches, 2 updates (one timed).
+2 minibatches, 2 updates (one timed). `toy-lambda1` is the toy with GAE lambda 1 on both sides, run for
+its reward only.
 
 The same settings on both sides (`OPTIMIZER`, read by tests/test_bench.py for both configurations):
 AdamW, lr 5e-3 constant, betas (0.9, 0.999), eps 1e-5, no weight decay, no gradient clipping (TRL 1.12's
 PPO loop never clips, whatever max_grad_norm says), LoRA r 8 on every linear layer (and the LM head when
-untied), T 0.7, kl_coef 0.05, vf_coef 0.1, no missing-EOS penalty. What differs is each design: TRL 1.12
+untied), T 0.7, kl_coef 0.05, vf_coef 0.1, gamma 1, GAE lambda 0.95, no missing-EOS penalty. What differs is each design: TRL 1.12
 trains a full-size critic (a second model, all its weights) in one loss with the policy; rlft trains a
 value adapter and head on the one backbone, with its own forward and backward.
 
@@ -64,7 +65,12 @@ SIZES = {
     "88m": {"vocab": 4096, "hidden": 768, "intermediate": 2048, "layers": 12, "heads": 12, "kv_heads": 12,
             "tied": True, "prompt": 16, "response": 32, "batch": 16, "mini_batches": 2, "epochs": 2, "updates": 2},
 }
-PPO = {"temperature": 0.7, "kl_coef": 0.05, "vf_coef": 0.1, "cliprange": 0.2, "cliprange_value": 0.2}
+# The toy again with GAE lambda 1 on both sides: each advantage is the Monte-Carlo return minus the value, so
+# the critic is only a baseline and no advantage is built from its estimates of later states. Its reward row
+# says how much of the toy's reward difference is the critic (a full model in TRL, an adapter in rlft).
+SIZES["toy-lambda1"] = {**SIZES["toy"], "lam": 1.0, "reward_only": True}
+PPO = {"temperature": 0.7, "kl_coef": 0.05, "vf_coef": 0.1, "cliprange": 0.2, "cliprange_value": 0.2, "gamma": 1.0,
+       "lam": 0.95}
 SEED = 0
 TARGET = "<= 0.8"
 """rlft's seconds per update over TRL 1.12's without its per-update collector (issue: benchmarks that
@@ -132,8 +138,13 @@ def rlft_recipe(s: dict):
     ppo = PpoCfg(updates=s["updates"], rollout_batch_size=s["batch"], forward_batch_size=s["batch"],
                  mini_batches=s["mini_batches"], micro_batch_size=s["batch"] // s["mini_batches"],
                  ppo_epochs=s["epochs"], response_length=s["response"], missing_eos_penalty=None,
-                 sample_every=10**9, **PPO)
+                 sample_every=10**9, **ppo_settings(s))
     return PpoRecipe(seed=SEED, train=train, ppo=ppo)
+
+
+def ppo_settings(s: dict) -> dict:
+    """PPO's settings for a size, the same on both sides: PPO, with the size's own GAE lambda if it has one."""
+    return {**PPO, "lam": s.get("lam", PPO["lam"])}
 
 
 def trl_optimizer_args() -> dict:
@@ -187,8 +198,12 @@ def run_rlft(s: dict) -> dict:
     trainable = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n) + sum(
         p.numel() for p in head.parameters())
     weights = sum(p.numel() for p in model.parameters()) + sum(p.numel() for p in head.parameters())
-    return summary("rlft", [m["objective/scores"] for m in history], [m["objective/kl"] for m in history],
-                   starts[1:], None, trainable, weights, floor)
+    out = summary("rlft", [m["objective/scores"] for m in history], [m["objective/kl"] for m in history],
+                  starts[1:], None, trainable, weights, floor)
+    # how much of the returns' variance the critic's values explain, at each rollout before its update
+    # (TRL 1.12 logs no such figure)
+    ev = [m["val/explained_variance"] for m in history]
+    return {**out, "explained_variance_last5": sum(ev[-5:]) / len(ev[-5:])}
 
 
 def run_trl112(s: dict, collector: bool) -> dict:
@@ -238,7 +253,7 @@ def run_trl112(s: dict, collector: bool) -> dict:
                          total_episodes=s["batch"] * s["updates"], local_rollout_forward_batch_size=s["batch"],
                          missing_eos_penalty=None, stop_token="eos", bf16=False, use_cpu=True, report_to="none",
                          num_sample_generations=0, save_strategy="no", seed=SEED, logging_steps=1,
-                         **PPO, **trl_optimizer_args())
+                         **ppo_settings(s), **trl_optimizer_args())
         np.random.seed(SEED)  # trl 1.12 shuffles minibatches with numpy and never seeds it (ppo.md §4)
         trainer = PPOTrainer(args=args, processing_class=tok, model=model, ref_model=None, reward_model=Counter(),
                              train_dataset=ds, value_model=value, peft_config=lora("CAUSAL_LM", s))
@@ -291,6 +306,7 @@ def collect(lines: list[dict]) -> dict:
         sec = {impl: [x["seconds_per_update"] for x in rs] for impl, rs in runs.items()}
         fig["time_ratio"] = {impl: ratios(sec["rlft"], sec[impl]) for impl in runs if impl != "rlft"}
         fig["verdict"] = verdict(fig["time_ratio"][BARE], TARGET)
+        fig["explained_variance_last5"] = spread([x["explained_variance_last5"] for x in runs["rlft"]])
         if SHIPPED in runs:
             fig["housekeeping_s_per_update"] = spread([x["housekeeping_s_per_update"] for x in runs[SHIPPED]])
         score = {impl: [x["score_last5"] for x in rs] for impl, rs in runs.items()}
@@ -298,7 +314,8 @@ def collect(lines: list[dict]) -> dict:
         fig["memory_ratio"] = ratios([x["peak_over_floor_mib"] for x in runs["rlft"]],
                                      [x["peak_over_floor_mib"] for x in runs[BARE]])
         fig.update(updates=runs["rlft"][0]["updates"], seeds=[x["seed"] for x in runs["rlft"]],
-                   shape={k: v for k, v in SIZES[size].items()}, runs=runs)
+                   shape={k: v for k, v in SIZES[size].items()}, reward_only=SIZES[size].get("reward_only", False),
+                   runs=runs)
         out["sizes"][size] = fig
     return out
 
@@ -314,6 +331,11 @@ def table(result: dict) -> str:
         return "–" if d is None else f"{d['min']:.3f} / {d['median']:.3f} / {d['max']:.3f}"
 
     for size, f in result["sizes"].items():
+        if f.get("reward_only"):
+            lines.append(f"| {size} | reward, mean of the last 5 of {f['updates']} updates | "
+                         f"{mmm(f['score_last5']['rlft'])} | – | {mmm(f['score_last5'][BARE])} | difference "
+                         f"{mmm(f['score_difference'])} | – |")
+            continue
         t = f["time_ratio"][BARE]
         lines.append(f"| {size} | seconds per update | {mmm(f['seconds_per_update']['rlft'])} | "
                      f"{mmm(f['seconds_per_update'].get(SHIPPED))} | {mmm(f['seconds_per_update'][BARE])} | {mmm(t)} | "
@@ -396,6 +418,10 @@ def drive(side_python: str, rounds: int, rounds_88m: int, out: str) -> None:
             ask("rlft", "toy", r)
             ask("trl112", "toy", r)
             ask("trl112", "toy", r, collector=False)
+        for r in range(rounds):
+            print(f"toy with lambda 1, round {r + 1}/{rounds}", file=sys.stderr, flush=True)
+            ask("rlft", "toy-lambda1", r)
+            ask("trl112", "toy-lambda1", r, collector=False)
         for r in range(rounds_88m):
             print(f"88m round {r + 1}/{rounds_88m}", file=sys.stderr, flush=True)
             ask("rlft", "88m", r)
