@@ -7,8 +7,9 @@
 #   bash bench/fresh_clone.sh [TARGET_DIR]        (make bench-e2e)
 # RECIPE=recipes/smollm2 COMPARE=0 bash bench/fresh_clone.sh: that recipe's pipeline instead, written to
 # bench/fresh_clone_smollm2.md and bench/e2e_smollm2.json (about 25 minutes).
-# Like a new user's machine, the clone starts with an empty RLFT_CACHE (rlft-tiny, SmolLM2's conversion
-# and the base's evaluation figures are all made again) unless RLFT_CACHE is set.
+# Like a new user's machine, the clone starts with a new, empty RLFT_CACHE (SmolLM2's conversion and the
+# base's evaluation figures are made again; rlft-tiny ships in the repository) unless RLFT_CACHE is set.
+# A step that fails stops the script, and nothing is written.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 dest=${1:-$(mktemp -d)/rlft}
@@ -16,16 +17,21 @@ recipe=${RECIPE:-}
 suffix=${recipe:+_$(basename "$recipe")}
 git clone -q "$src" "$dest"
 cd "$dest"
-export RLFT_CACHE=${RLFT_CACHE:-$(dirname "$dest")/rlft-cache}
-mk=(make ${recipe:+RECIPE=$recipe})
-t() { local s=$(date +%s); "${mk[@]}" "$1" > "log-make-$1.txt" 2>&1; echo $(( $(date +%s) - s )); }
+export RLFT_CACHE=${RLFT_CACHE:-$(mktemp -d)}
+mk=(make)
+if [ -n "$recipe" ]; then mk+=("RECIPE=$recipe"); fi
+t() {  # the seconds of one make target; a failure stops here (set -e does not reach into $( ))
+  local s=$(date +%s)
+  "${mk[@]}" "$1" > "log-make-$1.txt" 2>&1 || { echo "make $1 failed: see $PWD/log-make-$1.txt" >&2; return 1; }
+  echo $(( $(date +%s) - s ))
+}
 setup=$(t setup)
 sft=$(t sft)
 dpo=$(t dpo)
 compare=null
 if [ "${COMPARE:-1}" = 1 ]; then compare=$(t compare); fi
 commit=$(git rev-parse --short HEAD)
-command="${recipe:+RECIPE=$recipe COMPARE=${COMPARE:-1} }bash bench/fresh_clone.sh"
+command="${recipe:+RECIPE=$recipe }$([ "${COMPARE:-1}" = 1 ] || echo "COMPARE=$COMPARE ")bash bench/fresh_clone.sh"
 {
   echo "# Fresh clone on $(nproc) CPU cores, $(date -u +%F), commit $commit${recipe:+, $recipe}"
   echo

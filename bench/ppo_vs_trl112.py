@@ -147,6 +147,17 @@ def ppo_settings(s: dict) -> dict:
     return {**PPO, "lam": s.get("lam", PPO["lam"])}
 
 
+def trl_ppo_args(s: dict) -> dict:
+    """Every keyword of TRL 1.12's PPOConfig for a size but its output folder: the shapes, ppo_settings
+    and trl_optimizer_args (tests/test_bench.py holds them against rlft's recipe)."""
+    return {"per_device_train_batch_size": s["batch"], "num_mini_batches": s["mini_batches"],
+            "gradient_accumulation_steps": 1, "num_ppo_epochs": s["epochs"], "response_length": s["response"],
+            "total_episodes": s["batch"] * s["updates"], "local_rollout_forward_batch_size": s["batch"],
+            "missing_eos_penalty": None, "stop_token": "eos", "bf16": False, "use_cpu": True, "report_to": "none",
+            "num_sample_generations": 0, "save_strategy": "no", "seed": SEED, "logging_steps": 1,
+            **ppo_settings(s), **trl_optimizer_args()}
+
+
 def trl_optimizer_args() -> dict:
     """OPTIMIZER as TrainingArguments fields (TRL 1.12's PPOConfig is a TrainingArguments)."""
     return {"learning_rate": OPTIMIZER["learning_rate"], "lr_scheduler_type": OPTIMIZER["lr_scheduler"],
@@ -201,9 +212,10 @@ def run_rlft(s: dict) -> dict:
     out = summary("rlft", [m["objective/scores"] for m in history], [m["objective/kl"] for m in history],
                   starts[1:], None, trainable, weights, floor)
     # how much of the returns' variance the critic's values explain, at each rollout before its update
-    # (TRL 1.12 logs no such figure)
+    # (TRL 1.12 logs no such figure); only where there are more than 5 updates: the first is 0 by construction
+    # (the head starts at zero)
     ev = [m["val/explained_variance"] for m in history]
-    return {**out, "explained_variance_last5": sum(ev[-5:]) / len(ev[-5:])}
+    return {**out, "explained_variance_last5": sum(ev[-5:]) / 5 if len(ev) > 5 else None}
 
 
 def run_trl112(s: dict, collector: bool) -> dict:
@@ -248,12 +260,7 @@ def run_trl112(s: dict, collector: bool) -> dict:
 
     ds = Dataset.from_dict({"input_ids": prompts(s)})
     with tempfile.TemporaryDirectory() as out:
-        args = PPOConfig(output_dir=out, per_device_train_batch_size=s["batch"], num_mini_batches=s["mini_batches"],
-                         gradient_accumulation_steps=1, num_ppo_epochs=s["epochs"], response_length=s["response"],
-                         total_episodes=s["batch"] * s["updates"], local_rollout_forward_batch_size=s["batch"],
-                         missing_eos_penalty=None, stop_token="eos", bf16=False, use_cpu=True, report_to="none",
-                         num_sample_generations=0, save_strategy="no", seed=SEED, logging_steps=1,
-                         **ppo_settings(s), **trl_optimizer_args())
+        args = PPOConfig(output_dir=out, **trl_ppo_args(s))
         np.random.seed(SEED)  # trl 1.12 shuffles minibatches with numpy and never seeds it (ppo.md §4)
         trainer = PPOTrainer(args=args, processing_class=tok, model=model, ref_model=None, reward_model=Counter(),
                              train_dataset=ds, value_model=value, peft_config=lora("CAUSAL_LM", s))
@@ -304,9 +311,11 @@ def collect(lines: list[dict]) -> dict:
                for key in ("seconds_per_update", "score_last5", "kl_last5", "peak_rss_mib", "floor_rss_mib",
                            "peak_over_floor_mib")}
         sec = {impl: [x["seconds_per_update"] for x in rs] for impl, rs in runs.items()}
-        fig["time_ratio"] = {impl: ratios(sec["rlft"], sec[impl]) for impl in runs if impl != "rlft"}
-        fig["verdict"] = verdict(fig["time_ratio"][BARE], TARGET)
-        fig["explained_variance_last5"] = spread([x["explained_variance_last5"] for x in runs["rlft"]])
+        if not SIZES[size].get("reward_only"):  # a size run for its reward has no time verdict
+            fig["time_ratio"] = {impl: ratios(sec["rlft"], sec[impl]) for impl in runs if impl != "rlft"}
+            fig["verdict"] = verdict(fig["time_ratio"][BARE], TARGET)
+        if all(x.get("explained_variance_last5") is not None for x in runs["rlft"]):
+            fig["explained_variance_last5"] = spread([x["explained_variance_last5"] for x in runs["rlft"]])
         if SHIPPED in runs:
             fig["housekeeping_s_per_update"] = spread([x["housekeeping_s_per_update"] for x in runs[SHIPPED]])
         score = {impl: [x["score_last5"] for x in rs] for impl, rs in runs.items()}

@@ -58,11 +58,16 @@ def test_ppo_bench_runs_the_same_optimiser_on_both_sides(tmp_path):
     assert ppo_bench.OPTIMIZER["max_grad_norm"] is None and recipe.train.max_grad_norm == float("inf")
     assert recipe.ppo.temperature == ppo_bench.PPO["temperature"] and recipe.ppo.kl_coef == ppo_bench.PPO["kl_coef"]
     assert recipe.ppo.vf_coef == ppo_bench.PPO["vf_coef"] and recipe.ppo.missing_eos_penalty is None
-    # GAE: TRL 1.12's PPOConfig gets ppo_settings(size) as keywords, rlft's recipe must hold the same
+    # every PPO setting and shape TRL 1.12's PPOConfig is given, against what rlft's recipe holds, per size
     for s in ppo_bench.SIZES.values():
-        ppo_cfg, settings = ppo_bench.rlft_recipe(s).ppo, ppo_bench.ppo_settings(s)
-        assert (ppo_cfg.gamma, ppo_cfg.lam) == (settings["gamma"], settings["lam"])
-    assert ppo_bench.ppo_settings(ppo_bench.SIZES["toy-lambda1"])["lam"] == 1.0 != ppo_bench.PPO["lam"]
+        ours, theirs = ppo_bench.rlft_recipe(s).ppo, ppo_bench.trl_ppo_args(s)
+        for key in ppo_bench.PPO:
+            assert getattr(ours, key) == theirs[key], key
+        assert (ours.rollout_batch_size, ours.mini_batches, ours.ppo_epochs, ours.response_length, ours.updates) == (
+            theirs["per_device_train_batch_size"], theirs["num_mini_batches"], theirs["num_ppo_epochs"],
+            theirs["response_length"], theirs["total_episodes"] // theirs["per_device_train_batch_size"])
+        assert ours.missing_eos_penalty is theirs["missing_eos_penalty"] is None
+    assert ppo_bench.trl_ppo_args(ppo_bench.SIZES["toy-lambda1"])["lam"] == 1.0 != ppo_bench.PPO["lam"]
 
 
 def _resident_mib() -> tuple[float, float]:
