@@ -28,9 +28,9 @@ its reward only.
 The same settings on both sides (`OPTIMIZER`, read by tests/test_bench.py for both configurations):
 AdamW, lr 5e-3 constant, betas (0.9, 0.999), eps 1e-5, no weight decay, no gradient clipping (TRL 1.12's
 PPO loop never clips, whatever max_grad_norm says), LoRA r 8 on every linear layer (and the LM head when
-untied), T 0.7, kl_coef 0.05, vf_coef 0.1, gamma 1, GAE lambda 0.95, no missing-EOS penalty. What differs is each design: TRL 1.12
-trains a full-size critic (a second model, all its weights) in one loss with the policy; rlft trains a
-value adapter and head on the one backbone, with its own forward and backward.
+untied), T 0.7, kl_coef 0.05, vf_coef 0.1, gamma 1, GAE lambda 0.95, no missing-EOS penalty. What differs
+is each design: TRL 1.12 trains a full-size critic (a second model, all its weights) in one loss with the
+policy; rlft trains a value adapter and head on the one backbone, with its own forward and backward.
 
 Memory: `peak_rss_mib` is the process's peak resident memory, `floor_rss_mib` its resident memory
 after its imports (torch, transformers and the implementation), `peak_over_floor_mib` the difference:
