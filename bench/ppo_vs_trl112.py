@@ -340,21 +340,19 @@ def table(result: dict) -> str:
         return "–" if d is None else f"{d['min']:.3f} / {d['median']:.3f} / {d['max']:.3f}"
 
     for size, f in result["sizes"].items():
-        if f.get("reward_only"):
-            lines.append(f"| {size} | reward, mean of the last 5 of {f['updates']} updates | "
-                         f"{mmm(f['score_last5']['rlft'])} | – | {mmm(f['score_last5'][BARE])} | difference "
-                         f"{mmm(f['score_difference'])} | – |")
-            continue
-        t = f["time_ratio"][BARE]
-        lines.append(f"| {size} | seconds per update | {mmm(f['seconds_per_update']['rlft'])} | "
-                     f"{mmm(f['seconds_per_update'].get(SHIPPED))} | {mmm(f['seconds_per_update'][BARE])} | {mmm(t)} | "
-                     f"{f['verdict']} ({TARGET}) |")
+        only = f.get("reward_only")  # its reward line alone
+        if not only:
+            lines.append(f"| {size} | seconds per update | {mmm(f['seconds_per_update']['rlft'])} | "
+                         f"{mmm(f['seconds_per_update'].get(SHIPPED))} | {mmm(f['seconds_per_update'][BARE])} | "
+                         f"{mmm(f['time_ratio'][BARE])} | {f['verdict']} ({TARGET}) |")
         if "housekeeping_s_per_update" in f:
             lines.append(f"| {size} | TRL's per-update gc.collect + empty_cache, s per update | – | "
                          f"{mmm(f['housekeeping_s_per_update'])} | – | – | – |")
         lines.append(f"| {size} | reward, mean of the last 5 of {f['updates']} updates | {mmm(f['score_last5']['rlft'])} "
                      f"| {mmm(f['score_last5'].get(SHIPPED))} | {mmm(f['score_last5'][BARE])} | difference "
                      f"{mmm(f['score_difference'])} | – |")
+        if only:
+            continue
         lines.append(f"| {size} | peak minus floor resident memory, MiB | {mmm(f['peak_over_floor_mib']['rlft'])} | "
                      f"{mmm(f['peak_over_floor_mib'].get(SHIPPED))} | {mmm(f['peak_over_floor_mib'][BARE])} | "
                      f"{mmm(f['memory_ratio'])} | – |")

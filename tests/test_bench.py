@@ -56,8 +56,6 @@ def test_ppo_bench_runs_the_same_optimiser_on_both_sides(tmp_path):
     assert args.warmup_steps == 0
     # TRL 1.12's PPO loop steps without clipping, so rlft's side clips at infinity (a norm is still logged)
     assert ppo_bench.OPTIMIZER["max_grad_norm"] is None and recipe.train.max_grad_norm == float("inf")
-    assert recipe.ppo.temperature == ppo_bench.PPO["temperature"] and recipe.ppo.kl_coef == ppo_bench.PPO["kl_coef"]
-    assert recipe.ppo.vf_coef == ppo_bench.PPO["vf_coef"] and recipe.ppo.missing_eos_penalty is None
     # every PPO setting and shape TRL 1.12's PPOConfig is given, against what rlft's recipe holds, per size
     for s in ppo_bench.SIZES.values():
         ours, theirs = ppo_bench.rlft_recipe(s).ppo, ppo_bench.trl_ppo_args(s)
