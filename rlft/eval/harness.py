@@ -72,6 +72,7 @@ def retention(pool: list[dict], pool_sha: str, kept: list[int], answers: list[st
     return {"retention": sum(right) / len(right) if right else None,
             "retention_ci": list(metrics.wilson_interval(sum(right), len(right))) if right else None,
             "per_skill": per_skill, "pool_sha256": pool_sha, "kept": kept,
+            "right": [int(r) for r in right],  # per kept item: paired comparisons of two runs (same base, same items)
             "failed": [{"question": it["messages"][-1]["content"], "answer": a}
                        for it, a, r in zip(items, answers, right) if not r][:8]}
 
