@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from rlft.eval.compare import spread
+from rlft.eval.metrics import bootstrap_interval
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
@@ -180,6 +181,9 @@ def collect_runs(recipe_runs: Path) -> Path:
             "hacking_gap": (ev.get("proxy") or {}).get("hacking_gap"), "kl_task_base": ev["kl_task_base"],
             "general_ppl_drift": ev["general_ppl_drift"], "retention": (ev.get("retention") or {}).get("retention"),
             "retention_items": len((ev.get("retention") or {}).get("kept", [])),
+            # each kept item's outcome and the items themselves, for paired comparisons of two runs
+            "retention_right": (ev.get("retention") or {}).get("right"),
+            "retention_kept": (ev.get("retention") or {}).get("kept"),
             "mean_response_tokens": ev["mean_response_tokens"], "eval_seconds": ev["eval_seconds"],
             "train_minutes": manifest["metrics"].get("train_minutes"), "wall_seconds": manifest["wall_seconds"],
             "n_train": manifest["data"]["n_train"], "parent": Path(manifest["parent"]).name if manifest.get("parent") else None,
@@ -249,14 +253,30 @@ def targets(runs: dict) -> list[str]:
             continue
         lines.append(win_row(stage.upper(), r))
         if sft and r["retention"] is not None and sft["retention"] is not None:
-            gap, acc = r["retention"] - sft["retention"], r["judge_task_accuracy"] - sft["judge_task_accuracy"]
-            lines.append(f"| {stage.upper()} retention at least SFT's (judged accuracy {acc:+.3f} against SFT's) "
-                         f"| {gap:+.3f} | {verdict(gap >= 0, gap)} |")
+            lines.append(retention_row(stage, r, sft))
     for stage, r in sorted(runs.items(), key=lambda kv: STAGES.index(kv[0])):
         secs = r["eval_seconds"]
         lines.append(f"| `rlft eval` of the {stage} run at most 2 minutes | {secs:.0f} s "
                      f"| {verdict(secs <= 120, secs - 120, ' s')} |")
     return lines
+
+
+def retention_row(stage: str, r: dict, sft: dict) -> str:
+    """RL's retention against SFT's. Where both runs kept each item's outcome on the same items (runs of one
+    base), the difference has a 95% paired bootstrap interval over those items, and the verdict follows it:
+    met when the whole interval is at least 0, missed when all of it is below, within noise otherwise."""
+    gap, acc = r["retention"] - sft["retention"], r["judge_task_accuracy"] - sft["judge_task_accuracy"]
+    head = f"| {stage.upper()} retention at least SFT's (judged accuracy {acc:+.3f} against SFT's) | {gap:+.3f}"
+    mine, theirs = r.get("retention_right"), sft.get("retention_right")
+    if not mine or not theirs or r.get("retention_kept") != sft.get("retention_kept"):
+        return f"{head} | {'met' if gap >= 0 else f'missed by {-gap:.3f}'} (no interval: an item-by-item record is missing) |"
+    lo, hi = bootstrap_interval([a - b for a, b in zip(mine, theirs)], seed=0)
+    where = f" [{lo:+.3f}, {hi:+.3f}] over {len(mine)} items"
+    if lo >= 0:
+        return f"{head}{where} | met |"
+    if hi < 0:
+        return f"{head}{where} | missed by {-gap:.3f} |"
+    return f"{head}{where} | within noise: the interval holds 0 |"
 
 
 def collect_augment(runs_dir: Path) -> Path:

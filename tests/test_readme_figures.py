@@ -93,8 +93,25 @@ def test_a_single_seed_recipe_table_says_which_targets_were_missed_and_by_how_mu
     assert "| 30.0 minutes | missed by 5.000 minutes |" in table  # (780 + 120) * 2 / 60
     assert "| `rlft eval` of the sft run at most 2 minutes | 120 s | met |" in table
     assert "| GRPO win rate over SFT above 0.6 | 0.625 of at most 0.750 | met |" in table
-    assert "| GRPO retention at least SFT's (judged accuracy +0.025 against SFT's) | -0.050 | missed by 0.050 |" in table
+    assert ("| GRPO retention at least SFT's (judged accuracy +0.025 against SFT's) | -0.050 | missed by 0.050 "
+            "(no interval: an item-by-item record is missing) |") in table
     assert "| `rlft eval` of the grpo run at most 2 minutes | 130 s | missed by 10.000 s |" in table
+
+
+def test_retention_against_sft_is_judged_by_a_paired_interval_over_the_same_items():
+    """met only when the whole interval is at least 0, missed only when all of it is below."""
+    base = {"judge_task_accuracy": 0.85, "retention_kept": list(range(60))}
+    sft = {**base, "retention_right": [1] * 39 + [0] * 21}  # 0.650
+    row = lambda mine: readme_figures.retention_row("grpo", {**base, "retention_right": mine,  # noqa: E731
+                                                             "retention": sum(mine) / 60}, {**sft, "retention": 0.65})
+    lost_6_gained_2 = [1] * 33 + [0] * 6 + [1] * 2 + [0] * 19
+    assert row(lost_6_gained_2).endswith("over 60 items | within noise: the interval holds 0 |")
+    assert row([1] * 33 + [0] * 27).endswith("| missed by 0.100 |")  # 6 lost, none gained
+    assert row([1] * 60).endswith("over 60 items | met |")  # 21 more, none fewer
+    assert row([0] * 60).endswith("| missed by 0.650 |")
+    other = readme_figures.retention_row("grpo", {**base, "retention_right": [1] * 60, "retention": 1.0,
+                                                  "retention_kept": list(range(1, 61))}, {**sft, "retention": 0.65})
+    assert other.endswith("met (no interval: an item-by-item record is missing) |")  # other items: no pairing
 
 
 def test_sweep_and_augmentation_tables_come_from_their_result_files(tmp_path, monkeypatch):
