@@ -30,7 +30,9 @@ AdamW, lr 5e-3 constant, betas (0.9, 0.999), eps 1e-5, no weight decay, no gradi
 PPO loop never clips, whatever max_grad_norm says), LoRA r 8 on every linear layer (and the LM head when
 untied), T 0.7, kl_coef 0.05, vf_coef 0.1, gamma 1, GAE lambda 0.95, no missing-EOS penalty. What differs
 is each design: TRL 1.12 trains a full-size critic (a second model, all its weights) in one loss with the
-policy; rlft trains a value adapter and head on the one backbone, with its own forward and backward.
+policy; rlft trains a value adapter and head on the one backbone, with its own forward and backward, the
+adapter on the top quarter of the layers (rlft's default ppo.value_layers), so that its passes run those
+layers only, from the reference pass's hidden state under them.
 
 Memory: `peak_rss_mib` is the process's peak resident memory, `floor_rss_mib` its resident memory
 after its imports (torch, transformers and the implementation), `peak_over_floor_mib` the difference:
@@ -138,7 +140,8 @@ def rlft_recipe(s: dict):
     ppo = PpoCfg(updates=s["updates"], rollout_batch_size=s["batch"], forward_batch_size=s["batch"],
                  mini_batches=s["mini_batches"], micro_batch_size=s["batch"] // s["mini_batches"],
                  ppo_epochs=s["epochs"], response_length=s["response"], missing_eos_penalty=None,
-                 sample_every=10**9, **ppo_settings(s))
+                 sample_every=10**9, value_layers=s.get("value_layers", PpoCfg.value_layers),
+                 **ppo_settings(s))
     return PpoRecipe(seed=SEED, train=train, ppo=ppo)
 
 
@@ -180,15 +183,16 @@ def run_rlft(s: dict) -> dict:
     tok = tokenizer(s["vocab"])
     base, _ = policy(s)
     base.requires_grad_(False)
+    recipe = rlft_recipe(s)
+    value = actor_critic.on_top_layers(lora("CAUSAL_LM", s), base, recipe.ppo.value_layers)  # as build_policy
     model = get_peft_model(base, lora("CAUSAL_LM", s), adapter_name=actor_critic.POLICY)
-    model.add_adapter(actor_critic.VALUE, lora("CAUSAL_LM", s))
+    model.add_adapter(actor_critic.VALUE, value)
     for n, p in model.named_parameters():
         p.requires_grad_("lora_" in n)
     model.eval()
     head = torch.nn.Linear(s["hidden"], 1)
     torch.nn.init.zeros_(head.weight)
     torch.nn.init.zeros_(head.bias)
-    recipe = rlft_recipe(s)
     targets = {f"w{i}" for i in range(4, s["vocab"]) if i % 10 == 0}
 
     def reward(chats, texts):

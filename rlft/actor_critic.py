@@ -2,14 +2,16 @@
 
 The parent's SFT policy (its adapter merged in full precision, then quantized to 4-bit NF4 where
 the recipe says so) is frozen. Two LoRA adapters sit on it: the policy ("default") and the value
-function ("value", with a scalar head on its last hidden state). The reference is the same model
-with the adapters disabled, which is exactly the SFT policy, so there is no second copy of any
-weights (tests/test_ppo.py counts them). Every pass enters through the causal LM's own forward,
-so a model sharded with FSDP 2 (rlft/distributed.py) is gathered the same way for each.
+function ("value", on the top layers, with a scalar head on its last hidden state). The reference
+is the same model with the adapters disabled, which is exactly the SFT policy, so there is no second
+copy of any weights (tests/test_ppo.py counts them). Every pass enters through the causal LM's own
+forward, so a model sharded with FSDP 2 (rlft/distributed.py) is gathered the same way for each.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +38,9 @@ def build_policy(recipe: PpoRecipe, fsdp: dict | None = None) -> tuple[torch.nn.
     if torch.cuda.is_available() and not models.is_quantized_4bit(base) and fsdp is None:
         base.to(f"cuda:{distributed.local_rank()}")  # 4-bit weights load onto their GPU;
         # sharded ones go there from fully_shard, each process's shard only
+    value = on_top_layers(models.lora_config(recipe.lora), base, recipe.ppo.value_layers)  # before LoRA wraps it
     model = get_peft_model(base, models.lora_config(recipe.lora), adapter_name=POLICY)
-    model.add_adapter(VALUE, models.lora_config(recipe.lora))
+    model.add_adapter(VALUE, value)
     for name, p in model.named_parameters():
         p.requires_grad_("lora_" in name)  # add_adapter leaves the new adapter frozen (ppo.md §4.5)
     for module in model.modules():  # no dropout anywhere: the ratio must be exactly 1 before the first step
@@ -55,6 +58,36 @@ def build_policy(recipe: PpoRecipe, fsdp: dict | None = None) -> tuple[torch.nn.
     torch.nn.init.zeros_(value_head.weight)
     torch.nn.init.zeros_(value_head.bias)
     return model, value_head
+
+
+def on_top_layers(lora_config, base, share: float):
+    """`lora_config` on the top `share` of the decoder layers of `base` (rounded up) only: peft's
+    layers_to_transform, which takes a list of module names ("all-linear" becomes the names of the linear
+    layers inside the decoder layers, as peft expands it). As it is where that is every layer.
+
+    Why a critic on the top layers: it makes each value pass start where the value adapter does, from
+    the hidden state the reference pass computed (value_start), rather than run the whole backbone twice
+    per update; how much it costs in reward and saves in time is measured in bench/ppo_vs_trl112.py."""
+    n = base.config.get_text_config().num_hidden_layers
+    top = math.ceil(share * n - 1e-9)
+    layers = getattr(base.get_decoder(), "layers", None)
+    if top >= n or not isinstance(layers, torch.nn.ModuleList) or len(layers) != n:
+        return lora_config  # every layer, also for a decoder whose layers are not a `layers` list
+    targets = lora_config.target_modules
+    if isinstance(targets, str):  # "all-linear": peft refuses layers_to_transform with a string
+        linear = (torch.nn.Linear, *models.linear_4bit_classes())
+        targets = sorted({name.rsplit(".", 1)[-1] for name, m in layers.named_modules() if isinstance(m, linear)})
+    return dataclasses.replace(lora_config, target_modules=targets, layers_to_transform=list(range(n - top, n)))
+
+
+def value_start(model) -> int | None:
+    """The first decoder layer the value adapter sits on, when it leaves the layers below it as the base
+    has them (ppo.value_layers): then every value pass may start there from the reference pass's hidden
+    state, which those layers compute alike. None: it sits on every layer, several processes share the
+    model (a sharded model gathers its layers in the full pass only), or values_of found that starting
+    there changes the hidden states (a decoder that transforms its input embeddings, as Gemma's scales them)."""
+    layers = model.peft_config[VALUE].layers_to_transform
+    return min(layers) if layers and distributed.world() == 1 and _SHORTCUT.get(model) is not False else None
 
 
 def use(model, adapter: str) -> None:
@@ -87,14 +120,71 @@ def policy_logits(model, ids: torch.Tensor, mask: torch.Tensor, R: int, temperat
     return last_logits(model, ids, mask, R) / temperature  # (B, R, V)
 
 
-def values_of(model, value_head, ids: torch.Tensor, mask: torch.Tensor, R: int) -> torch.Tensor:
+def values_of(model, value_head, ids: torch.Tensor, mask: torch.Tensor, R: int,
+              below: torch.Tensor | None = None) -> torch.Tensor:
     """V(s_t) before each response token, from the value adapter's last hidden state: (B, R).
     Through the causal LM's own forward (the LM head on one position only), so a sharded model is
-    gathered as for every other pass; its last hidden state is the final norm's output."""
+    gathered as for every other pass; its last hidden state is the final norm's output. `below`, the
+    hidden state entering layer value_start(model) (B, P+R, H), from the reference pass: the pass runs
+    the layers from there up only, where that gives the full pass's hidden states (checked once per
+    model, on the first rollout)."""
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, P+R)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, output_hidden_states=True,
-                logits_to_keep=1)
-    return value_head(out.hidden_states[-1][:, -R - 1:-1].float()).squeeze(-1)  # (B, R)
+    start = value_start(model) if below is not None else None
+    if start is not None and model not in _SHORTCUT:
+        with torch.no_grad():
+            full, short = _last_hidden(model, ids, mask, position_ids), _last_hidden(model, below, mask, position_ids,
+                                                                                     start)
+        tolerance = 1e-4 if full.dtype == torch.float32 else 2e-2  # of the largest entry
+        _SHORTCUT[model] = bool((short - full).abs().max() <= tolerance * full.abs().max())
+        if not _SHORTCUT[model]:
+            runs.log("ppo: note: every value pass runs through every layer: starting them at the value "
+                     "adapter's first layer did not give the same hidden states with this architecture")
+    hidden = _last_hidden(model, below, mask, position_ids, start) if start is not None and _SHORTCUT[model] else \
+        _last_hidden(model, ids, mask, position_ids)
+    return value_head(hidden[:, -R - 1:-1].float()).squeeze(-1)  # (B, R)
+
+
+_SHORTCUT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _last_hidden(model, inputs: torch.Tensor, mask: torch.Tensor, position_ids: torch.Tensor,
+                 start: int | None = None) -> torch.Tensor:
+    """The causal LM's last hidden state (B, P+R, H) over token ids, or, with `start`, over the hidden
+    state entering decoder layer `start`: then that state goes in as the input embeddings and the layer
+    list is cut to the layers from `start` up for the pass (the decoder slices its list to
+    num_hidden_layers, and builds its masks and rotary embeddings from the input's shape and the
+    position ids)."""
+    if start is None:
+        return model(input_ids=inputs, attention_mask=mask, position_ids=position_ids, output_hidden_states=True,
+                     logits_to_keep=1).hidden_states[-1]
+    decoder = model.get_base_model().get_decoder()
+    layers = decoder.layers
+    decoder.layers = torch.nn.ModuleList(list(layers)[start:])
+    try:
+        return model(inputs_embeds=inputs, attention_mask=mask, position_ids=position_ids, output_hidden_states=True,
+                     logits_to_keep=1, use_cache=False).hidden_states[-1]
+    finally:
+        decoder.layers = layers
+
+
+class _Entering:
+    """Holds the hidden state that enters one decoder layer in the passes run inside `with` (the last)."""
+
+    def __init__(self, model, layer: int | None):
+        self.layer, self.model, self.state, self.hook = layer, model, None, None
+
+    def __enter__(self):
+        if self.layer is not None:
+            layer = self.model.get_base_model().get_decoder().layers[self.layer]
+            self.hook = layer.register_forward_pre_hook(self._keep, with_kwargs=True)
+        return self
+
+    def _keep(self, module, args, kwargs):
+        self.state = (args[0] if args else kwargs["hidden_states"]).detach()
+
+    def __exit__(self, *exc):
+        if self.hook is not None:
+            self.hook.remove()
 
 
 @dataclass
@@ -113,6 +203,7 @@ class Samples:
     ref_logprobs: torch.Tensor  # (B, R) log pi_ref(token): the SFT policy, adapters disabled
     entropy: torch.Tensor  # (B, R) entropy of pi_old's whole distribution at each position
     values: torch.Tensor  # (B, R) V_old(s_t), the value function before the update
+    below_values: torch.Tensor | None  # (B, P+R, H) the hidden state entering value_start's layer, or None
     texts: list[str]  # the B responses decoded, as a reward reads them
 
 
@@ -129,7 +220,7 @@ def sample(model, value_head, tok, ids: list[list[int]], response_length: int, t
     chunks = [_sample_batch(model, value_head, queries[s:s + batch_size], query_mask[s:s + batch_size], gen_config)
               for s in range(0, len(ids), batch_size)]
     use(model, POLICY)
-    responses, last, *evaluated = (torch.cat(c) for c in zip(*chunks))
+    responses, last, *evaluated = (None if c[0] is None else torch.cat(c) for c in zip(*chunks))
     texts = [tok.decode(r[:n + 1], skip_special_tokens=True).strip() for r, n in zip(responses.tolist(), last)]
     return Samples(queries, query_mask, responses, last, *evaluated, texts)
 
@@ -137,8 +228,9 @@ def sample(model, value_head, tok, ids: list[list[int]], response_length: int, t
 def _sample_batch(model, value_head, queries: torch.Tensor, query_mask: torch.Tensor, gen_config: GenerationConfig
                   ) -> tuple[torch.Tensor, ...]:
     """Sample a response to each left-padded query (b, P) with `gen_config`, and evaluate it: returns
-    (responses, last, has_stop, mask, logprobs, ref_logprobs, entropy, values), (b, R) or (b,) each on
-    the CPU, with R = max_new_tokens, responses cut after the stop token and every pass at its temperature."""
+    (responses, last, has_stop, mask, logprobs, ref_logprobs, entropy, values, below_values), (b, R) or
+    (b,) each on the CPU, with R = max_new_tokens, responses cut after the stop token and every pass at its
+    temperature; below_values as Samples says."""
     R, P, T = gen_config.max_new_tokens, queries.shape[1], gen_config.temperature
     eos, pad = gen_config.eos_token_id, gen_config.pad_token_id
     device = next(model.parameters()).device
@@ -157,13 +249,16 @@ def _sample_batch(model, value_head, queries: torch.Tensor, query_mask: torch.Te
     logits = torch.zeros(len(q), R, raw.shape[-1], device=device)  # (b, R, V)
     logits[:, :r] = raw.float() / T
     logprobs, entropy = core.logprobs_of(logits, full[:, P:]).cpu(), core.entropy_of(logits).cpu()  # (b, R)
-    with model.disable_adapter():  # the reference: the SFT policy itself
+    # the reference: the SFT policy itself; the layers under the value adapter compute the same there
+    with model.disable_adapter(), _Entering(model, value_start(model)) as below:
         ref_logits = policy_logits(model, full, fmask, R, T)  # (b, R, V)
     ref_logprobs = core.logprobs_of(ref_logits, full[:, P:]).cpu()  # (b, R)
     use(model, VALUE)
-    values = values_of(model, value_head, full, fmask, R).cpu()  # (b, R)
+    values = values_of(model, value_head, full, fmask, R, below.state).cpu()  # (b, R)
+    below_values = None if below.state is None else below.state.cpu()  # (b, P+R, H)
     # positions after the stop carry no log-prob or value: 0, so no statistic sees padding
-    return resp, last, has_stop, rmask, logprobs * rmask, ref_logprobs * rmask, entropy, values * rmask
+    return (resp, last, has_stop, rmask, logprobs * rmask, ref_logprobs * rmask, entropy, values * rmask,
+            below_values)
 
 
 def _sampled(model, q: torch.Tensor, m: torch.Tensor, gen_config: GenerationConfig

@@ -217,6 +217,13 @@ def n_params(model: torch.nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def linear_4bit_classes() -> tuple[type, ...]:
+    """bitsandbytes' 4-bit linear layer, the one a 4-bit base's linear layers are."""
+    import bitsandbytes as bnb
+
+    return (bnb.nn.Linear4bit,)
+
+
 def is_quantized_4bit(model: torch.nn.Module) -> bool:
     import bitsandbytes as bnb
 

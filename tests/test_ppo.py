@@ -82,6 +82,68 @@ def test_values_come_from_the_final_normed_hidden_state(tiny_model_dir, sft_lora
         assert torch.allclose(actor_critic.values_of(model, head, ids, mask, 3), direct, atol=1e-6)
 
 
+@pytest.mark.parametrize("four_bit", [False, True], ids=["lora", "qlora"])
+def test_a_value_adapter_on_the_top_layers_gives_the_full_passes_values_from_the_reference_pass(
+        tiny_model_dir, sft_lora_run, four_bit):
+    """ppo.value_layers 0.25 (the default): the value adapter sits on the top quarter of the decoder layers, the
+    last of rlft-tiny's few, and its passes start there from the hidden state the reference pass computed, with
+    the values (and the gradients) of the full pass."""
+    recipe = _recipe(tiny_model_dir, sft_lora_run, "ppo.value_layers=0.25", f"quant.load_in_4bit={str(four_bit).lower()}")
+    model, head = actor_critic.build_policy(recipe)
+    n = model.get_base_model().config.num_hidden_layers
+    assert n > 1 and actor_critic.value_start(model) == n - 1
+    value_layers = {int(name.split(".layers.")[1].split(".")[0]) for name, _ in model.named_parameters()
+                    if ".value." in name}
+    assert value_layers == {n - 1}
+    torch.manual_seed(1)
+    with torch.no_grad():  # a value function that is not the zero one, below the shortcut's tolerance
+        for p in actor_critic.adapter_params(model, actor_critic.VALUE):
+            p.normal_(0, 0.1)
+        torch.nn.init.normal_(head.weight)
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    chats = [[{"role": "user", "content": f"where is my order #{70000 + i}?"}] for i in range(4)]
+    b = ppo.rollout(model, head, tok, chats, prompt_ids(tok, chats), reward_models.load("house_tone"), recipe.ppo,
+                    kl_coef=0.05)
+    assert actor_critic._SHORTCUT[model] and b.below_values is not None
+    ids = torch.cat([b.queries, b.responses], 1)
+    mask = torch.cat([b.query_mask, b.mask.long()], 1)
+    R = b.responses.shape[1]
+    actor_critic.use(model, actor_critic.VALUE)
+    full = actor_critic.values_of(model, head, ids, mask, R)
+    short = actor_critic.values_of(model, head, ids, mask, R, b.below_values)
+    assert torch.allclose(short, full, atol=1e-4) and torch.allclose(b.values, full * b.mask, atol=1e-4)
+    assert full.std() > 0.01  # values that differ from state to state: the comparison could fail
+    grads = []
+    for below in (None, b.below_values):  # the same value-loss gradient either way
+        model.zero_grad(set_to_none=True)
+        actor_critic.values_of(model, head, ids, mask, R, below).square().sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in actor_critic.adapter_params(model, actor_critic.VALUE)]))
+    assert grads[0].abs().sum() > 0 and torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-5)
+
+
+def test_a_decoder_that_changes_its_input_embeddings_runs_every_value_pass_in_full(tiny_model_dir, sft_lora_run,
+                                                                                    monkeypatch):
+    """Where the cut pass does not give the full pass's hidden states (here a decoder that doubles embeddings
+    handed to it, as Gemma's scales them), the check on the first rollout sends every value pass through
+    every layer."""
+    model, head = actor_critic.build_policy(_recipe(tiny_model_dir, sft_lora_run, "ppo.value_layers=0.25"))
+    decoder = model.get_base_model().get_decoder()
+    forward = decoder.forward
+    monkeypatch.setattr(decoder, "forward", lambda input_ids=None, inputs_embeds=None, **kw: forward(
+        input_ids=input_ids, inputs_embeds=None if inputs_embeds is None else 2 * inputs_embeds, **kw))
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    chats = [[{"role": "user", "content": f"where is my order #{70000 + i}?"}] for i in range(4)]
+    torch.nn.init.normal_(head.weight)
+    b = ppo.rollout(model, head, tok, chats, prompt_ids(tok, chats), reward_models.load("house_tone"),
+                    _recipe(tiny_model_dir, sft_lora_run).ppo, kl_coef=0.05)
+    assert actor_critic._SHORTCUT[model] is False and actor_critic.value_start(model) is None
+    ids, mask = torch.cat([b.queries, b.responses], 1), torch.cat([b.query_mask, b.mask.long()], 1)
+    actor_critic.use(model, actor_critic.VALUE)
+    with torch.no_grad():
+        full = actor_critic.values_of(model, head, ids, mask, b.responses.shape[1])
+    assert torch.allclose(b.values, full * b.mask, atol=1e-5)
+
+
 def test_both_adapters_train_and_the_reference_does_not_move(tiny_model_dir, sft_lora_run):
     """One update: the policy and value adapters both change (peft's set_adapter would freeze one,
     ppo.md §4.5), the frozen weights do not, and the reference logits are the same as before."""
@@ -159,10 +221,12 @@ def _letter_toy(prompts, completions):
 
 
 def _toy_run(model_dir, parent, out, kl_coef: float) -> tuple[float, float, float]:
-    """(first-5 mean score, last-5 mean score, last-5 mean KL) of 30 updates on the letter toy."""
+    """(first-5 mean score, last-5 mean score, last-5 mean KL) of 30 updates on the letter toy, with the
+    default value adapter (the top quarter of the layers)."""
     assert cli.main(_args(model_dir, parent, out, "ppo.reward=letter_toy", "ppo.updates=30",
                           "ppo.rollout_batch_size=16", "ppo.forward_batch_size=16", "ppo.ppo_epochs=4",
-                          "ppo.response_length=16", "ppo.missing_eos_penalty=null", "train.learning_rate=0.002",
+                          "ppo.response_length=16", "ppo.missing_eos_penalty=null", "ppo.value_layers=0.25",
+                          "train.learning_rate=0.002",
                           "train.lr_scheduler=constant", "ppo.value_learning_rate=0.002", f"ppo.kl_coef={kl_coef}",
                           "lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head]")) == 0
     log = _log(out)
@@ -188,8 +252,9 @@ def test_toy_reward_rises_with_bounded_kl_and_the_kl_coef_is_a_leash(tiny_model_
 @pytest.mark.slow
 def test_sigkill_then_resume_continues_exactly(tiny_model_dir, sft_lora_run, tmp_path):
     """Killed after update 2, or killed while writing checkpoint-3 (a torn file in its temporary
-    folder): --resume continues from checkpoint-2 and ends with the uninterrupted run's adapters."""
-    extra = ["ppo.updates=4", "train.save_steps=1"]
+    folder): --resume continues from checkpoint-2 and ends with the uninterrupted run's adapters. With the
+    default value adapter (the top quarter), whose passes start from the reference pass's hidden state."""
+    extra = ["ppo.updates=4", "train.save_steps=1", "ppo.value_layers=0.25"]
     straight = tmp_path / "straight"
     assert cli.main(_args(tiny_model_dir, sft_lora_run, straight, *extra)) == 0
     a = load_file(str(straight / "adapter" / "adapter_model.safetensors"))

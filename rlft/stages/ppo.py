@@ -31,6 +31,8 @@ Deliberate deviations from TRL 1.12's PPOTrainer (shared/notes/ppo.md):
 5. Gradients are clipped (train.max_grad_norm), AdamW eps is 1e-5, dropout is off in every pass.
 6. The critic is a LoRA adapter + head on the shared backbone, not a full copy of the model;
    its head starts at zero (the N details) since a learned RM's head lives on another backbone.
+   The adapter sits on the top quarter of the layers (ppo.value_layers), so in one process each
+   value pass runs only those, from the hidden state the reference pass left under them.
 7. Every random stream is seeded and checkpointed (torch, python, numpy; rlft/checkpoint.py), so
    resume is exact.
 8. Under `accelerate launch` each process rolls out its own prompts and whitens its own
@@ -193,7 +195,8 @@ def ppo_epochs(model, value_head, optimizer, batch: Rollout, cfg, max_grad_norm:
                 loss.backward()
                 # value: a separate forward and backward with the value adapter active
                 actor_critic.use(model, actor_critic.VALUE)
-                values = actor_critic.values_of(model, value_head, ids, amask, R)  # (b, R)
+                below = None if batch.below_values is None else batch.below_values[micro].to(device)
+                values = actor_critic.values_of(model, value_head, ids, amask, R, below)  # (b, R)
                 vf_loss, vf_stats = core.value_loss(values, batch.values[micro].to(device),
                                                     batch.returns[micro].to(device), mask, cfg.cliprange_value,
                                                     n_tokens)
