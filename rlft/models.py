@@ -225,9 +225,7 @@ def linear_4bit_classes() -> tuple[type, ...]:
 
 
 def is_quantized_4bit(model: torch.nn.Module) -> bool:
-    import bitsandbytes as bnb
-
-    return any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    return any(isinstance(m, linear_4bit_classes()) for m in model.modules())
 
 
 def run_model(run_dir: str | Path, manifest: dict | None = None, dtype: str = "float32", base=None):
