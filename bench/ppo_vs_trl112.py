@@ -22,8 +22,10 @@ vocabulary 256, a word-level tokenizer); the reward is 0.25 for every target tok
 in an 8-token response; 16 prompts per update, 4 PPO epochs x 2 minibatches, 20 updates. `88m` is the
 backbone of bench/ppo_memory.py (hidden 768, 12 layers, rlft-tiny's vocabulary of 4096, tied
 embeddings, random weights): the same reward, 16 prompts of 16 tokens, 32-token responses, 2 epochs x
-2 minibatches, 2 updates (one timed). `toy-lambda1` is the toy with GAE lambda 1 on both sides, run for
-its reward only.
+2 minibatches, 2 updates (one timed). `toy-no-critic` is the toy with no critic on either side, run for
+its reward only: every value stays 0 (rlft: ppo.value_learning_rate 0 and its head starts at 0; TRL: its
+critic frozen and its score head set to 0), so both sides take the same advantages, the whitened GAE of
+the rewards alone, and what is left of the reward difference is the two PPO loops'.
 
 The same settings on both sides (`OPTIMIZER`, read by tests/test_bench.py for both configurations):
 AdamW, lr 5e-3 constant, betas (0.9, 0.999), eps 1e-5, no weight decay, no gradient clipping (TRL 1.12's
@@ -67,10 +69,10 @@ SIZES = {
     "88m": {"vocab": 4096, "hidden": 768, "intermediate": 2048, "layers": 12, "heads": 12, "kv_heads": 12,
             "tied": True, "prompt": 16, "response": 32, "batch": 16, "mini_batches": 2, "epochs": 2, "updates": 2},
 }
-# The toy again with GAE lambda 1 on both sides: each advantage is the Monte-Carlo return minus the value, so
-# the critic is only a baseline and no advantage is built from its estimates of later states. Its reward row
-# says how much of the toy's reward difference is the critic (a full model in TRL, an adapter in rlft).
-SIZES["toy-lambda1"] = {**SIZES["toy"], "lam": 1.0, "reward_only": True}
+# The toy again with no critic on either side (every value 0). Against the toy's own reward row it says how much
+# of the reward difference is the two critics (a full model in TRL, an adapter in rlft) and how much the loops.
+SIZES["toy-no-critic"] = {**SIZES["toy"], "critic": False, "reward_only": True,
+                          "label": "toy task with no critic on either side (every value 0)"}
 PPO = {"temperature": 0.7, "kl_coef": 0.05, "vf_coef": 0.1, "cliprange": 0.2, "cliprange_value": 0.2, "gamma": 1.0,
        "lam": 0.95}
 SEED = 0
@@ -141,7 +143,7 @@ def rlft_recipe(s: dict):
                  mini_batches=s["mini_batches"], micro_batch_size=s["batch"] // s["mini_batches"],
                  ppo_epochs=s["epochs"], response_length=s["response"], missing_eos_penalty=None,
                  sample_every=10**9, value_layers=s.get("value_layers", PpoCfg.value_layers),
-                 **ppo_settings(s))
+                 value_learning_rate=None if s.get("critic", True) else 0.0, **ppo_settings(s))
     return PpoRecipe(seed=SEED, train=train, ppo=ppo)
 
 
@@ -247,6 +249,9 @@ def run_trl112(s: dict, collector: bool) -> dict:
     tok = tokenizer(s["vocab"])
     model, cfg = policy(s)
     value = LlamaForSequenceClassification(cfg.__class__(**{**cfg.to_dict(), "num_labels": 1}))
+    if not s.get("critic", True):  # every value 0, and nothing of it trains (Trainer's optimizer takes requires_grad)
+        torch.nn.init.zeros_(value.score.weight)
+        value.requires_grad_(False)
 
     class Counter(torch.nn.Module):
         """Duck-typed reward model: 'hidden state' = 0.25 x targets so far; TRL reads it at the last token."""
@@ -430,9 +435,9 @@ def drive(side_python: str, rounds: int, rounds_88m: int, out: str) -> None:
             ask("trl112", "toy", r)
             ask("trl112", "toy", r, collector=False)
         for r in range(rounds):
-            print(f"toy with lambda 1, round {r + 1}/{rounds}", file=sys.stderr, flush=True)
-            ask("rlft", "toy-lambda1", r)
-            ask("trl112", "toy-lambda1", r, collector=False)
+            print(f"toy with no critic, round {r + 1}/{rounds}", file=sys.stderr, flush=True)
+            ask("rlft", "toy-no-critic", r)
+            ask("trl112", "toy-no-critic", r, collector=False)
         for r in range(rounds_88m):
             print(f"88m round {r + 1}/{rounds_88m}", file=sys.stderr, flush=True)
             ask("rlft", "88m", r)

@@ -43,10 +43,9 @@ def rows() -> list[dict]:
     if ppo and "sizes" in ppo:
         cmd, bare, shipped = ppo["command"], "trl 1.12 without collector", "trl 1.12"
         for size, f in ppo["sizes"].items():
-            # a reward-only size (the toy with GAE lambda 1 on both sides) has its reward row alone, with no target
+            # a reward-only size (the toy with no critic on either side) has its reward row alone, with no target
             only = f.get("reward_only")
-            name = (f"toy task with GAE lambda {f['shape']['lam']:g} on both sides" if only
-                    else "toy task" if size == "toy" else f"{size} backbone")
+            name = f["shape"]["label"] if only else "toy task" if size == "toy" else f"{size} backbone"
             d = f["score_difference"]
             reward = _row("2. PPO vs TRL 1.12", f"reward, mean of the last 5 of {f['updates']} updates, {name}: "
                           f"rlft minus TRL, per seed ({_range(d, '+.3f')})", cmd, f["score_last5"]["rlft"]["median"],

@@ -10,6 +10,7 @@ forward, so a model sharded with FSDP 2 (rlft/distributed.py) is gathered the sa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import weakref
@@ -96,15 +97,37 @@ def use(model, adapter: str) -> None:
     (ppo.md §4.5); it also walks every module and flips every adapter weight, four times per
     minibatch. So the LoRA layers and weights are found once per model, and the switch is the
     assignment peft's own set_adapter ends with (`_active_adapter` of each layer)."""
-    if model not in _LORA:
-        _LORA[model] = ([m for m in model.modules() if isinstance(m, BaseTunerLayer)],
-                        [p for n, p in model.named_parameters() if "lora_" in n])
-    layers, weights = _LORA[model]
+    layers, weights = _lora(model)
     for layer in layers:
         layer._active_adapter = [adapter]
     model.base_model.active_adapter = adapter
-    for p in weights:  # disable_adapter() froze them all on the way out of the reference pass
+    for p in weights:  # peft's disable_adapter() freezes them all on the way out of a reference pass
         p.requires_grad_(True)
+
+
+@contextlib.contextmanager
+def reference(model):
+    """While open, the model is the reference: every adapter off, the SFT policy. What peft's
+    disable_adapter does for LoRA layers, the flag each layer's forward reads (BaseTunerLayer.enable_adapters
+    sets `_disable_adapters`), without its three walks over every module on the way in and out
+    (get_model_status, disable_adapter_layers, enable_adapter_layers), once per rollout batch. Weights keep
+    their requires_grad (the passes inside run without gradients)."""
+    layers, _ = _lora(model)
+    for layer in layers:
+        layer._disable_adapters = True
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer._disable_adapters = False
+
+
+def _lora(model) -> tuple[list[BaseTunerLayer], list[torch.nn.Parameter]]:
+    """The model's LoRA layers and weights, found once per model."""
+    if model not in _LORA:
+        _LORA[model] = ([m for m in model.modules() if isinstance(m, BaseTunerLayer)],
+                        [p for n, p in model.named_parameters() if "lora_" in n])
+    return _LORA[model]
 
 
 _LORA: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -250,7 +273,7 @@ def _sample_batch(model, value_head, queries: torch.Tensor, query_mask: torch.Te
     logits[:, :r] = raw.float() / T
     logprobs, entropy = core.logprobs_of(logits, full[:, P:]).cpu(), core.entropy_of(logits).cpu()  # (b, R)
     # the reference: the SFT policy itself; the layers under the value adapter compute the same there
-    with model.disable_adapter(), _Entering(model, value_start(model)) as below:
+    with reference(model), _Entering(model, value_start(model)) as below:
         ref_logits = policy_logits(model, full, fmask, R, T)  # (b, R, V)
     ref_logprobs = core.logprobs_of(ref_logits, full[:, P:]).cpu()  # (b, R)
     use(model, VALUE)
@@ -310,7 +333,8 @@ def named_trainable(model, value_head) -> dict[str, dict[str, torch.nn.Parameter
 def make_optimizer(model, value_head, recipe: PpoRecipe) -> torch.optim.AdamW:
     """AdamW over the policy adapter, the value adapter and the head, eps 1e-5 (Huang et al. 2024,
     detail 2); the head in a group of its own: it is never sharded, the adapters may be."""
-    tr, value_lr = recipe.train, recipe.ppo.value_learning_rate or recipe.train.learning_rate
+    tr, value_lr = recipe.train, recipe.ppo.value_learning_rate
+    value_lr = tr.learning_rate if value_lr is None else value_lr  # 0: the critic stays as it starts
     groups = [{"params": adapter_params(model, POLICY), "lr": tr.learning_rate},
               {"params": adapter_params(model, VALUE), "lr": value_lr},
               {"params": list(value_head.parameters()), "lr": value_lr}]

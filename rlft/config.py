@@ -316,7 +316,9 @@ class PpoCfg:
     missing_eos_penalty: float | None = 1.0
     """Subtracted from the score of a response that never emits the stop token; null: none."""
     value_learning_rate: float | None = None
-    """Learning rate of the value adapter and head; null: train.learning_rate."""
+    """Learning rate of the value adapter and head; null: train.learning_rate; 0: the critic is never trained,
+    so every value is 0 and each advantage is the whitened GAE of the rewards alone (a control without a
+    baseline)."""
     value_layers: float = 0.25
     """The share of the decoder layers, counted from the top and rounded up, that the value adapter sits on
     (1.0: every layer). In one process its passes start from the reference pass's hidden state under them."""
@@ -827,6 +829,8 @@ def _check_ppo(p: PpoCfg, where: str, task: str) -> None:
         raise InputError(f"{where}: ppo.temperature must be positive (PPO samples), got {p.temperature}")
     if p.kl_target is not None and p.kl_target <= 0:
         raise InputError(f"{where}: ppo.kl_target must be positive or null, got {p.kl_target}")
+    if p.value_learning_rate is not None and p.value_learning_rate < 0:
+        raise InputError(f"{where}: ppo.value_learning_rate must be 0 or more, or null, got {p.value_learning_rate}")
     if not 0 < p.value_layers <= 1:
         raise InputError(f"{where}: ppo.value_layers must lie in (0, 1] (a share of the layers), got {p.value_layers}")
     if not (0 <= p.gamma <= 1 and 0 <= p.lam <= 1):

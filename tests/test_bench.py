@@ -65,7 +65,9 @@ def test_ppo_bench_runs_the_same_optimiser_on_both_sides(tmp_path):
             theirs["per_device_train_batch_size"], theirs["num_mini_batches"], theirs["num_ppo_epochs"],
             theirs["response_length"], theirs["total_episodes"] // theirs["per_device_train_batch_size"])
         assert ours.missing_eos_penalty is theirs["missing_eos_penalty"] is None
-    assert ppo_bench.trl_ppo_args(ppo_bench.SIZES["toy-lambda1"])["lam"] == 1.0 != ppo_bench.PPO["lam"]
+    # the toy without a critic: rlft's critic never trains (its values stay at the head's 0), the toy's does
+    assert ppo_bench.rlft_recipe(ppo_bench.SIZES["toy-no-critic"]).ppo.value_learning_rate == 0.0
+    assert ppo_bench.rlft_recipe(ppo_bench.SIZES["toy"]).ppo.value_learning_rate is None
 
 
 def _resident_mib() -> tuple[float, float]:

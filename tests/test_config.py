@@ -269,6 +269,7 @@ def test_weighted_reward_mapping_in_a_recipe(tmp_path):
     ("ppo", "ppo.temperature=0", "ppo.temperature must be positive"),
     ("ppo", "ppo.lam=1.5", "ppo.gamma and ppo.lam must lie in"),
     ("ppo", "ppo.updates=0", "ppo.updates must be positive"),
+    ("ppo", "ppo.value_learning_rate=-0.001", "ppo.value_learning_rate must be 0 or more, or null"),
     ("grpo", "grpo.algorithm=ppo", "grpo.algorithm must be grpo or rloo"),
     ("grpo", "grpo.num_generations=1", "at least 2"),
     ("grpo", "grpo.reward={harbor_facts: 1, tone: 2}", "grpo.reward: unknown reward 'tone'"),

@@ -156,20 +156,57 @@ def test_both_adapters_train_and_the_reference_does_not_move(tiny_model_dir, sft
     with torch.no_grad(), model.disable_adapter():
         ref_before = model(input_ids=ids_t).logits
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    reward = reward_models.load("house_tone")
     torch.manual_seed(0)
-    b = ppo.rollout(model, head, tok, chats, ids, reward, recipe.ppo, kl_coef=0.05)
+    b = ppo.rollout(model, head, tok, chats, ids, _by_length, recipe.ppo, kl_coef=0.05)
+    assert b.advantages.abs().sum() > 0  # so that the policy moves by its gradient (no weight decay below)
     optimizer = torch.optim.AdamW([{"params": actor_critic.adapter_params(model, "default")},
                                    {"params": actor_critic.adapter_params(model, "value") + list(head.parameters())}],
-                                  lr=0.01)
+                                  lr=0.01, weight_decay=0.0)
     stats = ppo.ppo_epochs(model, head, optimizer, b, recipe.ppo, 1.0, torch.Generator().manual_seed(0))
     assert stats["optimizer_steps"] == recipe.ppo.ppo_epochs * recipe.ppo.mini_batches
+    # a second pass over the rollout: the value adapter's gradient runs through the head, which starts at 0, and
+    # the clipped value loss gives none where the values have gone past the rollout's by cliprange_value in the
+    # steps the head took alone
+    ppo.ppo_epochs(model, head, optimizer, b, recipe.ppo, 1.0, torch.Generator().manual_seed(1))
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
-    assert any(".default." in n for n in changed) and any(".value." in n for n in changed)
+    assert {a for n in changed for a in ("default", "value") if f".lora_B.{a}." in n} == {"default", "value"}
     assert all("lora_" in n for n in changed)
     assert head.weight.abs().sum() > 0
     with torch.no_grad(), model.disable_adapter():
         assert torch.equal(model(input_ids=ids_t).logits, ref_before)
+    with torch.no_grad(), actor_critic.reference(model):  # the rollout's own switch: the same, trained adapters off
+        assert torch.equal(model(input_ids=ids_t).logits, ref_before)
+    assert not torch.equal(model(input_ids=ids_t).logits, ref_before)  # and on again after it
+
+
+def test_a_value_learning_rate_of_0_leaves_the_critic_as_it_starts(tiny_model_dir, sft_lora_run):
+    """ppo.value_learning_rate 0 is a critic that is never trained (every value 0), not train.learning_rate."""
+    recipe = _recipe(tiny_model_dir, sft_lora_run, "train.learning_rate=0.01", "ppo.value_learning_rate=0")
+    model, head = actor_critic.build_policy(recipe)
+    optimizer = actor_critic.make_optimizer(model, head, recipe)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.01, 0.0, 0.0]
+    tok = models.load_tokenizer(str(tiny_model_dir))
+    chats = [[{"role": "user", "content": f"where is my order #{70000 + i}?"}] for i in range(8)]
+    value = {n: p.detach().clone() for n, p in model.named_parameters() if ".value." in n}
+    torch.manual_seed(0)
+    b = ppo.rollout(model, head, tok, chats, prompt_ids(tok, chats), _by_length, recipe.ppo, kl_coef=0.05)
+    ppo.ppo_epochs(model, head, optimizer, b, recipe.ppo, 1.0, torch.Generator().manual_seed(0))
+    assert all(torch.equal(p, value[n]) for n, p in model.named_parameters() if ".value." in n)
+    assert head.weight.abs().sum() == 0 and head.bias.abs().sum() == 0
+    assert any(not torch.equal(p, q) for p, q in zip(actor_critic.adapter_params(model, "default"),
+                                                      _fresh_policy(tiny_model_dir, sft_lora_run)))
+
+
+def _by_length(chats: list, texts: list[str]) -> list[float]:
+    """A reward whose scores differ from answer to answer (house_tone gives the tiny SFT policy's answers one
+    score, so every advantage would be 0): the answer's length in characters, over 100."""
+    return [len(t) / 100 for t in texts]
+
+
+def _fresh_policy(tiny_model_dir, sft_lora_run) -> list[torch.Tensor]:
+    """The policy adapter's weights as build_policy makes them (seeded): before any update."""
+    model, _ = actor_critic.build_policy(_recipe(tiny_model_dir, sft_lora_run))
+    return [p.detach() for p in actor_critic.adapter_params(model, "default")]
 
 
 def test_peft_set_adapter_alone_would_starve_the_policy(tiny_model_dir, sft_lora_run):
