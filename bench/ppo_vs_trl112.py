@@ -7,7 +7,8 @@
 trl112` in the side venv, and asks them for runs in interleaved rounds. A server imports torch,
 transformers and its implementation once and makes each run in a child forked after the imports
 (bench/forkserver.py): the same run, floor and peak memory as a fresh process, without paying 10-16 s
-of imports for each run, which was most of a toy run's time. Both sides time the same scope with the same
+of imports for each run, which was most of a toy run's time; the first round starts once both servers
+are past their imports. Both sides time the same scope with the same
 clock (`time.perf_counter()`) over whole updates of each side's own training call (rlft's `ppo.train`,
 TRL's `train()`): from the end of update 1 to the end of the last, divided by the updates in between,
 so rollout, scoring, optimisation, metrics, logging and housekeeping count on both sides and each
@@ -80,6 +81,9 @@ TARGET = "<= 0.8"
 """rlft's seconds per update over TRL 1.12's without its per-update collector (issue: benchmarks that
 time the same work on both sides)."""
 SHIPPED, BARE = "trl 1.12", "trl 1.12 without collector"
+READY = "ready"
+"""What a server says once its imports are done. Until both have said it, no run starts: a server still
+importing (10-16 s on one core) would share the cores with the other side's first run."""
 
 
 def rss_mib() -> float:
@@ -400,6 +404,8 @@ def serve(impl: str) -> None:
 
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # whatever a run prints goes to stderr; stdout carries only the replies
+    replies.write(READY + "\n")  # its imports are done: it no longer takes the cores from the other side's runs
+    replies.flush()
     for line in sys.stdin:
         ask = json.loads(line)
         out, _ = forkserver.run(one, impl, ask["size"], ask["seed"], ask.get("collector", True))
@@ -418,6 +424,9 @@ def drive(side_python: str, rounds: int, rounds_88m: int, out: str) -> None:
                                           stderr=logs[impl].open("w"), text=True,
                                           env={**os.environ, **({"PYTHONPATH": ""} if impl == "trl112" else {})})
                    for impl, py in (("rlft", sys.executable), ("trl112", side_python))}
+        for impl, server in servers.items():  # both servers past their imports before the first run is timed
+            if server.stdout.readline().strip() != READY:
+                raise SystemExit(f"the {impl} server did not start; the end of its log:\n{logs[impl].read_text()[-4000:]}")
         lines = []
 
         def ask(impl: str, size: str, seed: int, collector: bool = True) -> None:

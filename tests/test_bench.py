@@ -134,3 +134,15 @@ def test_the_padding_count_is_what_trl_s_collator_pads_and_grouping_pads_less():
         plain, grouped = counted["plain"], counted["grouped"]
         assert plain["real_tokens"] == grouped["real_tokens"]
         assert plain["real_share"] < grouped["real_share"] <= 1.0
+
+
+def test_a_ppo_bench_server_says_it_is_ready_before_it_answers_any_run():
+    """--drive times no run until both servers are past their imports: each says READY first, and nothing
+    a run prints reaches the replies."""
+    import subprocess
+
+    script = Path(ppo_bench.__file__)
+    out = subprocess.run([sys.executable, str(script), "--serve", "rlft"], input="", capture_output=True, text=True,
+                         timeout=300, cwd=script.parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == [ppo_bench.READY]
