@@ -65,7 +65,7 @@ def test_ppo_bench_runs_the_same_optimiser_on_both_sides(tmp_path):
             theirs["per_device_train_batch_size"], theirs["num_mini_batches"], theirs["num_ppo_epochs"],
             theirs["response_length"], theirs["total_episodes"] // theirs["per_device_train_batch_size"])
         assert ours.missing_eos_penalty is theirs["missing_eos_penalty"] is None
-    # the toy without a critic: rlft's critic never trains (its values stay at the head's 0), the toy's does
+    # rlft's critic never trains in the toy without a critic (its values stay at the head's 0), and does in the toy
     assert ppo_bench.rlft_recipe(ppo_bench.SIZES["toy-no-critic"]).ppo.value_learning_rate == 0.0
     assert ppo_bench.rlft_recipe(ppo_bench.SIZES["toy"]).ppo.value_learning_rate is None
 
@@ -138,7 +138,7 @@ def test_the_padding_count_is_what_trl_s_collator_pads_and_grouping_pads_less():
 
 def test_a_ppo_bench_server_says_it_is_ready_before_it_answers_any_run():
     """--drive times no run until both servers are past their imports: each says READY first, and nothing
-    a run prints reaches the replies."""
+    its imports print reaches the replies."""
     import subprocess
 
     script = Path(ppo_bench.__file__)
