@@ -101,7 +101,7 @@ def use(model, adapter: str) -> None:
     for layer in layers:
         layer._active_adapter = [adapter]
     model.base_model.active_adapter = adapter
-    for p in weights:  # peft's disable_adapter() freezes them all on the way out of a reference pass
+    for p in weights:  # peft's disable_adapter() (models.Reference: the drift budget's passes) freezes them all
         p.requires_grad_(True)
 
 

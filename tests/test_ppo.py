@@ -188,25 +188,19 @@ def test_a_value_learning_rate_of_0_leaves_the_critic_as_it_starts(tiny_model_di
     tok = models.load_tokenizer(str(tiny_model_dir))
     chats = [[{"role": "user", "content": f"where is my order #{70000 + i}?"}] for i in range(8)]
     value = {n: p.detach().clone() for n, p in model.named_parameters() if ".value." in n}
+    policy = [p.detach().clone() for p in actor_critic.adapter_params(model, "default")]
     torch.manual_seed(0)
     b = ppo.rollout(model, head, tok, chats, prompt_ids(tok, chats), _by_length, recipe.ppo, kl_coef=0.05)
     ppo.ppo_epochs(model, head, optimizer, b, recipe.ppo, 1.0, torch.Generator().manual_seed(0))
     assert all(torch.equal(p, value[n]) for n, p in model.named_parameters() if ".value." in n)
     assert head.weight.abs().sum() == 0 and head.bias.abs().sum() == 0
-    assert any(not torch.equal(p, q) for p, q in zip(actor_critic.adapter_params(model, "default"),
-                                                      _fresh_policy(tiny_model_dir, sft_lora_run)))
+    assert any(not torch.equal(p, q) for p, q in zip(actor_critic.adapter_params(model, "default"), policy))
 
 
 def _by_length(chats: list, texts: list[str]) -> list[float]:
     """A reward whose scores differ from answer to answer (house_tone gives the tiny SFT policy's answers one
     score, so every advantage would be 0): the answer's length in characters, over 100."""
     return [len(t) / 100 for t in texts]
-
-
-def _fresh_policy(tiny_model_dir, sft_lora_run) -> list[torch.Tensor]:
-    """The policy adapter's weights as build_policy makes them (seeded): before any update."""
-    model, _ = actor_critic.build_policy(_recipe(tiny_model_dir, sft_lora_run))
-    return [p.detach() for p in actor_critic.adapter_params(model, "default")]
 
 
 def test_peft_set_adapter_alone_would_starve_the_policy(tiny_model_dir, sft_lora_run):
